@@ -9,8 +9,8 @@ class StreamDenoiseError(Exception):
     """Base class of every error raised on purpose by streamdenoise."""
 
 
-class MicrographError(StreamDenoiseError, ValueError):
-    """A micrograph file cannot be used; the message names the file and the reason."""
+class FileProblem(StreamDenoiseError, ValueError):
+    """A file cannot be used; the message names the file and the reason."""
 
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = Path(path)
@@ -18,22 +18,16 @@ class MicrographError(StreamDenoiseError, ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
-class ReferenceError_(StreamDenoiseError, ValueError):
-    """A reference density (map or atomic model) cannot be used."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+class MicrographError(FileProblem):
+    """A micrograph (MRC or TIFF) is truncated, corrupt, unsupported or invalid."""
 
 
-class ModelFileError(StreamDenoiseError, ValueError):
+class ReferenceMapError(FileProblem):
+    """A reference density (MRC map or PDB/mmCIF model) cannot be used."""
+
+
+class ModelFileError(FileProblem):
     """A model file is missing, corrupt, or of an unsupported version."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 class DeviceError(StreamDenoiseError, RuntimeError):
