@@ -1,0 +1,62 @@
+"""Fourier-crop binning of micrographs (what MotionCor2's -FtBin and RELION do)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def fourier_crop(image: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
+    """Resample a 2-D image (ny, nx) to `out_shape` (my, mx) ≤ (ny, nx) by Fourier cropping.
+
+    Keeps every frequency below the new Nyquist and drops the rest, so there is no
+    aliasing. The mean value is preserved (not the sum). Returns float32 (my, mx).
+    """
+    ny, nx = image.shape
+    my, mx = out_shape
+    if not (0 < my <= ny and 0 < mx <= nx):
+        raise ValueError(f"cannot Fourier-crop {image.shape} to {out_shape}")
+    if (my, mx) == (ny, nx):
+        return np.asarray(image, dtype=np.float32).copy()
+    spectrum = np.fft.rfft2(image.astype(np.float64, copy=False))
+    keep_low = (my + 1) // 2
+    keep_high = my // 2
+    rows = np.concatenate([spectrum[:keep_low], spectrum[ny - keep_high :]])
+    cropped = rows[:, : mx // 2 + 1].copy()
+    if my % 2 == 0:  # the new Nyquist row holds both ±Nyquist of the old grid: keep it real
+        cropped[my // 2] = cropped[my // 2].real
+    if mx % 2 == 0:
+        cropped[:, -1] = cropped[:, -1].real
+    scale = (my * mx) / (ny * nx)
+    return (np.fft.irfft2(cropped, s=(my, mx)) * scale).astype(np.float32)
+
+
+def binned_shape(shape: tuple[int, int], factor: float) -> tuple[int, int]:
+    """Shape (ny, nx) after binning by `factor` (≥ 1): each side floored, at least 1."""
+    if factor < 1:
+        raise ValueError(f"binning factor must be ≥ 1, got {factor}")
+    return max(1, int(shape[0] / factor)), max(1, int(shape[1] / factor))
+
+
+def bin_image(image: np.ndarray, pixel_size: float, factor: float) -> tuple[np.ndarray, float]:
+    """Fourier-bin `image` (ny, nx) at `pixel_size` Å/px by `factor` (≥ 1, may be fractional).
+
+    Returns the binned float32 image and its pixel size in Å/px. The pixel size is derived
+    from the x axis (nx·pixel_size / new_nx); the y axis agrees to within one part in new_ny.
+    """
+    out_shape = binned_shape(image.shape, factor)
+    binned = fourier_crop(image, out_shape)
+    return binned, pixel_size * image.shape[1] / out_shape[1]
+
+
+def bin_to_pixel_size(
+    image: np.ndarray, pixel_size: float, target_pixel_size: float
+) -> tuple[np.ndarray, float]:
+    """Fourier-bin `image` (ny, nx) from `pixel_size` to about `target_pixel_size` (Å/px).
+
+    A target finer than the input is refused (binning never upsamples).
+    """
+    if target_pixel_size < pixel_size * (1 - 1e-6):
+        raise ValueError(
+            f"target pixel size {target_pixel_size} Å is finer than the input's {pixel_size} Å"
+        )
+    return bin_image(image, pixel_size, max(1.0, target_pixel_size / pixel_size))

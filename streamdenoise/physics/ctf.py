@@ -1,0 +1,109 @@
+"""Contrast transfer function of a transmission electron microscope.
+
+Conventions: defocus in Å, positive = underfocus; spherical aberration Cs in mm;
+acceleration voltage in kV; spatial frequencies in 1/Å. With
+χ(k) = π λ Δf k² − π/2 Cs λ³ k⁴ (+ phase shift), the CTF is
+−(√(1 − A²) sin χ + A cos χ), so a positive projected potential (protein, carbon)
+images dark at low frequency, as in a real underfocused micrograph.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+ELECTRON_REST_ENERGY_KEV = 510.99895
+"""m₀c² in keV."""
+
+
+def electron_wavelength(voltage_kv: float) -> float:
+    """Relativistic electron wavelength in Å for an acceleration voltage in kV."""
+    if voltage_kv <= 0:
+        raise ValueError(f"voltage must be positive, got {voltage_kv} kV")
+    volts = voltage_kv * 1e3
+    # λ = h / sqrt(2 m0 e V (1 + eV / 2 m0 c²)), with h/sqrt(2 m0 e) = 12.2643 Å·V^½.
+    return 12.264259 / math.sqrt(volts * (1.0 + voltage_kv / (2.0 * ELECTRON_REST_ENERGY_KEV)))
+
+
+def interaction_constant(voltage_kv: float) -> float:
+    """Interaction constant σ_e in rad/(V·Å): phase shift per unit projected potential."""
+    wavelength = electron_wavelength(voltage_kv)
+    volts = voltage_kv * 1e3
+    rest = ELECTRON_REST_ENERGY_KEV
+    return (2 * math.pi / (wavelength * volts)) * (rest + voltage_kv) / (2 * rest + voltage_kv)
+
+
+def frequency_grid(
+    shape: tuple[int, int], pixel_size: float, rfft: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spatial frequencies (kx, ky) in 1/Å of an image of `shape` (ny, nx) pixels.
+
+    Returns two arrays broadcastable to (ny, nx//2 + 1) for an rfft layout or (ny, nx)
+    for a full FFT layout.
+    """
+    ny, nx = shape
+    ky = np.fft.fftfreq(ny, d=pixel_size)[:, None]
+    kx = (np.fft.rfftfreq(nx, d=pixel_size) if rfft else np.fft.fftfreq(nx, d=pixel_size))[None]
+    return kx, ky
+
+
+def ctf_2d(
+    shape: tuple[int, int],
+    pixel_size: float,
+    *,
+    defocus_u: float,
+    defocus_v: float | None = None,
+    astigmatism_angle: float = 0.0,
+    voltage_kv: float = 300.0,
+    cs_mm: float = 2.7,
+    amplitude_contrast: float = 0.07,
+    b_factor: float = 0.0,
+    phase_shift: float = 0.0,
+    rfft: bool = True,
+) -> np.ndarray:
+    """CTF of an image of `shape` (ny, nx) pixels at `pixel_size` Å/px.
+
+    defocus_u / defocus_v: defocus (Å, underfocus positive) along the major / minor axes;
+    astigmatism_angle: angle of the major axis from x in degrees; b_factor: envelope
+    exp(−B k²/4) in Å²; phase_shift: extra phase (rad, for phase plates).
+    Returns float64 array (ny, nx//2 + 1) if `rfft` else (ny, nx).
+    """
+    if pixel_size <= 0:
+        raise ValueError(f"pixel size must be positive, got {pixel_size} Å")
+    if not 0.0 <= amplitude_contrast < 1.0:
+        raise ValueError(f"amplitude contrast must be in [0, 1), got {amplitude_contrast}")
+    if defocus_v is None:
+        defocus_v = defocus_u
+    kx, ky = frequency_grid(shape, pixel_size, rfft)
+    k2 = kx**2 + ky**2
+    azimuth = np.arctan2(ky, kx)
+    mean_defocus = 0.5 * (defocus_u + defocus_v)
+    half_difference = 0.5 * (defocus_u - defocus_v)
+    defocus = mean_defocus + half_difference * np.cos(2 * (azimuth - np.deg2rad(astigmatism_angle)))
+    wavelength = electron_wavelength(voltage_kv)
+    cs = cs_mm * 1e7
+    chi = (
+        math.pi * wavelength * defocus * k2
+        - 0.5 * math.pi * cs * wavelength**3 * k2**2
+        + phase_shift
+    )
+    amplitude = math.sqrt(1 - amplitude_contrast**2)
+    ctf = -(amplitude * np.sin(chi) + amplitude_contrast * np.cos(chi))
+    if b_factor:
+        ctf = ctf * np.exp(-b_factor * k2 / 4)
+    return ctf
+
+
+def ctf_zero_frequencies(
+    defocus: float, *, voltage_kv: float = 300.0, amplitude_contrast: float = 0.0, count: int = 3
+) -> np.ndarray:
+    """First `count` zeros of a non-astigmatic CTF with Cs = 0, in 1/Å.
+
+    With Cs = 0 the zeros satisfy π λ Δf k² + atan(A/√(1−A²)) = nπ, n = 1, 2, ...
+    Used to check `ctf_2d` against theory.
+    """
+    wavelength = electron_wavelength(voltage_kv)
+    offset = math.atan2(amplitude_contrast, math.sqrt(1 - amplitude_contrast**2))
+    n = np.arange(1, count + 1)
+    return np.sqrt((n * math.pi - offset) / (math.pi * wavelength * defocus))

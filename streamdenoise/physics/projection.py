@@ -1,0 +1,114 @@
+"""Rotations and projections of reference densities.
+
+Rotation convention: a matrix R maps reference coordinates p (x, y, z) to p' = R p, and
+the projection integrates along z'. `render_projections` (point scatterers, exact kernels)
+and `project_volume` (a sampled map, trilinear) agree to the sampling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from streamdenoise.physics.density import (
+    Scatterers,
+    evaluate_radial,
+    linear_splat_transfer,
+    splat_bilinear,
+)
+
+
+def random_rotations(count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` rotation matrices (count, 3, 3) drawn uniformly on SO(3) (unit quaternions)."""
+    q = rng.standard_normal((count, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    w, x, y, z = q.T
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        axis=1,
+    )
+
+
+def projected_potential_spectrum(
+    scatterers: Scatterers,
+    rotations: np.ndarray,
+    centers: np.ndarray,
+    shape: tuple[int, int],
+    pixel_size: float,
+) -> np.ndarray:
+    """rfft2 spectrum of the projected potential (V·Å) of rotated copies of a reference.
+
+    rotations: (P, 3, 3); centers: (P, 2) particle centres (x, y) in pixels of the output
+    grid; shape: (ny, nx); pixel_size: Å/px. Returns complex128 (ny, nx//2 + 1), the
+    spectrum of Σ_p V_z(R_p; r − c_p) sampled at `pixel_size` (the splatting blur divided
+    out). All particles are rendered in one pass: one FFT per scattering group.
+    """
+    ny, nx = shape
+    fy = np.fft.fftfreq(ny)[:, None]
+    fx = np.fft.rfftfreq(nx)[None, :]
+    k = np.sqrt(fx**2 + fy**2) / pixel_size
+    spectrum = np.zeros((ny, nx // 2 + 1), dtype=np.complex128)
+    if len(rotations) == 0:
+        return spectrum
+    in_plane = np.einsum("pij,nj->pni", rotations[:, :2, :], scatterers.positions)  # (P, N, 2)
+    coords = in_plane / pixel_size + centers[:, None, :]
+    for group, kernel in enumerate(scatterers.kernels):
+        members = scatterers.groups == group
+        grid = np.zeros(shape)
+        group_coords = coords[:, members].reshape(-1, 2)
+        group_weights = np.tile(scatterers.weights[members], len(rotations))
+        splat_bilinear(grid, group_coords, group_weights)
+        spectrum += np.fft.rfft2(grid) * evaluate_radial(kernel, k)
+    spectrum /= np.maximum(linear_splat_transfer([fx, fy]), 1e-3)
+    return spectrum / pixel_size**2
+
+
+def render_projections(
+    scatterers: Scatterers, rotations: np.ndarray, box: int, pixel_size: float
+) -> np.ndarray:
+    """Projected potentials (V·Å) of a reference at `rotations` (K, 3, 3), one per box.
+
+    Returns float32 (K, box, box), each particle centred at pixel (box // 2, box // 2).
+    """
+    centre = np.full((1, 2), box // 2, dtype=np.float64)
+    return np.stack(
+        [
+            np.fft.irfft2(
+                projected_potential_spectrum(scatterers, r[None], centre, (box, box), pixel_size),
+                s=(box, box),
+            )
+            for r in rotations
+        ]
+    ).astype(np.float32)
+
+
+def project_volume(volume: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """Real-space projections of a cubic map along z after rotation.
+
+    volume: (D, D, D), axes (z, y, x), centre at voxel D // 2; rotations: (K, 3, 3).
+    Returns (K, D, D): line integrals in voxel units (multiply by the voxel size in Å for
+    V·Å when the map is a potential in V). Trilinear sampling, zero outside the box.
+    """
+    if volume.ndim != 3 or len(set(volume.shape)) != 1:
+        raise ValueError(f"expected a cubic volume (D, D, D), got {tuple(volume.shape)}")
+    if rotations.ndim != 3 or rotations.shape[1:] != (3, 3):
+        raise ValueError(f"expected rotations (K, 3, 3), got {tuple(rotations.shape)}")
+    size = volume.shape[0]
+    axis = torch.arange(size, dtype=volume.dtype, device=volume.device) - size // 2
+    z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
+    rotated_frame = torch.stack([x, y, z], dim=-1)  # (D, D, D, 3) coordinates p' = R p
+    # p = Rᵀ p' for every output sample; then to grid_sample's [-1, 1] (x, y, z) order.
+    source = torch.einsum("kji,zyxj->kzyxi", rotations.to(volume.dtype), rotated_frame)
+    normalised = (source + size // 2) * (2 / (size - 1)) - 1
+    sampled = torch.nn.functional.grid_sample(
+        volume[None, None].expand(len(rotations), 1, -1, -1, -1),
+        normalised,
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=True,
+    )
+    return sampled[:, 0].sum(dim=1)

@@ -1,0 +1,58 @@
+"""CTF against theory: wavelength, interaction constant, zeros, astigmatism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamdenoise.physics.ctf import (
+    ctf_2d,
+    ctf_zero_frequencies,
+    electron_wavelength,
+    interaction_constant,
+)
+
+
+def test_wavelength_and_interaction_constant_at_300kv() -> None:
+    assert electron_wavelength(300) == pytest.approx(0.019687, rel=1e-4)
+    assert electron_wavelength(200) == pytest.approx(0.025079, rel=1e-4)
+    assert interaction_constant(300) == pytest.approx(6.526e-4, rel=2e-3)
+
+
+@pytest.mark.parametrize("amplitude_contrast", [0.0, 0.07])
+def test_ctf_zeros_where_theory_puts_them(amplitude_contrast: float) -> None:
+    pixel, defocus, n = 1.0, 15000.0, 2048
+    ctf = ctf_2d(
+        (n, n), pixel, defocus_u=defocus, cs_mm=0.0, amplitude_contrast=amplitude_contrast
+    )
+    profile = ctf[0, 1:]  # along kx, ky = 0, without k = 0 (a zero itself when A = 0)
+    k = np.fft.rfftfreq(n, d=pixel)[1:]
+    sign_changes = k[np.nonzero(np.diff(np.sign(profile)))[0]]
+    expected = ctf_zero_frequencies(defocus, amplitude_contrast=amplitude_contrast, count=3)
+    step = 1 / (n * pixel)
+    assert np.allclose(sign_changes[:3], expected, atol=step)
+
+
+def test_low_frequency_sign_makes_protein_dark() -> None:
+    ctf = ctf_2d((64, 64), 4.0, defocus_u=15000.0)
+    assert ctf[0, 0] == pytest.approx(-0.07)
+    assert ctf[0, 1] < 0
+
+
+def test_astigmatism_rotates_with_the_angle() -> None:
+    kwargs = dict(defocus_u=20000.0, defocus_v=10000.0, cs_mm=0.0)
+    along_x = ctf_2d((256, 256), 2.0, astigmatism_angle=0.0, rfft=False, **kwargs)
+    along_y = ctf_2d((256, 256), 2.0, astigmatism_angle=90.0, rfft=False, **kwargs)
+    assert np.allclose(along_x, along_y.T, atol=1e-9)
+    assert not np.allclose(along_x, along_y, atol=1e-3)
+
+
+def test_b_factor_envelope_and_argument_checks() -> None:
+    plain = ctf_2d((128, 128), 2.0, defocus_u=10000.0)
+    damped = ctf_2d((128, 128), 2.0, defocus_u=10000.0, b_factor=200.0)
+    k2 = np.fft.fftfreq(128, 2.0)[:, None] ** 2 + np.fft.rfftfreq(128, 2.0)[None] ** 2
+    assert np.allclose(damped, plain * np.exp(-200.0 * k2 / 4))
+    with pytest.raises(ValueError, match="pixel size"):
+        ctf_2d((8, 8), 0.0, defocus_u=1.0)
+    with pytest.raises(ValueError, match="amplitude contrast"):
+        ctf_2d((8, 8), 1.0, defocus_u=1.0, amplitude_contrast=1.5)
