@@ -22,9 +22,7 @@ def test_wavelength_and_interaction_constant_at_300kv() -> None:
 @pytest.mark.parametrize("amplitude_contrast", [0.0, 0.07])
 def test_ctf_zeros_where_theory_puts_them(amplitude_contrast: float) -> None:
     pixel, defocus, n = 1.0, 15000.0, 2048
-    ctf = ctf_2d(
-        (n, n), pixel, defocus_u=defocus, cs_mm=0.0, amplitude_contrast=amplitude_contrast
-    )
+    ctf = ctf_2d((n, n), pixel, defocus_u=defocus, cs_mm=0.0, amplitude_contrast=amplitude_contrast)
     profile = ctf[0, 1:]  # along kx, ky = 0, without k = 0 (a zero itself when A = 0)
     k = np.fft.rfftfreq(n, d=pixel)[1:]
     sign_changes = k[np.nonzero(np.diff(np.sign(profile)))[0]]

@@ -31,7 +31,8 @@ def test_project_volume_moves_an_offset_blob_with_the_rotation() -> None:
     blob = np.exp(-((x - 6) ** 2 + y**2 + z**2) / 4.0).astype(np.float32)
     quarter_turn_about_z = torch.tensor([[[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]])
     identity = torch.eye(3)[None]
-    straight, turned = project_volume(torch.from_numpy(blob), torch.cat([identity, quarter_turn_about_z]))
+    rotations = torch.cat([identity, quarter_turn_about_z])
+    straight, turned = project_volume(torch.from_numpy(blob), rotations)
     assert np.unravel_index(int(straight.argmax()), straight.shape) == (16, 22)
     assert np.unravel_index(int(turned.argmax()), turned.shape) == (22, 16)  # x → y
     assert float(straight.sum()) == pytest.approx(float(blob.sum()), rel=1e-4)

@@ -36,6 +36,20 @@ FORMAT = "streamdenoise-model"
 VERSION = 1
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 NORMALIZATION = {"clip": NORM_CLIP, "scale": NORM_SCALE}
+DEFAULT_MODEL = "default_model.pt"
+"""The model shipped in streamdenoise/data, trained by benchmarks/train_default_model.py."""
+
+
+def default_model_path() -> Path:
+    """Path of the shipped default model (raises ModelFileError if the install lacks it)."""
+    from importlib import resources
+
+    path = Path(str(resources.files("streamdenoise.data") / DEFAULT_MODEL))
+    if not path.is_file():
+        raise ModelFileError(
+            path, "the default model is missing from this install; give one with --model"
+        )
+    return path
 
 
 @dataclass(frozen=True)

@@ -294,7 +294,9 @@ def potential_volume(scatterers: Scatterers, pixel_size: float, box: int) -> np.
         splat_bilinear(grid, coords[members], scatterers.weights[members])
         spectrum += np.fft.rfftn(grid) * evaluate_radial(kernel, k)
     spectrum /= np.maximum(linear_splat_transfer([fx, fy, fz]), 1e-3)
-    return (np.fft.irfftn(spectrum, s=(box,) * 3, axes=(0, 1, 2)) / pixel_size**3).astype(np.float32)
+    return (np.fft.irfftn(spectrum, s=(box,) * 3, axes=(0, 1, 2)) / pixel_size**3).astype(
+        np.float32
+    )
 
 
 def resample_volume(volume: np.ndarray, pixel_size: float, target_pixel_size: float) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Device pipeline: device selection, batching across micrographs, streams, compile."""

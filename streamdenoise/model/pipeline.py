@@ -1,0 +1,86 @@
+"""One micrograph through the denoiser: bin, denoise, return. Pure: arrays in, arrays out.
+
+Shared by `streamdenoise denoise`, the live daemon and the distributed runner, so all three
+give the same output for the same model and settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from streamdenoise.model.inference import faithful_denoise, live_denoise
+from streamdenoise.physics.binning import bin_image
+
+Mode = Literal["live", "faithful"]
+
+
+@dataclass(frozen=True)
+class DenoiseSettings:
+    """How to denoise: mode, binning (an integer/fractional factor, or a target pixel size
+    in Å; neither: the model's training pixel size, never upsampling), tiling in pixels of
+    the binned image, tiles per network call, and the autocast dtype on GPU."""
+
+    mode: Mode = "live"
+    bin_factor: float | None = None
+    target_pixel_size: float | None = None
+    tile: int = 512
+    overlap: int = 32
+    batch_size: int = 4
+    dtype: torch.dtype | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("live", "faithful"):
+            raise ValueError(f"mode must be 'live' or 'faithful', got {self.mode!r}")
+        if self.bin_factor is not None and self.target_pixel_size is not None:
+            raise ValueError("give a binning factor or a target pixel size, not both")
+        if self.bin_factor is not None and self.bin_factor < 1:
+            raise ValueError(f"binning factor must be ≥ 1, got {self.bin_factor}")
+        if self.target_pixel_size is not None and self.target_pixel_size <= 0:
+            raise ValueError(f"target pixel size must be > 0, got {self.target_pixel_size}")
+
+    def binning_factor(self, pixel_size: float, model_pixel_size: float) -> float:
+        """The factor (≥ 1) that takes `pixel_size` (Å/px) to the working pixel size."""
+        if self.bin_factor is not None:
+            return self.bin_factor
+        target = self.target_pixel_size or model_pixel_size
+        return max(1.0, target / pixel_size)
+
+
+def denoise_image(
+    image: np.ndarray,
+    pixel_size: float,
+    model: nn.Module,
+    model_pixel_size: float,
+    settings: DenoiseSettings,
+    device: torch.device | str | None = None,
+) -> tuple[np.ndarray, float]:
+    """Bin `image` (H, W) at `pixel_size` Å/px and denoise it.
+
+    Returns the denoised float32 image (h, w) at the working pixel size, and that pixel
+    size in Å/px.
+    """
+    factor = settings.binning_factor(pixel_size, model_pixel_size)
+    binned, working_pixel = (
+        bin_image(image, pixel_size, factor) if factor > 1 else (image, pixel_size)
+    )
+    binned = np.asarray(binned, dtype=np.float32)
+    if settings.mode == "faithful":
+        denoised = faithful_denoise(
+            binned, model, batch_size=settings.batch_size, device=device, dtype=settings.dtype
+        )
+    else:
+        denoised = live_denoise(
+            binned,
+            model,
+            tile=settings.tile,
+            overlap=settings.overlap,
+            batch_size=settings.batch_size,
+            device=device,
+            dtype=settings.dtype,
+        )
+    return denoised, working_pixel

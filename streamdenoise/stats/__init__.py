@@ -1,0 +1,1 @@
+"""Pure statistics on micrographs: filters, the reference picker, quality and readiness."""
