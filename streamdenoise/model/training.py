@@ -286,13 +286,15 @@ def adapt(
     learning_rate: float = 1e-4,
     held_out_fraction: float = 0.25,
     seed: int = 0,
+    templates: TemplateSet | None = None,
     device: torch.device | str = "cpu",
 ) -> AdaptationResult:
     """Fine-tune a copy of the resident `model` on this session's micrographs (noisy only).
 
     The micrographs are split: the last `held_out_fraction` (at least one) is held out and
-    scores both models with the same crops and noise. The resident model is not modified;
-    swap in `result.model` when `result.improved`.
+    scores both models with the same crops and noise. With `templates`, the target-guided
+    term is added from the first step (ramped over a third of the steps). The resident
+    model is not modified; swap in `result.model` when `result.improved`.
     """
     if len(session_images) < 2:
         raise ValueError("adaptation needs at least two micrographs (one held out)")
@@ -314,7 +316,9 @@ def adapt(
         validation_every=max(steps, 1),
         checkpoint_every=max(steps, 1),
         seed=seed,
+        guidance_warmup=0,
+        guidance_ramp=max(steps // 3, 1),
     )
-    train(candidate, train_images, config, validation=held_out, device=device)
+    train(candidate, train_images, config, validation=held_out, templates=templates, device=device)
     after = _validation_loss(candidate.eval(), batches, seed)
     return AdaptationResult(candidate, before, after)

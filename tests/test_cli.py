@@ -1,0 +1,129 @@
+"""The command line, run as users run it: the installed `streamdenoise` console script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+
+import streamdenoise
+
+EXECUTABLE = str(Path(sys.executable).with_name("streamdenoise"))
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [EXECUTABLE, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("session")
+    result = run(
+        "simulate", str(out), "-n", "3", "--detector", "small", "--bin", "4", "--seed", "5"
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_help_and_version() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("simulate", "denoise", "train"):
+        assert command in result.stdout
+    version = run("--version")
+    assert version.returncode == 0 and streamdenoise.__version__ in version.stdout
+    assert "--reference" in run("simulate", "--help").stdout
+
+
+def test_simulate_writes_a_session(session: Path) -> None:
+    micrographs = sorted((session / "micrographs").glob("*.mrc"))
+    assert len(micrographs) == 3
+    with mrcfile.open(micrographs[0], permissive=False) as mrc:
+        assert mrc.data.shape == (256, 256)
+        assert float(mrc.voxel_size.x) == pytest.approx(4.0)
+    assert len(list((session / "ground_truth").glob("*_particles.star"))) == 3
+
+
+def test_simulate_rejects_a_bad_reference(tmp_path: Path) -> None:
+    result = run(
+        "simulate", str(tmp_path / "out"), "-n", "1", "--reference", str(tmp_path / "no.pdb")
+    )
+    assert result.returncode == 2
+    assert "no.pdb" in result.stderr and "no such file" in result.stderr
+
+
+def test_denoise_with_the_default_model(session: Path, tmp_path: Path) -> None:
+    micrographs = sorted((session / "micrographs").glob("*.mrc"))
+    broken = tmp_path / "broken.mrc"
+    broken.write_bytes(b"this is not a micrograph")
+    result = run(
+        "denoise",
+        str(micrographs[0]),
+        str(broken),
+        "--out",
+        str(tmp_path / "den"),
+        "--device",
+        "cpu",
+    )
+    assert result.returncode == 1  # one of two failed
+    assert "broken.mrc" in result.stderr
+    output = tmp_path / "den" / micrographs[0].name
+    with mrcfile.open(output, permissive=False) as mrc:
+        denoised = np.asarray(mrc.data)
+        assert float(mrc.voxel_size.x) == pytest.approx(4.0)
+    with mrcfile.open(micrographs[0]) as mrc:
+        raw = np.asarray(mrc.data)
+    assert denoised.shape == raw.shape
+    assert denoised.std() < raw.std()  # noise was removed
+    assert np.corrcoef(denoised.ravel(), raw.ravel())[0, 1] > 0.3
+
+
+def test_denoise_refuses_an_unusable_gpu(session: Path, tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is usable here")
+    micrograph = next((session / "micrographs").glob("*.mrc"))
+    result = run("denoise", str(micrograph), "--out", str(tmp_path), "--device", "cuda:0")
+    assert result.returncode == 2 and "CUDA is not available" in result.stderr
+
+
+@pytest.mark.parametrize("guided", [False, True])
+def test_train_with_and_without_reference(session: Path, tmp_path: Path, guided: bool) -> None:
+    micrographs = [str(p) for p in sorted((session / "micrographs").glob("*.mrc"))]
+    out = tmp_path / "model.pt"
+    args = [
+        "train",
+        *micrographs,
+        "--out",
+        str(out),
+        "--steps",
+        "4",
+        "--crop",
+        "64",
+        "--batch",
+        "2",
+    ]
+    args += ["--device", "cpu", "--clean-dir", str(session / "ground_truth")]
+    if guided:
+        reference = Path(streamdenoise.__file__).parent / "data" / "6msm.pdb.gz"
+        args += ["--reference", str(reference)]
+    result = run(*args, env={"STREAMDENOISE_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    from streamdenoise.model.modelfile import load_model
+
+    loaded = load_model(out)
+    assert loaded.pixel_size == 4.0 and loaded.provenance["guidance"] is guided
+    assert loaded.provenance["steps"] == 4
+    assert not out.with_name("model.pt.ckpt").exists()
