@@ -26,8 +26,9 @@ from structures import structure_paths
 
 from streamdenoise.io import read_mrc, write_mrc_atomic
 from streamdenoise.model.guidance import TemplateSpec, load_templates
-from streamdenoise.model.inference import faithful_denoise, live_denoise
+from streamdenoise.model.inference import faithful_denoise
 from streamdenoise.model.modelfile import default_model_path, load_model
+from streamdenoise.model.pipeline import DenoiseSettings, denoise_image
 from streamdenoise.model.training import adapt, prepare_image
 from streamdenoise.physics.density import load_reference
 from streamdenoise.physics.session import SessionSpec, micrograph_params
@@ -121,6 +122,11 @@ def topaz_denoise(images: list[np.ndarray], python: str) -> tuple[list[np.ndarra
         return [read_mrc(root / "out" / p.name).data for p in paths], elapsed
 
 
+def live(image: np.ndarray, model) -> np.ndarray:
+    """Live mode exactly as `streamdenoise denoise` and the daemon run it (4 Å in, 4 Å out)."""
+    return denoise_image(image, 4.0, model, 4.0, DenoiseSettings())[0]
+
+
 def timed(function: Callable[[np.ndarray], np.ndarray], images: list[np.ndarray]):
     """Apply `function` to each image; (outputs, mean seconds per image)."""
     outputs, start = [], time.perf_counter()
@@ -175,9 +181,7 @@ def main() -> None:
         outputs["faithful (default model)"] = timed(
             lambda image: faithful_denoise(image, loaded.model), noisy
         )
-        outputs["live (default model)"] = timed(
-            lambda image: live_denoise(image, loaded.model), noisy
-        )
+        outputs["live (default model)"] = timed(lambda image: live(image, loaded.model), noisy)
         session = [prepare_image(n, 4.0, 4.0) for n in noisy]
         notes = []
         for label, templates in (
@@ -198,7 +202,7 @@ def main() -> None:
                 f"loss {result.loss_before:.4f} → {result.loss_after:.4f} "
                 f"({'swapped in' if result.improved else 'kept the resident model'})"
             )
-            outputs[label] = timed(lambda image, m=chosen: live_denoise(image, m), noisy)
+            outputs[label] = timed(lambda image, m=chosen: live(image, m), noisy)
         outputs["clean image (ceiling)"] = ([t.clean for t in truths], 0.0)
         rows = []
         for label, (images, seconds) in outputs.items():

@@ -6,6 +6,7 @@ give the same output for the same model and settings.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -13,10 +14,52 @@ import numpy as np
 import torch
 from torch import nn
 
-from streamdenoise.model.inference import faithful_denoise, live_denoise
+from streamdenoise.model.inference import (
+    NORM_SCALE,
+    estimate_noise_sigma,
+    faithful_denoise,
+    live_denoise,
+    normalize,
+)
 from streamdenoise.physics.binning import bin_image
 
 Mode = Literal["live", "faithful"]
+COUNTS_CONSISTENCY = (0.5, 2.0)
+"""Poisson noise is trusted when the spectral estimate lies within this factor of it."""
+
+
+def fit_tile(height: int, width: int, max_tile: int, overlap: int, multiple: int) -> int:
+    """The smallest square tile (a multiple of `multiple`, ≤ `max_tile` unless the image
+    needs more) that covers (height, width) with as few tiles as `max_tile` would.
+
+    E.g. 1024² with max_tile 512 and overlap 32: 3×3 tiles of 364 px (1.2 Mpx computed)
+    instead of 3×3 tiles of 512 px (2.4 Mpx).
+    """
+    side = max(height, width)
+    if side <= max_tile:
+        return -(-side // multiple) * multiple
+    count = math.ceil((side - overlap) / (max_tile - overlap))
+    needed = math.ceil((side + (count - 1) * overlap) / count)
+    return -(-needed // multiple) * multiple
+
+
+def noise_sigma(binned: np.ndarray, raw_mean: float, area_ratio: float) -> float:
+    """Noise std σ̂ of `binned` (H, W) in normalised units.
+
+    For counting-detector data the values are electron counts and the shot noise is
+    Poisson: variance = mean count per raw pixel × (binned pixels / raw pixels) after a
+    mean-preserving Fourier crop. That is exact where it applies, so it is used when the
+    spectral estimate (`estimate_noise_sigma`, biased upward by signal near Nyquist) agrees
+    with it to within a factor of two in variance; otherwise (scaled or non-count data)
+    the spectral estimate is used.
+    """
+    normed, _, std = normalize(binned)
+    spectral = estimate_noise_sigma(normed)
+    if raw_mean <= 0:
+        return spectral
+    poisson = math.sqrt(raw_mean * area_ratio) / (NORM_SCALE * std)
+    low, high = COUNTS_CONSISTENCY
+    return poisson if low <= (spectral / poisson) ** 2 <= high else spectral
 
 
 @dataclass(frozen=True)
@@ -69,15 +112,18 @@ def denoise_image(
         bin_image(image, pixel_size, factor) if factor > 1 else (image, pixel_size)
     )
     binned = np.asarray(binned, dtype=np.float32)
+    multiple = getattr(model, "size_multiple", 1)
     if settings.mode == "faithful":
         denoised = faithful_denoise(
             binned, model, batch_size=settings.batch_size, device=device, dtype=settings.dtype
         )
     else:
+        area_ratio = binned.size / image.size
         denoised = live_denoise(
             binned,
             model,
-            tile=settings.tile,
+            sigma=noise_sigma(binned, float(np.mean(image)), area_ratio),
+            tile=fit_tile(*binned.shape, settings.tile, settings.overlap, multiple),
             overlap=settings.overlap,
             batch_size=settings.batch_size,
             device=device,
