@@ -1,23 +1,27 @@
-"""Atomic file output: write a hidden temporary beside the target, fsync, rename."""
+"""Atomic file output: write a hidden temporary beside the target, fsync, rename.
+
+Every file streamdenoise writes goes through `atomic_output`, so a reader (a person, a
+pipeline watching the output folder) sees either the old file or the whole new one.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import uuid
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 
 def _fsync_directory(directory: Path) -> None:
+    """Make a rename in `directory` durable; a no-op where directories cannot be opened."""
     try:
         descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:  # some filesystems do not allow opening directories
+    except OSError:
         return
     try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.fsync(descriptor)
     finally:
         os.close(descriptor)
 
@@ -26,17 +30,17 @@ def _fsync_directory(directory: Path) -> None:
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a hidden temporary path beside `path`; on success it replaces `path`.
 
-    The temporary (`.<name>.<random>.tmp`) is fsynced, renamed onto `path` with
-    `os.replace` and the directory fsynced, so readers see the old file or the whole new
-    one, never a partial one. On an exception the temporary is removed. Parent
-    directories are created.
+    The caller writes the temporary (`.<name>.<random>.tmp`, same directory, so the rename
+    stays on one filesystem). On leaving the block it is fsynced, renamed onto `path` with
+    `os.replace` and the directory fsynced. On an exception the temporary is removed and
+    `path` is left as it was. Parent directories are created.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     try:
         yield temporary
-        with open(temporary, "rb+") as handle:
+        with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, target)
     except BaseException:

@@ -1,23 +1,28 @@
 """Strict MRC micrograph reading and atomic writing.
 
 Every failure raises `MicrographError` (a ValueError) naming the file and the reason; a
-library exception never escapes bare. `expected_mrc_size` reads only the header, so the
-live daemon can cheaply tell whether a file has been written completely.
+library exception never escapes bare (it is chained as the cause). `expected_mrc_size`
+reads only the 1024-byte header, so the live daemon can cheaply tell whether a file has
+been written completely.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import mrcfile
 import numpy as np
+import numpy.typing as npt
 
 from streamdenoise.errors import MicrographError
 from streamdenoise.io.atomic import atomic_output
 
 HEADER_BYTES = 1024
+MAX_SIDE = 1_000_000
+"""Largest plausible nx or ny (pixels); larger values mean the header is garbage."""
 MODE_DTYPES: dict[int, np.dtype] = {
     0: np.dtype(np.int8),
     1: np.dtype(np.int16),
@@ -26,53 +31,71 @@ MODE_DTYPES: dict[int, np.dtype] = {
     12: np.dtype(np.float16),
 }
 """MRC modes accepted for micrographs and their element types."""
+WRITE_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 
 
 @dataclass(frozen=True)
 class Micrograph:
-    """A micrograph in memory: data float32 (ny, nx); pixel_size in Å/px; its source file."""
+    """A micrograph in memory: `data` float32 (ny, nx); `pixel_size` Å/px; its source file."""
 
     data: np.ndarray
     pixel_size: float
     path: Path | None = None
 
 
+def _os_error(path: Path, error: OSError) -> MicrographError:
+    """The MicrographError for an OS error on `path` (raise it `from error`)."""
+    if isinstance(error, FileNotFoundError):
+        return MicrographError(path, "no such file")
+    if isinstance(error, PermissionError):
+        return MicrographError(path, "cannot read: permission denied")
+    return MicrographError(path, f"cannot read: {error.strerror or error}")
+
+
+def _byte_order(path: Path, header: bytes) -> str:
+    """'<' or '>' from the machine stamp (bytes 212-213), as mrcfile decides it."""
+    stamp = header[212:214]
+    if stamp[0] == 0x44 and stamp[1] in (0x44, 0x41):
+        return "<"
+    if stamp == b"\x11\x11":
+        return ">"
+    raise MicrographError(
+        path, f"unrecognised machine stamp 0x{stamp[0]:02x} 0x{stamp[1]:02x} (byte order unknown)"
+    )
+
+
 def _header_fields(path: Path, header: bytes) -> tuple[int, int, int, int, int]:
-    """(nx, ny, nz, mode, nsymbt) from a 1024-byte header, either byte order."""
+    """(nx, ny, nz, mode, nsymbt) from a 1024-byte header."""
     if header[208:212] != b"MAP ":
         raise MicrographError(path, "not an MRC file (no 'MAP ' id in the header)")
-    machine_stamp = header[212]
-    order = ">" if machine_stamp == 0x11 else "<"
-    nx, ny, nz, mode = np.frombuffer(header[:16], dtype=f"{order}i4")
-    nsymbt = int(np.frombuffer(header[92:96], dtype=f"{order}i4")[0])
-    if min(nx, ny, nz) <= 0 or nsymbt < 0 or max(nx, ny) > 1_000_000:
+    order = _byte_order(path, header)
+    nx, ny, nz, mode = (int(v) for v in np.frombuffer(header, f"{order}i4", count=4))
+    nsymbt = int(np.frombuffer(header, f"{order}i4", count=1, offset=92)[0])
+    if min(nx, ny, nz) <= 0 or max(nx, ny) > MAX_SIDE or nsymbt < 0:
         raise MicrographError(
-            path, f"not an MRC file (bad dimensions {nx}×{ny}×{nz}, extended header {nsymbt})"
+            path,
+            f"not an MRC file (bad dimensions {nx}×{ny}×{nz}, extended header {nsymbt} bytes)",
         )
-    return int(nx), int(ny), int(nz), int(mode), nsymbt
+    return nx, ny, nz, mode, nsymbt
 
 
 def expected_mrc_size(path: str | Path) -> int:
-    """Bytes the MRC file at `path` must have according to its header.
+    """Bytes the MRC file at `path` must have according to its header alone.
 
-    1024 + extended header + nx·ny·nz·itemsize. Raises MicrographError for a missing,
-    empty, short, non-MRC or unsupported-mode file.
+    1024 + nsymbt (extended header) + nx·ny·nz·itemsize. Raises MicrographError for a
+    missing, unreadable, empty, short (< 1024 bytes), non-MRC or unsupported-mode file.
     """
     path = Path(path)
     try:
         with open(path, "rb") as handle:
             header = handle.read(HEADER_BYTES)
-    except FileNotFoundError as error:
-        raise MicrographError(path, "no such file") from error
-    except PermissionError as error:
-        raise MicrographError(path, "cannot read: permission denied") from error
     except OSError as error:
-        raise MicrographError(path, f"cannot read: {error.strerror or error}") from error
+        raise _os_error(path, error) from error
     if not header:
         raise MicrographError(path, "empty file (0 bytes)")
     if len(header) < HEADER_BYTES:
         raise MicrographError(
-            path, f"truncated: {len(header):,} bytes, shorter than the {HEADER_BYTES}-byte header"
+            path, f"truncated: {len(header):,} bytes, shorter than the {HEADER_BYTES:,}-byte header"
         )
     nx, ny, nz, mode, nsymbt = _header_fields(path, header)
     if mode not in MODE_DTYPES:
@@ -80,13 +103,30 @@ def expected_mrc_size(path: str | Path) -> int:
     return HEADER_BYTES + nsymbt + nx * ny * nz * MODE_DTYPES[mode].itemsize
 
 
+def _checked_pixel_size(path: Path, given: float | None, header: float) -> float:
+    """The caller's pixel size (Å/px) if given, else the header's; both must be > 0."""
+    if given is not None:
+        if not (math.isfinite(given) and given > 0):
+            raise MicrographError(path, f"pixel size must be positive, got {given}")
+        return float(given)
+    if not (math.isfinite(header) and header > 0):
+        raise MicrographError(path, "no pixel size in the header; give one (--pixel-size)")
+    return header
+
+
 def read_mrc(path: str | Path, pixel_size: float | None = None) -> Micrograph:
-    """Read a micrograph strictly: one 2-D image (or a single-section volume) in mode 0, 1,
-    2, 6 or 12, complete, finite, with a pixel size (from the header, or `pixel_size` in Å,
-    which overrides it). Returns float32 data (ny, nx)."""
+    """Read one micrograph strictly, as float32 (ny, nx).
+
+    Accepts a 2-D image or a single-section volume in mode 0, 1, 2, 6 or 12, exactly as
+    long as its header says, all values finite. `pixel_size` (Å/px) overrides the header's;
+    one of the two must be positive.
+    """
     path = Path(path)
     expected = expected_mrc_size(path)
-    actual = path.stat().st_size
+    try:
+        actual = path.stat().st_size
+    except OSError as error:
+        raise _os_error(path, error) from error
     if actual < expected:
         raise MicrographError(path, f"truncated: {actual:,} of {expected:,} bytes")
     if actual > expected:
@@ -95,47 +135,53 @@ def read_mrc(path: str | Path, pixel_size: float | None = None) -> Micrograph:
         )
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # mrcfile warns on odd headers; we judge below
-            with mrcfile.open(path, mode="r", permissive=False) as mrc:
-                data = np.asarray(mrc.data)
+            warnings.simplefilter("ignore")  # mrcfile warns on odd headers; judged below
+            with mrcfile.mmap(path, mode="r", permissive=False) as mrc:
+                data = np.array(mrc.data, dtype=np.float32)  # a copy, outliving the map
                 header_pixel = float(mrc.voxel_size.x)
-                data = data.astype(np.float32, copy=True)
-    except (ValueError, OSError, EOFError, AttributeError, TypeError) as error:
+    except OSError as error:
+        raise _os_error(path, error) from error
+    except (ValueError, EOFError, AttributeError, TypeError) as error:
         raise MicrographError(path, f"invalid MRC file: {error}") from error
     if data.ndim == 3:
         if data.shape[0] != 1:
             raise MicrographError(
-                path, f"is a stack of {data.shape[0]} sections, expected one micrograph"
+                path, f"is a stack of {data.shape[0]:,} sections, expected one micrograph"
             )
         data = data[0]
     if data.ndim != 2:
         raise MicrographError(path, f"expected a 2-D image, got shape {data.shape}")
-    non_finite = int(np.count_nonzero(~np.isfinite(data)))
+    non_finite = int(data.size - np.count_nonzero(np.isfinite(data)))
     if non_finite:
         raise MicrographError(path, f"contains {non_finite:,} non-finite values (NaN/Inf)")
-    if pixel_size is None:
-        if not header_pixel > 0:
-            raise MicrographError(path, "no pixel size in the header; give one (--pixel-size)")
-        pixel_size = header_pixel
-    elif not pixel_size > 0:
-        raise MicrographError(path, f"pixel size must be positive, got {pixel_size}")
-    return Micrograph(data=data, pixel_size=float(pixel_size), path=path)
+    return Micrograph(data, _checked_pixel_size(path, pixel_size, header_pixel), path)
 
 
 def write_mrc_atomic(
-    path: str | Path, data: np.ndarray, pixel_size: float, dtype=np.float32
+    path: str | Path,
+    data: np.ndarray,
+    pixel_size: float,
+    dtype: npt.DTypeLike = np.float32,
 ) -> None:
-    """Write a 2-D image as MRC (mode 2 float32 or mode 12 float16) atomically, with
-    `pixel_size` Å/px in the header and its statistics updated."""
+    """Write a 2-D image (ny, nx) as MRC mode 2 (float32) or 12 (float16), atomically.
+
+    The header gets `pixel_size` (Å/px) and the data statistics; parent directories are
+    created. Raises ValueError for another dtype, a non-2-D or non-finite image, values
+    beyond the float16 range, or a pixel size that is not positive.
+    """
     dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float16)):
+    if dtype not in WRITE_DTYPES:
         raise ValueError(f"write float32 or float16 micrographs, not {dtype}")
-    array = np.asarray(data)
-    if array.ndim != 2:
-        raise ValueError(f"expected a 2-D image, got shape {array.shape}")
-    if not pixel_size > 0:
+    image = np.asarray(data)
+    if image.ndim != 2:
+        raise ValueError(f"expected a 2-D image, got shape {image.shape}")
+    if not (math.isfinite(pixel_size) and pixel_size > 0):
         raise ValueError(f"pixel size must be positive, got {pixel_size}")
+    if not np.all(np.isfinite(image)):
+        raise ValueError("refusing to write non-finite values (NaN/Inf)")
+    if image.size and float(np.max(np.abs(image))) > float(np.finfo(dtype).max):
+        raise ValueError(f"values exceed the {dtype} range")
     with atomic_output(path) as temporary, mrcfile.new(temporary, overwrite=True) as mrc:
-        mrc.set_data(array.astype(dtype, copy=False))
+        mrc.set_data(image.astype(dtype, copy=False))
         mrc.voxel_size = float(pixel_size)
         mrc.update_header_stats()

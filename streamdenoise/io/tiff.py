@@ -1,40 +1,65 @@
-"""TIFF micrographs (a single 2-D page). TIFF resolution tags are not trusted for EM, so
-the pixel size is always given by the caller."""
+"""TIFF micrographs: a single 2-D page. TIFF resolution tags are not trusted for EM, so the
+pixel size is always given by the caller."""
 
 from __future__ import annotations
 
+import math
+import struct
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
 from streamdenoise.errors import MicrographError
 from streamdenoise.io.mrc import Micrograph
 
+DECODE_ERRORS = (
+    tifffile.TiffFileError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    NotImplementedError,
+    struct.error,
+)
+"""What tifffile raises for a corrupt, truncated or undecodable file."""
+
 
 def read_tiff(path: str | Path, pixel_size: float | None) -> Micrograph:
-    """Read a one-page TIFF micrograph as float32 (ny, nx) with `pixel_size` Å/px."""
-    import tifffile
+    """Read a one-page TIFF micrograph as float32 (ny, nx) with `pixel_size` Å/px (> 0).
 
+    A 3-D page with one plane is accepted; several pages, colour samples, complex or
+    non-numeric data and NaN/Inf values are not.
+    """
     path = Path(path)
-    if pixel_size is None or not pixel_size > 0:
-        raise MicrographError(path, "TIFF micrographs need a pixel size (--pixel-size)")
-    if not path.is_file():
-        raise MicrographError(path, "no such file")
+    if pixel_size is None or not (math.isfinite(pixel_size) and pixel_size > 0):
+        raise MicrographError(path, "TIFF micrographs need a pixel size > 0 (--pixel-size)")
     try:
-        data = tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            pages = len(tif.pages)
+            data = tif.pages[0].asarray() if pages == 1 else None
+    except FileNotFoundError as error:
+        raise MicrographError(path, "no such file") from error
     except PermissionError as error:
         raise MicrographError(path, "cannot read: permission denied") from error
-    except (tifffile.TiffFileError, ValueError, OSError, EOFError, IndexError) as error:
-        raise MicrographError(path, f"not a readable TIFF file: {error}") from error
-    data = np.asarray(data)
+    except OSError as error:
+        raise MicrographError(path, f"cannot read: {error.strerror or error}") from error
+    except DECODE_ERRORS as error:
+        raise MicrographError(path, f"not a readable TIFF file ({error})") from error
+    if data is None:
+        if pages == 0:
+            raise MicrographError(path, "not a readable TIFF file (no image pages)")
+        raise MicrographError(path, f"is a stack of {pages:,} pages, expected one 2-D image")
     if data.ndim == 3 and data.shape[0] == 1:
         data = data[0]
     if data.ndim != 2:
         raise MicrographError(path, f"expected one 2-D image, got shape {data.shape}")
-    if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
+    if data.dtype.kind not in "biuf":
         raise MicrographError(path, f"unsupported TIFF data type {data.dtype}")
-    data = data.astype(np.float32)
-    non_finite = int(np.count_nonzero(~np.isfinite(data)))
+    with np.errstate(over="ignore", invalid="ignore"):  # out of float32 range: Inf, counted
+        image = data.astype(np.float32)
+    non_finite = int(image.size - np.count_nonzero(np.isfinite(image)))
     if non_finite:
         raise MicrographError(path, f"contains {non_finite:,} non-finite values (NaN/Inf)")
-    return Micrograph(data=data, pixel_size=float(pixel_size), path=path)
+    return Micrograph(image, float(pixel_size), path)

@@ -12,14 +12,20 @@ Two modes, both over `streamdenoise.model.tiling`:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from streamdenoise.model.tiling import WindowKind, apply_tiled, plan_tiles
+from streamdenoise.model.tiling import (
+    WindowKind,
+    blend_tiles,
+    denoise_tiles,
+    extract_tiles,
+    plan_tiles,
+)
 
 # Normalised value = clip((x − mean) / std, ±NORM_CLIP) / NORM_SCALE, so std ≈ 0.2.
 NORM_CLIP = 5.0
@@ -116,26 +122,29 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def _run_tiled(
-    normed: np.ndarray,
+    normed_images: Sequence[np.ndarray],
+    per_image: Sequence[float],
     model: nn.Module,
     plan_args: tuple[int, int, WindowKind],
     batch_size: int,
     device: torch.device | str | None,
     dtype: torch.dtype | None,
-    update: Callable[[torch.Tensor, ScoreFn], torch.Tensor],
-) -> np.ndarray:
-    """Tiles of a normalised (H, W) image → `update(tiles, score_fn)` per batch → blend.
+    update: Callable[[torch.Tensor, torch.Tensor, ScoreFn], torch.Tensor],
+) -> list[np.ndarray]:
+    """Tiles of normalised (H, W) images, batched across images → `update` → blend.
 
-    `update` maps normalised tiles (B, T, T) float32 to denoised tiles (B, T, T), calling
-    `score_fn` (B, T, T) → (B, T, T) float32 for the network's score. Returns (H, W)
-    float32 in normalised units.
+    `update(tiles, values, score_fn)` maps normalised tiles (B, T, T) float32 and each
+    tile's image value `per_image[i]` (B,) to denoised tiles (B, T, T), calling
+    `score_fn` (B, T, T) → (B, T, T) float32 for the network's score. Returns one (H, W)
+    float32 array per image, in normalised units.
     """
-    if normed.ndim != 2:
-        raise ValueError(f"expected a 2-D micrograph, got shape {normed.shape}")
     tile, overlap, window = plan_args
     multiple = int(getattr(model, "size_multiple", 1))
     if tile % multiple:
         raise ValueError(f"tile {tile} must be a multiple of the model's size multiple {multiple}")
+    for normed in normed_images:
+        if normed.ndim != 2:
+            raise ValueError(f"expected a 2-D micrograph, got shape {normed.shape}")
     dev = torch.device(device) if device is not None else _model_device(model)
     if dev.type == "cuda":
         amp_dtype = dtype if dtype is not None else torch.bfloat16
@@ -149,13 +158,60 @@ def _run_tiled(
         with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
             return model(x[:, None])[:, 0].float()
 
-    def batch_fn(batch: np.ndarray) -> np.ndarray:
+    def batch_fn(batch: np.ndarray, values: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(dev)
-        return update(x, score_fn).cpu().numpy()
+        v = torch.from_numpy(values).to(dev)
+        return update(x, v, score_fn).cpu().numpy()
 
-    plan = plan_tiles(*normed.shape, tile, overlap, window=window)
+    plans = [plan_tiles(*normed.shape, tile, overlap, window=window) for normed in normed_images]
+    tiles = [extract_tiles(normed, plan) for normed, plan in zip(normed_images, plans, strict=True)]
+    counts = [len(t) for t in tiles]
+    values = np.repeat(np.asarray(per_image, dtype=np.float32), counts)
     with torch.inference_mode():
-        return apply_tiled(normed, plan, batch_fn, batch_size)
+        done = denoise_tiles(np.concatenate(tiles), batch_fn, batch_size, extra=values)
+    bounds = np.cumsum([0, *counts])
+    return [blend_tiles(done[bounds[i] : bounds[i + 1]], plan) for i, plan in enumerate(plans)]
+
+
+def live_denoise_many(
+    images: Sequence[np.ndarray],
+    model: nn.Module,
+    *,
+    tile: int = 512,
+    overlap: int = 32,
+    batch_size: int = 4,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    sigmas: Sequence[float | None] | None = None,
+) -> list[np.ndarray]:
+    """`live_denoise` of several micrographs whose tiles share network batches.
+
+    images: (H_i, W_i) arrays; sigmas: σ̂ per image in normalised units (None entries are
+    estimated). Returns the denoised (H_i, W_i) float32 arrays in the inputs' scales.
+    """
+    normalised = [normalize(image) for image in images]
+    sigmas = sigmas if sigmas is not None else [None] * len(images)
+    noise = [
+        sigma if sigma is not None else estimate_noise_sigma(normed)
+        for (normed, _, _), sigma in zip(normalised, sigmas, strict=True)
+    ]
+
+    def update(y: torch.Tensor, sigma: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor:
+        return tweedie(y, score_fn(y), sigma[:, None, None])
+
+    outputs = _run_tiled(
+        [normed for normed, _, _ in normalised],
+        noise,
+        model,
+        (tile, overlap, "cosine"),
+        batch_size,
+        device,
+        dtype,
+        update,
+    )
+    return [
+        denormalize(out, mean, std) for out, (_, mean, std) in zip(outputs, normalised, strict=True)
+    ]
 
 
 def live_denoise(
@@ -186,15 +242,16 @@ def live_denoise(
     Returns:
         (H, W) float32 denoised micrograph in the input's mean/std scale.
     """
-    normed, mean, std = normalize(image)
-    sig = sigma if sigma is not None else estimate_noise_sigma(normed)
-
-    def update(y: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor:
-        return tweedie(y, score_fn(y), sig)
-
-    plan_args: tuple[int, int, WindowKind] = (tile, overlap, "cosine")
-    out = _run_tiled(normed, model, plan_args, batch_size, device, dtype, update)
-    return denormalize(out, mean, std)
+    return live_denoise_many(
+        [image],
+        model,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        sigmas=[sigma],
+    )[0]
 
 
 def faithful_denoise(
@@ -230,12 +287,12 @@ def faithful_denoise(
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
 
-    def update(x: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor:
+    def update(x: torch.Tensor, _: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor:
         for _ in range(steps):
             x = x + step_size * (a + b * x) ** 2 * score_fn(x)
         return x
 
     normed, mean, std = normalize(image)
     plan_args: tuple[int, int, WindowKind] = (tile, tile - stride, "flat")
-    out = _run_tiled(normed, model, plan_args, batch_size, device, dtype, update)
+    out = _run_tiled([normed], [0.0], model, plan_args, batch_size, device, dtype, update)[0]
     return denormalize(out, mean, std)

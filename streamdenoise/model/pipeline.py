@@ -18,7 +18,7 @@ from streamdenoise.model.inference import (
     NORM_SCALE,
     estimate_noise_sigma,
     faithful_denoise,
-    live_denoise,
+    live_denoise_many,
     normalize,
 )
 from streamdenoise.physics.binning import bin_image
@@ -94,6 +94,61 @@ class DenoiseSettings:
         return max(1.0, target / pixel_size)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A micrograph binned to the working pixel size: image (h, w) float32, its pixel size
+    in Å/px, and its noise level σ̂ in normalised units."""
+
+    image: np.ndarray
+    pixel_size: float
+    sigma: float
+
+
+def prepare(
+    image: np.ndarray, pixel_size: float, model_pixel_size: float, settings: DenoiseSettings
+) -> Prepared:
+    """Bin `image` (H, W) at `pixel_size` Å/px to the working pixel size; estimate σ̂."""
+    factor = settings.binning_factor(pixel_size, model_pixel_size)
+    binned, working_pixel = (
+        bin_image(image, pixel_size, factor) if factor > 1 else (image, pixel_size)
+    )
+    binned = np.asarray(binned, dtype=np.float32)
+    sigma = noise_sigma(binned, float(np.mean(image)), binned.size / image.size)
+    return Prepared(binned, working_pixel, sigma)
+
+
+def denoise_prepared(
+    prepared: list[Prepared],
+    model: nn.Module,
+    settings: DenoiseSettings,
+    device: torch.device | str | None = None,
+) -> list[np.ndarray]:
+    """Denoise binned micrographs; in live mode their tiles share network batches.
+
+    Returns the denoised float32 images at the working pixel size, in the inputs' scale.
+    """
+    if settings.mode == "faithful":
+        return [
+            faithful_denoise(
+                p.image, model, batch_size=settings.batch_size, device=device, dtype=settings.dtype
+            )
+            for p in prepared
+        ]
+    height = max(p.image.shape[0] for p in prepared)
+    width = max(p.image.shape[1] for p in prepared)
+    multiple = getattr(model, "size_multiple", 1)
+    return live_denoise_many(
+        [p.image for p in prepared],
+        model,
+        sigmas=[p.sigma for p in prepared],
+        tile=fit_tile(height, width, settings.tile, settings.overlap, multiple),
+        overlap=settings.overlap,
+        batch_size=settings.batch_size,
+        device=device,
+        dtype=settings.dtype,
+    )
+
+
 def denoise_image(
     image: np.ndarray,
     pixel_size: float,
@@ -107,26 +162,5 @@ def denoise_image(
     Returns the denoised float32 image (h, w) at the working pixel size, and that pixel
     size in Å/px.
     """
-    factor = settings.binning_factor(pixel_size, model_pixel_size)
-    binned, working_pixel = (
-        bin_image(image, pixel_size, factor) if factor > 1 else (image, pixel_size)
-    )
-    binned = np.asarray(binned, dtype=np.float32)
-    multiple = getattr(model, "size_multiple", 1)
-    if settings.mode == "faithful":
-        denoised = faithful_denoise(
-            binned, model, batch_size=settings.batch_size, device=device, dtype=settings.dtype
-        )
-    else:
-        area_ratio = binned.size / image.size
-        denoised = live_denoise(
-            binned,
-            model,
-            sigma=noise_sigma(binned, float(np.mean(image)), area_ratio),
-            tile=fit_tile(*binned.shape, settings.tile, settings.overlap, multiple),
-            overlap=settings.overlap,
-            batch_size=settings.batch_size,
-            device=device,
-            dtype=settings.dtype,
-        )
-    return denoised, working_pixel
+    prepared = prepare(image, pixel_size, model_pixel_size, settings)
+    return denoise_prepared([prepared], model, settings, device)[0], prepared.pixel_size

@@ -153,7 +153,10 @@ def blend_tiles(tiles: np.ndarray, plan: TilePlan) -> np.ndarray:
 
 
 def denoise_tiles(
-    tiles: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], batch_size: int
+    tiles: np.ndarray,
+    fn: Callable[..., np.ndarray],
+    batch_size: int,
+    extra: np.ndarray | None = None,
 ) -> np.ndarray:
     """Apply `fn` to tiles in batches of exactly `batch_size`.
 
@@ -162,31 +165,26 @@ def denoise_tiles(
 
     Args:
         tiles: (N, tile, tile).
-        fn: (batch_size, tile, tile) → (batch_size, tile, tile).
+        fn: (batch_size, tile, tile) → (batch_size, tile, tile); with `extra`, called as
+            fn(batch, extra_batch) with extra_batch (batch_size, ...).
         batch_size: >= 1.
+        extra: optional per-tile values (N, ...) batched alongside (e.g. each tile's noise
+            level when tiles of several micrographs share a batch).
 
     Returns:
         (N, tile, tile), dtype of fn's output.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if extra is not None and len(extra) != len(tiles):
+        raise ValueError(f"extra has {len(extra)} rows for {len(tiles)} tiles")
     n = len(tiles)
     outputs = []
     for start in range(0, n, batch_size):
-        batch = tiles[start : start + batch_size]
-        valid = len(batch)
-        if valid < batch_size:
-            filler = np.repeat(batch[-1:], batch_size - valid, axis=0)
-            batch = np.concatenate([batch, filler])
-        outputs.append(fn(batch)[:valid])
+        index = np.arange(start, min(start + batch_size, n))
+        valid = len(index)
+        index = np.concatenate([index, np.full(batch_size - valid, index[-1])])
+        batch = tiles[index]
+        result = fn(batch) if extra is None else fn(batch, extra[index])
+        outputs.append(result[:valid])
     return np.concatenate(outputs)
-
-
-def apply_tiled(
-    image: np.ndarray,
-    plan: TilePlan,
-    fn: Callable[[np.ndarray], np.ndarray],
-    batch_size: int,
-) -> np.ndarray:
-    """extract → `denoise_tiles` → blend: (H, W) → (H, W) with `fn` on fixed-size batches."""
-    return blend_tiles(denoise_tiles(extract_tiles(image, plan), fn, batch_size), plan)
