@@ -371,3 +371,202 @@ def train(
     )
     checkpoint.unlink(missing_ok=True)
     console.print(f"Wrote {out} ({state.step} steps)")
+
+
+def _setup_logging(rich_console: bool) -> None:
+    import logging
+
+    if rich_console:
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(console=console, show_path=False)
+        logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
+    else:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+
+
+def _run_daemon(config, on_snapshot=None) -> int:
+    """Run the daemon with the rich dashboard on a terminal, or headless."""
+    import sys
+
+    from rich.live import Live
+
+    from streamdenoise.daemon import Daemon
+    from streamdenoise.dashboard import HeadlessReporter, render
+
+    headless = config.headless if config.headless is not None else not sys.stderr.isatty()
+    _setup_logging(rich_console=not headless)
+    reporter = HeadlessReporter(config.status_interval) if headless else None
+
+    def publish(snapshot) -> None:
+        if reporter is not None:
+            reporter(snapshot)
+        if on_snapshot is not None:
+            on_snapshot(snapshot)
+
+    daemon = Daemon(config, on_snapshot=publish)
+    daemon.install_signal_handlers()
+    if headless:
+        return daemon.run()
+    with Live(
+        get_renderable=lambda: render(daemon.snapshot), console=console, refresh_per_second=2
+    ):
+        return daemon.run()
+
+
+@app.command()
+def watch(
+    directory: Annotated[
+        Path | None,
+        typer.Argument(help="Directory where micrographs appear (or watch_dir in --config)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output directory (default: DIR/streamdenoise)."),
+    ] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="TOML settings file; flags override it.")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Model file (default: the shipped one).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(help="Glob of files to take (repeatable; default *.mrc, *.tif, *.tiff)."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Glob of files to skip (repeatable).")
+    ] = None,
+    polling: Annotated[
+        bool | None,
+        typer.Option(
+            "--polling/--no-polling",
+            help="Poll instead of inotify (default: poll on network mounts).",
+        ),
+    ] = None,
+    settle: Annotated[
+        float | None,
+        typer.Option(help="Seconds a file's size and mtime must be stable (×3 on network mounts)."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds after which a never-complete file is quarantined.")
+    ] = None,
+    rescan_interval: Annotated[
+        float | None, typer.Option(help="Seconds between full rescans (events are only hints).")
+    ] = None,
+    binning: Annotated[
+        float | None, typer.Option("--bin", help="Fourier-bin inputs by this factor.")
+    ] = None,
+    pixel_size: Annotated[
+        float | None, typer.Option(help="Working pixel size in Å (default: the model's, 4 Å).")
+    ] = None,
+    input_pixel_size: Annotated[
+        float | None, typer.Option(help="Pixel size of the inputs in Å (TIFF, or MRC without one).")
+    ] = None,
+    mode: Annotated[str | None, typer.Option(help="live or faithful.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Tiles per network call.")] = None,
+    float16: Annotated[
+        bool | None, typer.Option("--float16/--float32", help="Output precision.")
+    ] = None,
+    suffix: Annotated[str | None, typer.Option(help="Appended to output file stems.")] = None,
+    order: Annotated[str | None, typer.Option(help="oldest, newest or alternate first.")] = None,
+    headless: Annotated[
+        bool | None,
+        typer.Option(
+            "--headless/--dashboard",
+            help="Log lines instead of the live dashboard (default: headless without a terminal).",
+        ),
+    ] = None,
+    status_interval: Annotated[
+        float | None, typer.Option(help="Seconds between headless summary lines.")
+    ] = None,
+    compile_model: Annotated[
+        bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model (GPU).")
+    ] = None,
+) -> None:
+    """Denoise every micrograph that appears in DIR, live, until stopped (SIGTERM drains)."""
+    from streamdenoise.config import load_config
+
+    overrides = {
+        "watch_dir": directory,
+        "out_dir": out,
+        "model": model,
+        "device": device,
+        "include": include,
+        "exclude": exclude,
+        "polling": polling,
+        "settle_seconds": settle,
+        "timeout_seconds": timeout,
+        "rescan_interval": rescan_interval,
+        "bin": binning,
+        "pixel_size": pixel_size,
+        "input_pixel_size": input_pixel_size,
+        "mode": mode,
+        "batch_size": batch_size,
+        "float16": float16,
+        "suffix": suffix,
+        "order": order,
+        "headless": headless,
+        "status_interval": status_interval,
+        "compile": compile_model,
+    }
+    try:
+        config = load_config(config_file, overrides)
+        if not config.watch_dir.is_dir():
+            raise ValueError(f"{config.watch_dir}: not a directory")
+        code = _run_daemon(config)
+    except (StreamDenoiseError, ValueError) as error:
+        raise _fail(error) from None
+    raise typer.Exit(code=code)
+
+
+@app.command()
+def status(
+    out_dir: Annotated[Path, typer.Argument(help="The daemon's output directory.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep showing updates.")] = False,
+) -> None:
+    """Show the state of a running (or finished) daemon from OUT/status.json."""
+    from rich.live import Live
+
+    from streamdenoise.dashboard import follow_status, read_status, render
+
+    try:
+        snapshot = read_status(out_dir)
+    except (OSError, ValueError) as error:
+        raise _fail(ValueError(f"{out_dir / 'status.json'}: no daemon status ({error})")) from None
+    if not follow:
+        Console().print(render(snapshot))
+        return
+    with Live(render(snapshot), console=Console(), refresh_per_second=2) as live:
+        for update in follow_status(out_dir):
+            live.update(render(update))
+
+
+@app.command()
+def quarantine(
+    out_dir: Annotated[Path, typer.Argument(help="The daemon's output directory.")],
+    retry: Annotated[
+        bool, typer.Option("--retry", help="Put every quarantined file back in the queue.")
+    ] = False,
+) -> None:
+    """List the files the daemon gave up on, with their reasons (or retry them)."""
+    from rich.table import Table
+
+    from streamdenoise.watch import Journal
+
+    path = out_dir / "journal.sqlite"
+    if not path.is_file():
+        raise _fail(ValueError(f"{path}: no journal here"))
+    with Journal(path) as journal:
+        entries = journal.quarantined()
+        if retry:
+            count = journal.retry()
+            console.print(f"{count} file(s) will be processed again by the running daemon")
+            return
+    table = Table("file", "attempts", "reason")
+    for entry in entries:
+        table.add_row(str(entry.path), str(entry.attempts), entry.error or "")
+    Console().print(table if entries else "nothing is quarantined")

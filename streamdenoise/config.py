@@ -1,0 +1,109 @@
+"""One frozen, validated settings object for the live daemon (TOML file + flags)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from streamdenoise.errors import FileProblem
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+ORDERS = ("oldest", "newest", "alternate")
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """Settings of `streamdenoise watch`. Units: seconds, Å, pixels.
+
+    watch_dir: where motion-corrected micrographs appear; out_dir: outputs, journal, status
+    (default WATCH_DIR/streamdenoise); settle_seconds: a file must keep its size and mtime
+    this long (network mounts get at least 3× this); timeout_seconds: a file that never
+    becomes a complete micrograph is quarantined after this long unchanged; order: which
+    ready micrographs go first; bin / pixel_size: working pixel size (default: the model's);
+    particle_diameter: Å, for the picking statistics (default: from the model/reference).
+    """
+
+    watch_dir: Path
+    out_dir: Path | None = None
+    model: Path | None = None
+    device: str = "auto"
+    include: tuple[str, ...] = ("*.mrc", "*.tif", "*.tiff")
+    exclude: tuple[str, ...] = ()
+    recursive: bool = True
+    polling: bool | None = None
+    settle_seconds: float = 2.0
+    rescan_interval: float = 30.0
+    timeout_seconds: float = 600.0
+    max_attempts: int = 3
+    input_pixel_size: float | None = None
+    bin: float | None = None
+    pixel_size: float | None = None
+    mode: str = "live"
+    batch_size: int = 4
+    max_micrographs_per_batch: int = 4
+    tile: int = 512
+    overlap: int = 32
+    float16: bool = False
+    suffix: str = ""
+    zarr: bool = True
+    thumbnails: bool = True
+    order: str = "oldest"
+    headless: bool | None = None
+    status_interval: float = 10.0
+    particle_diameter: float | None = None
+    compile: bool = False
+    stop_file: str = "STOP"
+
+    def __post_init__(self) -> None:
+        if self.order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, got {self.order!r}")
+        if self.mode not in ("live", "faithful"):
+            raise ValueError(f"mode must be 'live' or 'faithful', got {self.mode!r}")
+        for name in ("settle_seconds", "rescan_interval", "timeout_seconds", "status_interval"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.batch_size < 1 or self.max_micrographs_per_batch < 1 or self.max_attempts < 1:
+            raise ValueError("batch sizes and max_attempts must be at least 1")
+        if self.bin is not None and self.pixel_size is not None:
+            raise ValueError("give bin or pixel_size, not both")
+
+    @property
+    def output_dir(self) -> Path:
+        """The output directory (default: WATCH_DIR/streamdenoise, excluded from watching)."""
+        return self.out_dir if self.out_dir is not None else self.watch_dir / "streamdenoise"
+
+
+def load_config(path: Path | None, overrides: dict[str, Any]) -> WatchConfig:
+    """Settings from a TOML file (optional) with `overrides` (flags, None = not given) on top.
+
+    Unknown keys in the file are an error naming the file and the key.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise FileProblem(path, f"cannot read the configuration: {error}") from error
+        known = {f.name for f in fields(WatchConfig)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise FileProblem(path, f"unknown setting(s): {', '.join(unknown)}")
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    if "watch_dir" not in values:
+        raise ValueError("no directory to watch: give DIR or watch_dir in the configuration")
+    for key in ("watch_dir", "out_dir", "model"):
+        if values.get(key) is not None:
+            values[key] = Path(values[key]).expanduser()
+    for key in ("include", "exclude"):
+        if key in values:
+            values[key] = tuple(values[key])
+    config = WatchConfig(**values)
+    if config.out_dir is None:
+        config = replace(config, out_dir=config.output_dir)
+    return config

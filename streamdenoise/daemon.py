@@ -1,0 +1,505 @@
+"""The live daemon: watch → ready → read/bin → denoise (batched) → write → journal.
+
+One loop in the main thread orchestrates; reading and writing run on a small thread pool
+and the model runs in the loop, so a SIGTERM (which only sets a flag) lets the batch in
+flight finish, then the daemon flushes and exits 0. A `kill -9` loses nothing: the journal
+marks micrographs `processing` before work starts and the next start resets them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import signal
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import numpy as np
+
+from streamdenoise import __version__
+from streamdenoise.config import WatchConfig
+from streamdenoise.errors import StreamDenoiseError
+from streamdenoise.io import atomic_write_text, read_micrograph
+from streamdenoise.outputs import OutputLayout, write_micrograph_outputs, write_micrographs_star
+from streamdenoise.sdnotify import Notifier
+from streamdenoise.watch import Discovery, Journal, ReadinessTracker, params_hash
+from streamdenoise.watch.discovery import is_network_filesystem
+
+log = logging.getLogger("streamdenoise.daemon")
+RECENT = 20
+
+
+class AlreadyRunning(StreamDenoiseError, RuntimeError):
+    """Another daemon holds the output directory's lock."""
+
+
+@dataclass(frozen=True)
+class MicrographSummary:
+    """One finished (or failed) micrograph, for the dashboard."""
+
+    name: str
+    state: str
+    latency: float | None = None
+    noise_sigma: float | None = None
+    pixel_size: float | None = None
+    seconds: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Immutable state of the daemon, published after every step (status.json, dashboard).
+
+    Times in seconds; rate in micrographs per hour; memory in MiB.
+    """
+
+    version: str
+    state: str
+    watch_dir: str
+    out_dir: str
+    device: str
+    started: float
+    updated: float
+    found: int = 0
+    done: int = 0
+    failed: int = 0
+    quarantined: int = 0
+    pending: int = 0
+    queued: int = 0
+    rate_per_hour: float = 0.0
+    latency_median: float | None = None
+    latency_p95: float | None = None
+    memory_mib: float = 0.0
+    recent: tuple[MicrographSummary, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(data: dict) -> Snapshot:
+        data = dict(data)
+        data["recent"] = tuple(MicrographSummary(**r) for r in data.get("recent", ()))
+        data["warnings"] = tuple(data.get("warnings", ()))
+        return Snapshot(**data)
+
+
+def resident_memory_mib() -> float:
+    """Resident set size of this process in MiB (Linux /proc; 0 elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@dataclass
+class _Ready:
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class _Counters:
+    latencies: deque = field(default_factory=lambda: deque(maxlen=1000))
+    finished_at: deque = field(default_factory=lambda: deque(maxlen=1000))
+    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT))
+
+
+class Daemon:
+    """`streamdenoise watch`: process every finished micrograph of `config.watch_dir`."""
+
+    def __init__(
+        self,
+        config: WatchConfig,
+        *,
+        notifier: Notifier | None = None,
+        on_snapshot: Callable[[Snapshot], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.layout = OutputLayout(config.watch_dir, config.output_dir, config.suffix)
+        self.notifier = notifier or Notifier.from_environment()
+        self.on_snapshot = on_snapshot
+        self._stop = threading.Event()
+        self._counters = _Counters()
+        self._pending: set[Path] = set()
+        self._ready: dict[Path, _Ready] = {}
+        self._found: set[Path] = set()
+        self._alternate = False
+        self._last_status = 0.0
+        self.started = time.time()
+        self.snapshot = self._make_snapshot("starting")
+
+    # -- control ---------------------------------------------------------------------------
+    def request_stop(self, *_: object) -> None:
+        """Stop intake; the batch in flight finishes, then the daemon exits (signal-safe)."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info("received %s: draining", signal.Signals(signum).name)
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    # -- setup -----------------------------------------------------------------------------
+    def _lock(self) -> int:
+        out = self.config.output_dir
+        out.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip()
+            os.close(descriptor)
+            raise AlreadyRunning(
+                f"another streamdenoise (pid {holder or '?'}) is already writing to {out}"
+            ) from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        return descriptor
+
+    def _load_model(self):
+        import torch
+
+        from streamdenoise.engine.device import resolve_device
+        from streamdenoise.model.modelfile import default_model_path, load_model
+        from streamdenoise.model.pipeline import DenoiseSettings
+
+        self.device = resolve_device(self.config.device)
+        model_path = self.config.model or default_model_path()
+        self.loaded = load_model(model_path, device=self.device)
+        self.settings = DenoiseSettings(
+            mode=self.config.mode,  # type: ignore[arg-type]
+            bin_factor=self.config.bin,
+            target_pixel_size=self.config.pixel_size,
+            tile=self.config.tile,
+            overlap=self.config.overlap,
+            batch_size=self.config.batch_size,
+        )
+        digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
+        self.params_hash = params_hash(
+            model=digest,
+            mode=self.config.mode,
+            bin=self.config.bin,
+            pixel_size=self.config.pixel_size,
+            input_pixel_size=self.config.input_pixel_size,
+            tile=self.config.tile,
+            overlap=self.config.overlap,
+            float16=self.config.float16,
+            suffix=self.config.suffix,
+        )
+        self.model = self.loaded.model
+        if self.config.compile:
+            self.model = torch.compile(self.model)
+        # Warm-up: one batch of the largest tile, so the first micrograph is not slow.
+        self.notifier.status("warming up the model")
+        with torch.inference_mode():
+            tile = self.config.tile
+            self.model(torch.zeros(self.config.batch_size, 1, tile, tile, device=self.device))
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> int:
+        """Run until stopped (signal, stop file); returns the exit status (0 after a drain)."""
+        lock = self._lock()
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="streamdenoise-io")
+        try:
+            self._publish("loading model")
+            self._load_model()
+            network = is_network_filesystem(self.config.watch_dir)
+            polling = self.config.polling if self.config.polling is not None else network
+            settle = self.config.settle_seconds * (3 if network else 1)
+            self.tracker = ReadinessTracker(settle, self.config.timeout_seconds)
+            with Journal(self.layout.journal, max_attempts=self.config.max_attempts) as journal:
+                self.journal = journal
+                resumed = journal.reset_in_flight()
+                if resumed:
+                    log.warning(
+                        "%d micrograph(s) were in flight at the last stop; redoing", resumed
+                    )
+                discovery = Discovery(
+                    self.config.watch_dir,
+                    include=self.config.include,
+                    exclude=self.config.exclude,
+                    recursive=self.config.recursive,
+                    polling=polling,
+                    rescan_interval=self.config.rescan_interval,
+                )
+                discovery.start()
+                log.info(
+                    "watching %s (%s, settle %.1f s) → %s on %s",
+                    self.config.watch_dir,
+                    "polling" if polling else "inotify",
+                    settle,
+                    self.config.output_dir,
+                    self.device,
+                )
+                self.notifier.ready()
+                try:
+                    while not self._stop.is_set():
+                        self._tick(discovery, pool)
+                finally:
+                    discovery.stop()
+                self._requeue_unstarted()
+                self._write_star()
+                self._publish("stopped", force=True)
+            self.notifier.stopping()
+            self._remove_stop_file()
+            log.info("stopped cleanly")
+            return 0
+        finally:
+            pool.shutdown(wait=True)
+            os.close(lock)
+
+    def _tick(self, discovery: Discovery, pool: ThreadPoolExecutor) -> None:
+        discovery.ensure_alive()
+        for path in discovery.poll_candidates():
+            if not self._is_output(path):
+                self._pending.add(path)
+        self._check_pending()
+        if self._stop_file_present():
+            log.info("stop file found: draining")
+            self._stop.set()
+        if self._ready and not self._stop.is_set():
+            self._process_batch(pool)
+        else:
+            self._stop.wait(0.25)
+        self.notifier.watchdog()
+        self._publish("watching")
+
+    def _is_output(self, path: Path) -> bool:
+        try:
+            path.resolve().relative_to(self.config.output_dir.resolve())
+        except ValueError:
+            return False
+        return True
+
+    def _stop_file_present(self) -> bool:
+        name = self.config.stop_file
+        return bool(name) and (
+            (self.config.watch_dir / name).exists() or (self.config.output_dir / name).exists()
+        )
+
+    def _remove_stop_file(self) -> None:
+        for folder in (self.config.watch_dir, self.config.output_dir):
+            (folder / self.config.stop_file).unlink(missing_ok=True)
+
+    def _check_pending(self) -> None:
+        for path in list(self._pending):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                self._pending.discard(path)
+                self.tracker.forget(path)
+                continue
+            except OSError:
+                continue  # a network hiccup: look again next tick
+            if not self.journal.needs_processing(
+                path, stat.st_size, stat.st_mtime_ns, self.params_hash
+            ):
+                self._pending.discard(path)
+                self.tracker.forget(path)
+                continue
+            readiness = self.tracker.check(path)
+            if readiness.state == "pending":
+                continue
+            self._pending.discard(path)
+            self.tracker.forget(path)
+            if readiness.state == "ready":
+                self._found.add(path)
+                self.journal.mark_seen(path, readiness.size, readiness.mtime_ns, self.params_hash)
+                self._ready[path] = _Ready(path, readiness.size, readiness.mtime_ns)
+            elif readiness.state == "invalid":
+                self._found.add(path)
+                self.journal.mark_seen(path, readiness.size, readiness.mtime_ns, self.params_hash)
+                self.journal.quarantine(path, readiness.reason or "invalid")
+                log.error("quarantined %s: %s", path, readiness.reason)
+                self._remember(MicrographSummary(path.name, "quarantined", error=readiness.reason))
+
+    def _next_batch(self) -> list[_Ready]:
+        items = sorted(self._ready.values(), key=lambda r: r.mtime_ns)
+        if self.config.order == "newest" or (self.config.order == "alternate" and self._alternate):
+            items.reverse()
+        self._alternate = not self._alternate
+        batch = items[: self.config.max_micrographs_per_batch]
+        for item in batch:
+            del self._ready[item.path]
+        return batch
+
+    def _process_batch(self, pool: ThreadPoolExecutor) -> None:
+        from streamdenoise.model.pipeline import denoise_prepared
+
+        batch = self._next_batch()
+        start = time.perf_counter()
+        for item in batch:
+            self.journal.mark_processing(item.path, item.size, item.mtime_ns, self.params_hash)
+        prepared = list(pool.map(self._read_and_prepare, batch))
+        good = [(item, p) for item, p in zip(batch, prepared, strict=True) if p is not None]
+        if not good:
+            return
+        try:
+            denoised = denoise_prepared(
+                [p for _, p in good], self.model, self.settings, self.device
+            )
+        except (RuntimeError, ValueError) as error:  # e.g. out of memory on a huge micrograph
+            for item, _ in good:
+                self._fail(item, f"denoising failed: {error}")
+            return
+        compute = time.perf_counter() - start
+        writes = [
+            pool.submit(self._write, item, p, image, compute / len(good))
+            for (item, p), image in zip(good, denoised, strict=True)
+        ]
+        for future in writes:
+            future.result()
+        del denoised, prepared, good
+        self._write_star()
+
+    def _read_and_prepare(self, item: _Ready):
+        from streamdenoise.model.pipeline import prepare
+
+        try:
+            micrograph = read_micrograph(item.path, pixel_size=self.config.input_pixel_size)
+            return prepare(
+                micrograph.data, micrograph.pixel_size, self.loaded.pixel_size, self.settings
+            )
+        except (StreamDenoiseError, ValueError, OSError) as error:
+            self._fail(item, str(error))
+            return None
+
+    def _write(self, item: _Ready, prepared, denoised: np.ndarray, seconds: float) -> None:
+        statistics_ = {
+            "noise_sigma": prepared.sigma,
+            "shape": list(denoised.shape),
+            "processing_seconds": seconds,
+            "model": str(self.config.model or "default"),
+            "streamdenoise": __version__,
+        }
+        try:
+            outputs = write_micrograph_outputs(
+                self.layout,
+                item.path,
+                prepared.image,
+                denoised,
+                prepared.pixel_size,
+                statistics_,
+                float16=self.config.float16,
+                zarr=self.config.zarr,
+                thumbnails=self.config.thumbnails,
+            )
+        except (OSError, ValueError) as error:
+            self._fail(item, f"cannot write outputs: {error}")
+            return
+        latency = time.time() - item.mtime_ns / 1e9
+        self.journal.mark_done(item.path, outputs, latency)
+        self._counters.latencies.append(latency)
+        self._counters.finished_at.append(time.time())
+        self._remember(
+            MicrographSummary(
+                item.path.name,
+                "done",
+                latency=latency,
+                noise_sigma=prepared.sigma,
+                pixel_size=prepared.pixel_size,
+                seconds=seconds,
+            )
+        )
+
+    def _fail(self, item: _Ready, reason: str) -> None:
+        state = self.journal.mark_failed(item.path, reason)
+        log.error(
+            "%s %s: %s", "quarantined" if state == "quarantined" else "failed", item.path, reason
+        )
+        self._remember(MicrographSummary(item.path.name, state, error=reason))
+        if state != "quarantined":  # try again once it is looked at next
+            self._pending.add(item.path)
+
+    def _requeue_unstarted(self) -> None:
+        """Ready micrographs never started stay `seen` in the journal: done on next start."""
+        self._ready.clear()
+
+    def _remember(self, summary: MicrographSummary) -> None:
+        self._counters.recent.append(summary)
+
+    def _write_star(self) -> None:
+        done = [
+            (entry.outputs["mrc"], self._pixel_size_of(entry.outputs))
+            for entry in self.journal.done_entries()
+            if entry.outputs and "mrc" in entry.outputs
+        ]
+        if done:
+            write_micrographs_star(self.layout.star, done)
+
+    @staticmethod
+    def _pixel_size_of(outputs: dict) -> float:
+        from streamdenoise.io import read_mrc
+
+        try:
+            return read_mrc(outputs["mrc"]).pixel_size
+        except (StreamDenoiseError, OSError):
+            return float("nan")
+
+    # -- status ----------------------------------------------------------------------------
+    def _make_snapshot(self, state: str) -> Snapshot:
+        counts = self.journal.counts() if hasattr(self, "journal") else {}
+        latencies = list(self._counters.latencies)
+        now = time.time()
+        hour_ago = [t for t in self._counters.finished_at if t > now - 3600]
+        elapsed = min(3600.0, max(now - self.started, 1.0))
+        return Snapshot(
+            version=__version__,
+            state=state,
+            watch_dir=str(self.config.watch_dir),
+            out_dir=str(self.config.output_dir),
+            device=str(getattr(self, "device", self.config.device)),
+            started=self.started,
+            updated=now,
+            found=len(self._found),
+            done=counts.get("done", 0),
+            failed=counts.get("failed", 0),
+            quarantined=counts.get("quarantined", 0),
+            pending=len(self._pending),
+            queued=len(self._ready),
+            rate_per_hour=len(hour_ago) * 3600.0 / elapsed,
+            latency_median=statistics.median(latencies) if latencies else None,
+            latency_p95=float(np.percentile(latencies, 95)) if latencies else None,
+            memory_mib=resident_memory_mib(),
+            recent=tuple(self._counters.recent),
+        )
+
+    def _publish(self, state: str, force: bool = False) -> None:
+        self.snapshot = self._make_snapshot(state)
+        if self.on_snapshot is not None:
+            self.on_snapshot(self.snapshot)
+        now = time.monotonic()
+        if force or now - self._last_status >= min(self.config.status_interval, 2.0):
+            self._last_status = now
+            import json
+
+            atomic_write_text(self.layout.status, json.dumps(self.snapshot.to_json(), indent=1))
+            self.notifier.status(summary_line(self.snapshot))
+
+
+def summary_line(snapshot: Snapshot) -> str:
+    """One line with the live figures (headless log, systemd STATUS=)."""
+    latency = (
+        f"latency {snapshot.latency_median:.1f} s (p95 {snapshot.latency_p95:.1f} s)"
+        if snapshot.latency_median is not None
+        else "latency -"
+    )
+    return (
+        f"{snapshot.state}: {snapshot.done} done, {snapshot.queued + snapshot.pending} waiting, "
+        f"{snapshot.failed} failed, {snapshot.quarantined} quarantined; "
+        f"{snapshot.rate_per_hour:.0f}/h; {latency}; {snapshot.memory_mib:.0f} MiB"
+    )

@@ -1,0 +1,150 @@
+"""Where outputs go, and writing them (all atomically).
+
+OUT/denoised/<path relative to the watched dir, stem + suffix>.mrc   denoised micrograph
+OUT/denoised/<...>.json                                               statistics sidecar
+OUT/thumbnails/<...>.png                                              raw | denoised preview
+OUT/denoised.zarr/<relative path joined by "__">/                     OME-Zarr 0.5 group
+OUT/micrographs_denoised.star                                         RELION micrographs list
+OUT/status.json, OUT/journal.sqlite, OUT/.lock                        daemon state
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from streamdenoise.io import atomic_write_bytes, atomic_write_text, write_mrc_atomic
+from streamdenoise.io.omezarr import write_image_group
+from streamdenoise.io.png import encode_png, to_uint8
+from streamdenoise.io.star import write_star_atomic
+from streamdenoise.physics.binning import bin_image
+
+THUMBNAIL_SIZE = 512
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Output paths for the micrographs of one watched directory."""
+
+    watch_dir: Path
+    out_dir: Path
+    suffix: str = ""
+
+    def relative(self, source: Path) -> Path:
+        """`source` relative to the watched directory (its name if it lies elsewhere)."""
+        try:
+            return source.resolve().relative_to(self.watch_dir.resolve())
+        except ValueError:
+            return Path(source.name)
+
+    def _beside(self, folder: str, source: Path, extension: str) -> Path:
+        relative = self.relative(source)
+        return self.out_dir / folder / relative.with_name(relative.stem + self.suffix + extension)
+
+    def denoised_mrc(self, source: Path) -> Path:
+        return self._beside("denoised", source, ".mrc")
+
+    def sidecar(self, source: Path) -> Path:
+        return self._beside("denoised", source, ".json")
+
+    def thumbnail(self, source: Path) -> Path:
+        return self._beside("thumbnails", source, ".png")
+
+    def zarr_group(self, source: Path) -> str:
+        return "__".join(self.relative(source).with_suffix("").parts)
+
+    @property
+    def zarr_root(self) -> Path:
+        return self.out_dir / "denoised.zarr"
+
+    @property
+    def star(self) -> Path:
+        return self.out_dir / "micrographs_denoised.star"
+
+    @property
+    def status(self) -> Path:
+        return self.out_dir / "status.json"
+
+    @property
+    def journal(self) -> Path:
+        return self.out_dir / "journal.sqlite"
+
+    @property
+    def lock(self) -> Path:
+        return self.out_dir / ".lock"
+
+
+def thumbnail(raw: np.ndarray, denoised: np.ndarray, size: int = THUMBNAIL_SIZE) -> bytes:
+    """PNG of raw (left) beside denoised (right), each Fourier-binned to ≤ `size` px wide."""
+    factor = max(1.0, max(raw.shape) / size)
+    panels = [
+        bin_image(image, 1.0, factor)[0] if factor > 1 else image for image in (raw, denoised)
+    ]
+    height = min(p.shape[0] for p in panels)
+    gap = np.full((height, 4), 255, np.uint8)
+    return encode_png(
+        np.concatenate([to_uint8(panels[0][:height]), gap, to_uint8(panels[1][:height])], axis=1)
+    )
+
+
+def write_micrograph_outputs(
+    layout: OutputLayout,
+    source: Path,
+    raw_binned: np.ndarray,
+    denoised: np.ndarray,
+    pixel_size: float,
+    statistics: dict,
+    *,
+    float16: bool = False,
+    zarr: bool = True,
+    thumbnails: bool = True,
+) -> dict[str, str]:
+    """Write every output of one micrograph; returns {kind: path} for the journal."""
+    outputs: dict[str, str] = {}
+    mrc = layout.denoised_mrc(source)
+    write_mrc_atomic(mrc, denoised, pixel_size, dtype=np.float16 if float16 else np.float32)
+    outputs["mrc"] = str(mrc)
+    if zarr:
+        group = write_image_group(
+            layout.zarr_root,
+            layout.zarr_group(source),
+            denoised,
+            pixel_size,
+            attributes={"source": str(source)},
+        )
+        outputs["zarr"] = str(group)
+    if thumbnails:
+        png = layout.thumbnail(source)
+        atomic_write_bytes(png, thumbnail(raw_binned, denoised))
+        outputs["thumbnail"] = str(png)
+    sidecar = layout.sidecar(source)
+    record = {"source": str(source), "pixel_size_angstrom": pixel_size, **statistics}
+    atomic_write_text(sidecar, json.dumps(record, indent=2, default=float) + "\n")
+    outputs["sidecar"] = str(sidecar)
+    return outputs
+
+
+def write_micrographs_star(path: Path, micrographs: list[tuple[str, float]]) -> None:
+    """RELION 3.1+ micrographs STAR of the denoised micrographs [(mrc path, Å/px)].
+
+    One optics group per distinct pixel size (normally one), as RELION expects.
+    """
+    pixel_sizes = sorted({round(p, 6) for _, p in micrographs})
+    group_of = {p: i + 1 for i, p in enumerate(pixel_sizes)}
+    write_star_atomic(
+        path,
+        {
+            "optics": {
+                "_rlnOpticsGroupName": [f"opticsGroup{i + 1}" for i in range(len(pixel_sizes))],
+                "_rlnOpticsGroup": list(range(1, len(pixel_sizes) + 1)),
+                "_rlnMicrographPixelSize": pixel_sizes,
+            },
+            "micrographs": {
+                "_rlnMicrographName": [name for name, _ in micrographs],
+                "_rlnOpticsGroup": [group_of[round(p, 6)] for _, p in micrographs],
+            },
+        },
+    )

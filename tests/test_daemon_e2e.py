@@ -1,0 +1,190 @@
+"""The live daemon end to end, with real processes, directories, files and signals.
+
+The simulator writes a session at a rate (direct, chunked and write-then-rename writes)
+while `streamdenoise watch` runs as its own process; bad files are dropped in beside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+import zarr
+
+from streamdenoise.io import read_star
+
+EXECUTABLE = str(Path(sys.executable).with_name("streamdenoise"))
+GOOD = 4
+
+
+def start_daemon(watch: Path, out: Path, *extra: str) -> subprocess.Popen:
+    args = [EXECUTABLE, "watch", str(watch), "--out", str(out), "--device", "cpu", "--headless"]
+    args += [
+        "--settle",
+        "0.5",
+        "--rescan-interval",
+        "2",
+        "--timeout",
+        "4",
+        "--status-interval",
+        "1",
+    ]
+    log = open(out.parent / f"daemon-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
+    return subprocess.Popen([*args, *extra], stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def start_simulator(session: Path, count: int = GOOD, rate: float = 1.0) -> subprocess.Popen:
+    args = [EXECUTABLE, "simulate", str(session), "-n", str(count), "--detector", "small"]
+    args += ["--bin", "4", "--rate", str(rate), "--write-mode", "mixed", "--seed", "2"]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def status(out: Path) -> dict:
+    try:
+        return json.loads((out / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def wait_for(condition, deadline: float = 120.0, what: str = "") -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def drop_bad_files(folder: Path) -> dict[str, str]:
+    """Bad inputs and the words their quarantine reasons must contain."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "text.mrc").write_text("not a micrograph at all, just words\n" * 50)
+    (folder / "empty.mrc").write_bytes(b"")
+    nan = np.full((64, 64), np.nan, np.float32)
+    with mrcfile.new(folder / "nan.mrc", overwrite=True) as mrc:
+        mrc.set_data(np.zeros((64, 64), np.float32))
+        mrc.voxel_size = 4.0
+    with open(folder / "nan.mrc", "r+b") as handle:
+        handle.seek(1024)
+        handle.write(nan.tobytes())
+    with mrcfile.new(folder / "truncated.mrc", overwrite=True) as mrc:
+        mrc.set_data(np.zeros((256, 256), np.float32))
+        mrc.voxel_size = 4.0
+    with open(folder / "truncated.mrc", "r+b") as handle:
+        handle.truncate(20_000)
+    return {
+        "text.mrc": "not an MRC",
+        "empty.mrc": "",
+        "nan.mrc": "non-finite",
+        "truncated.mrc": "20,000",
+    }
+
+
+def journal_rows(out: Path) -> list[tuple[str, str, str | None]]:
+    with sqlite3.connect(out / "journal.sqlite") as db:
+        return db.execute("SELECT path, state, error FROM files ORDER BY path").fetchall()
+
+
+@pytest.mark.parametrize("polling", [False, True], ids=["inotify", "polling"])
+def test_live_session_every_micrograph_once_bad_files_quarantined(tmp_path: Path, polling) -> None:
+    session, out = tmp_path / "session", tmp_path / "out"
+    watch = session / "micrographs"
+    bad = drop_bad_files(watch)
+    daemon = start_daemon(watch, out, "--polling" if polling else "--no-polling")
+    simulator = start_simulator(session)
+    try:
+        assert simulator.wait(timeout=120) == 0
+        wait_for(
+            lambda: status(out).get("done") == GOOD and status(out).get("quarantined") == len(bad),
+            what="all micrographs done and bad ones quarantined",
+        )
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=60) == 0  # SIGTERM drains and exits cleanly
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    assert status(out)["state"] == "stopped"
+    rows = journal_rows(out)
+    states = {Path(p).name: (s, e) for p, s, e in rows}
+    for name, words in bad.items():
+        assert states[name][0] == "quarantined" and words in (states[name][1] or "")
+    good = sorted(watch.glob("mic_*.mrc"))
+    assert len(good) == GOOD
+    star = read_star(out / "micrographs_denoised.star")["micrographs"]["_rlnMicrographName"]
+    assert len(star) == len(set(star)) == GOOD
+    for source in good:
+        assert states[source.name][0] == "done"
+        denoised = out / "denoised" / source.name
+        with mrcfile.open(denoised, permissive=False) as mrc:
+            assert mrc.data.shape == (256, 256) and float(mrc.voxel_size.x) == pytest.approx(4.0)
+        assert str(denoised) in star
+        sidecar = json.loads((out / "denoised" / f"{source.stem}.json").read_text())
+        assert sidecar["pixel_size_angstrom"] == pytest.approx(4.0)
+        group = zarr.open_group(out / "denoised.zarr" / source.stem, mode="r")
+        assert group["0"].shape == (256, 256)
+        assert group.attrs["ome"]["multiscales"][0]["axes"][0]["unit"] == "angstrom"
+        assert (out / "thumbnails" / f"{source.stem}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_kill_dash_nine_then_restart_finishes_everything_exactly_once(tmp_path: Path) -> None:
+    session, out = tmp_path / "session", tmp_path / "out"
+    watch = session / "micrographs"
+    watch.mkdir(parents=True)
+    count = 6
+    daemon = start_daemon(watch, out)
+    simulator = start_simulator(session, count=count, rate=0.5)
+    try:
+        wait_for(lambda: status(out).get("done", 0) >= 2, what="two micrographs done")
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(timeout=30)
+        assert simulator.wait(timeout=120) == 0
+        # The lock died with the process; a new daemon takes over and resumes.
+        daemon = start_daemon(watch, out)
+        wait_for(
+            lambda: status(out).get("done") == count and status(out).get("state") == "watching",
+            what="all micrographs done after the restart",
+        )
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=60) == 0
+    finally:
+        for process in (daemon, simulator):
+            if process.poll() is None:
+                process.kill()
+    rows = journal_rows(out)
+    assert len(rows) == count and all(state == "done" for _, state, _ in rows)
+    star = read_star(out / "micrographs_denoised.star")["micrographs"]["_rlnMicrographName"]
+    assert sorted(star) == sorted(set(star)) and len(star) == count
+    assert not list((out / "denoised").glob(".*"))  # no temporaries left behind
+    assert not list((out / "denoised.zarr").glob(".*"))
+
+
+def test_a_second_daemon_on_the_same_output_is_refused(tmp_path: Path) -> None:
+    watch, out = tmp_path / "in", tmp_path / "out"
+    watch.mkdir()
+    first = start_daemon(watch, out)
+    try:
+        wait_for(lambda: status(out).get("state") == "watching", what="the first daemon")
+        second = subprocess.run(
+            [EXECUTABLE, "watch", str(watch), "--out", str(out), "--device", "cpu", "--headless"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode == 2
+        assert "already writing" in second.stderr and str(first.pid) in second.stderr
+        (watch / "STOP").touch()  # the stop file ends a session cleanly
+        assert first.wait(timeout=60) == 0
+        assert not (watch / "STOP").exists()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert os.path.exists(out / "status.json")
