@@ -38,8 +38,10 @@ def start_daemon(watch: Path, out: Path, *extra: str) -> subprocess.Popen:
         "--status-interval",
         "1",
     ]
-    log = open(out.parent / f"daemon-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
-    return subprocess.Popen([*args, *extra], stdout=log, stderr=subprocess.STDOUT, text=True)
+    with open(
+        out.parent / f"daemon-{time.monotonic_ns()}.log", "w"
+    ) as log:  # the child keeps a copy
+        return subprocess.Popen([*args, *extra], stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
 def start_simulator(session: Path, count: int = GOOD, rate: float = 1.0) -> subprocess.Popen:
