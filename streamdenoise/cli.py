@@ -387,8 +387,11 @@ def _setup_logging(rich_console: bool) -> None:
         )
 
 
-def _run_daemon(config, on_snapshot=None) -> int:
-    """Run the daemon with the rich dashboard on a terminal, or headless."""
+def _run_daemon(config, on_snapshot=None, on_start=None) -> int:
+    """Run the daemon with the rich dashboard on a terminal, or headless.
+
+    on_snapshot(snapshot) sees every published snapshot; on_start(daemon) is called once
+    the daemon exists (the demo uses it to stop the daemon when the session is over)."""
     import sys
 
     from rich.live import Live
@@ -408,6 +411,8 @@ def _run_daemon(config, on_snapshot=None) -> int:
 
     daemon = Daemon(config, on_snapshot=publish)
     daemon.install_signal_handlers()
+    if on_start is not None:
+        on_start(daemon)
     if headless:
         return daemon.run()
     with Live(
@@ -570,3 +575,99 @@ def quarantine(
     for entry in entries:
         table.add_row(str(entry.path), str(entry.attempts), entry.error or "")
     Console().print(table if entries else "nothing is quarantined")
+
+
+@app.command()
+def demo(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Where to put the demo session (default: a temporary directory)."
+        ),
+    ] = None,
+    count: Annotated[int, typer.Option("-n", "--count", help="Micrographs to acquire.")] = 8,
+    rate: Annotated[float, typer.Option(help="Seconds between micrographs.")] = 4.0,
+    device: DeviceOption = "auto",
+    headless: Annotated[
+        bool | None,
+        typer.Option("--headless/--dashboard", help="Log lines instead of the dashboard."),
+    ] = None,
+) -> None:
+    """Acquire a simulated session (2048² at 2 Å/px, one micrograph every RATE s) and
+    denoise it live with `watch`; prints where the outputs are."""
+    import tempfile
+    import threading
+
+    from streamdenoise.acquisition import write_session
+    from streamdenoise.config import load_config
+    from streamdenoise.physics.density import load_reference
+    from streamdenoise.physics.session import SessionSpec
+
+    root = out or Path(tempfile.mkdtemp(prefix="streamdenoise-demo-"))
+    session, outputs = root / "session", root / "denoised"
+    (session / "micrographs").mkdir(parents=True, exist_ok=True)
+    spec = SessionSpec(count=count, seed=1, detector="falcon4i", pixel_size=1.0, binning=2)
+    console.print(
+        f"Demo: acquiring {count} micrographs into {session / 'micrographs'}, one every {rate:g} s"
+    )
+    acquisition_error: list[BaseException] = []
+
+    def acquire() -> None:
+        try:
+            write_session(session, spec, load_reference(), rate=rate, write_mode="mixed")
+        except BaseException as error:  # reported after the daemon stops
+            acquisition_error.append(error)
+
+    writer = threading.Thread(target=acquire, name="acquisition", daemon=True)
+    config = load_config(
+        None,
+        {
+            "watch_dir": session / "micrographs",
+            "out_dir": outputs,
+            "device": device,
+            "headless": headless,
+            "settle_seconds": 1.0,
+            "status_interval": 5.0,
+        },
+    )
+    finished = threading.Event()
+
+    def on_snapshot(snapshot) -> None:
+        if (
+            not writer.is_alive()
+            and snapshot.done + snapshot.quarantined + snapshot.failed >= count
+        ):
+            finished.set()
+
+    def stop_when_finished(daemon) -> None:
+        finished.wait()
+        daemon.request_stop()
+
+    writer.start()
+    try:
+        code = _run_daemon(
+            config,
+            on_snapshot=on_snapshot,
+            on_start=lambda daemon: threading.Thread(
+                target=stop_when_finished, args=(daemon,), daemon=True
+            ).start(),
+        )
+    except (StreamDenoiseError, ValueError) as error:
+        raise _fail(error) from None
+    if acquisition_error:
+        raise _fail(ValueError(f"the simulated acquisition failed: {acquisition_error[0]}"))
+    from streamdenoise.dashboard import read_status
+
+    final = read_status(outputs)
+    console.print(
+        f"\nDone: {final.done} of {count} micrographs denoised, median latency "
+        f"{final.latency_median or 0:.1f} s.\n"
+        f"  raw micrographs:    {session / 'micrographs'}\n"
+        f"  ground truth:       {session / 'ground_truth'}\n"
+        f"  denoised MRC:       {outputs / 'denoised'}\n"
+        f"  OME-Zarr:           {outputs / 'denoised.zarr'}\n"
+        f"  RELION STAR:        {outputs / 'micrographs_denoised.star'}\n"
+        f"  thumbnails:         {outputs / 'thumbnails'}\n"
+        f"  status:             streamdenoise status {outputs}"
+    )
+    raise typer.Exit(code=code)
