@@ -1,0 +1,233 @@
+"""Benchmark the live daemon end to end on 4096² micrographs binned to ~4 Å/px.
+
+    python benchmarks/daemon.py [--micrographs 200] [--rate 8] [--device cpu]
+
+A pool of distinct simulated 4096² Falcon-4i micrographs (0.93 Å/px, 64 MiB each) is made
+once and cached; a feeder copies them under new names into a watched directory (each a new
+file, written like an acquisition: hidden temporary, then rename) while `streamdenoise
+watch` runs as its own process with the default model, and deletes inputs once they are
+done (disk stays bounded). Two phases:
+
+1. sustained throughput: the feeder keeps two micrographs waiting, so the daemon never
+   idles; micrographs per hour = completions over the phase's wall time;
+2. latency: one micrograph every --rate seconds (slower than capacity, like a
+   microscope); latency = outputs written − input file complete (its mtime), from the
+   journal; median and p95.
+
+Peak memory: the daemon's VmHWM (peak RSS) from /proc, and its RSS sampled over the run.
+Writes the "Daemon" section of benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from results import markdown_table, write_section
+
+from streamdenoise.io import write_mrc_atomic
+from streamdenoise.model.guidance import cache_directory
+from streamdenoise.physics.density import load_reference
+from streamdenoise.physics.session import SessionSpec, micrograph_params
+from streamdenoise.physics.simulator import simulate_micrograph
+
+EXECUTABLE = str(Path(sys.executable).with_name("streamdenoise"))
+
+
+def micrograph_pool(count: int) -> list[Path]:
+    """`count` distinct 4096² simulated micrographs, cached under the cache directory."""
+    folder = cache_directory() / "daemon-benchmark-pool"
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = SessionSpec(count=count, seed=77, detector="falcon4i")
+    reference = None
+    paths = []
+    for index in range(count):
+        path = folder / f"pool_{index:02d}.mrc"
+        if not path.exists():
+            reference = reference or load_reference()
+            params = micrograph_params(spec, index)
+            write_mrc_atomic(path, simulate_micrograph(reference, params).noisy, params.pixel_size)
+            print(f"simulated {path.name}", flush=True)
+        paths.append(path)
+    return paths
+
+
+def proc_status(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM of a process in MiB."""
+    values = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) / 1024
+    except OSError:
+        pass
+    return values
+
+
+def journal(out: Path) -> list[tuple[str, str, float | None, float]]:
+    with sqlite3.connect(out / "journal.sqlite") as db:
+        return db.execute("SELECT path, state, latency, updated FROM files").fetchall()
+
+
+def feed(pool: list[Path], watch: Path, index: int) -> Path:
+    """Copy a pool micrograph into the watched directory as new file number `index`."""
+    target = watch / f"FoilHole_{index:05d}_fractions.mrc"
+    temporary = watch / f".{target.name}.part"
+    shutil.copyfile(pool[index % len(pool)], temporary)
+    os.replace(temporary, target)
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--micrographs", type=int, default=200, help="Throughput phase.")
+    parser.add_argument("--latency-micrographs", type=int, default=20)
+    parser.add_argument("--rate", type=float, default=8.0, help="Latency phase, s between.")
+    parser.add_argument("--pool", type=int, default=6)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    pool = micrograph_pool(args.pool)
+    root = Path(tempfile.mkdtemp(prefix="streamdenoise-bench-"))
+    watch, out = root / "in", root / "out"
+    watch.mkdir()
+    command = [
+        EXECUTABLE,
+        "watch",
+        str(watch),
+        "--out",
+        str(out),
+        "--device",
+        args.device,
+        "--headless",
+        "--settle",
+        "1",
+        "--status-interval",
+        "30",
+        "--float16",
+    ]
+    log = open(root / "daemon.log", "w")  # noqa: SIM115 - closed below
+    daemon = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    rss: list[float] = []
+
+    def done_count() -> int:
+        try:
+            return sum(1 for _, state, _, _ in journal(out) if state == "done")
+        except sqlite3.Error:
+            return 0
+
+    def tick() -> None:
+        """Sample the daemon's memory, drop finished inputs (bounded disk), wait 0.5 s."""
+        if daemon.poll() is not None:
+            raise RuntimeError(f"the daemon stopped; see {root / 'daemon.log'}")
+        status = proc_status(daemon.pid)
+        if "VmRSS" in status:
+            rss.append(status["VmRSS"])
+        finished = finished_names()
+        for path in list(watch.glob("*.mrc")):
+            if path.name in finished:
+                path.unlink(missing_ok=True)
+        time.sleep(0.5)
+
+    def wait_until(condition, timeout: float = 7200) -> None:
+        end = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > end:
+                raise RuntimeError(f"timed out; see {root / 'daemon.log'}")
+            tick()
+
+    def finished_names() -> set[str]:
+        try:
+            return {Path(p).name for p, state, _, _ in journal(out) if state == "done"}
+        except sqlite3.Error:
+            return set()
+
+    try:
+        wait_until(lambda: (out / "status.json").exists())
+        # Phase 1: sustained throughput with two micrographs always waiting.
+        fed = 0
+        phase_start = None
+        while fed < args.micrographs:
+            waiting = fed - done_count()
+            if waiting < 2:
+                feed(pool, watch, fed)
+                fed += 1
+                if phase_start is None:
+                    phase_start = time.monotonic()
+            tick()
+        first_done = done_count()
+        wait_until(lambda: done_count() >= args.micrographs)
+        throughput_seconds = time.monotonic() - phase_start
+        per_hour = args.micrographs * 3600 / throughput_seconds
+        print(
+            f"throughput: {args.micrographs} in {throughput_seconds:.0f} s = {per_hour:.0f}/h "
+            f"(first done after feeding {first_done})",
+            flush=True,
+        )
+        # Phase 2: latency at an acquisition-like rate.
+        latency_start = time.time()
+        for i in range(args.latency_micrographs):
+            feed(pool, watch, args.micrographs + i)
+            next_at = time.monotonic() + args.rate
+            while time.monotonic() < next_at:
+                tick()
+        wait_until(lambda: done_count() >= args.micrographs + args.latency_micrographs)
+        latencies = [
+            lat
+            for _, state, lat, updated in journal(out)
+            if state == "done" and lat is not None and updated >= latency_start
+        ]
+        peak = proc_status(daemon.pid).get("VmHWM", float("nan"))
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=300)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        log.close()
+    status = json.loads((out / "status.json").read_text())
+    quarter = max(1, len(rss) // 4)
+    rows = [
+        [
+            "sustained throughput",
+            f"{per_hour:.0f} micrographs/h ({throughput_seconds / args.micrographs:.2f} s each)",
+        ],
+        [
+            "latency, one every " + f"{args.rate:g} s",
+            f"median {np.median(latencies):.2f} s, p95 {np.percentile(latencies, 95):.2f} s "
+            f"(n={len(latencies)})",
+        ],
+        ["peak memory (VmHWM)", f"{peak:.0f} MiB"],
+        [
+            "RSS first / last quarter of the run",
+            f"{np.mean(rss[:quarter]):.0f} / {np.mean(rss[-quarter:]):.0f} MiB "
+            f"(max {max(rss):.0f})",
+        ],
+        [
+            "micrographs processed",
+            f"{status['done']} ({status['failed']} failed, {status['quarantined']} quarantined)",
+        ],
+    ]
+    body = (
+        f"Input: 4096² float32 MRC at 0.93 Å/px (64 MiB, simulated, {args.pool} distinct "
+        "micrographs cycled under new names), written with temporary + rename; the daemon "
+        "(default model, live mode, device " + args.device + ") bins to ~4 Å/px (1024²) and "
+        "writes float16 MRC, OME-Zarr, thumbnail, sidecar and the STAR file.\n\n"
+        + markdown_table(["figure", "value"], rows)
+    )
+    print(body)
+    write_section("Daemon", body, "python benchmarks/daemon.py " + " ".join(sys.argv[1:]))
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
