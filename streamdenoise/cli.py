@@ -431,6 +431,10 @@ def watch(
         Path | None,
         typer.Option("--out", "-o", help="Output directory (default: DIR/streamdenoise)."),
     ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="Journal, status.json and lock (default: the output directory)."),
+    ] = None,
     config_file: Annotated[
         Path | None, typer.Option("--config", help="TOML settings file; flags override it.")
     ] = None,
@@ -498,6 +502,7 @@ def watch(
     overrides = {
         "watch_dir": directory,
         "out_dir": out,
+        "state_dir": state_dir,
         "model": model,
         "device": device,
         "include": include,

@@ -21,9 +21,10 @@ ORDERS = ("oldest", "newest", "alternate")
 class WatchConfig:
     """Settings of `streamdenoise watch`. Units: seconds, Å, pixels.
 
-    watch_dir: where motion-corrected micrographs appear; out_dir: outputs, journal, status
-    (default WATCH_DIR/streamdenoise); settle_seconds: a file must keep its size and mtime
-    this long (network mounts get at least 3× this); timeout_seconds: a file that never
+    watch_dir: where motion-corrected micrographs appear; out_dir: outputs (default
+    WATCH_DIR/streamdenoise); state_dir: journal, status.json and lock (default out_dir;
+    keep it on a local disk, apart from the outputs if those may fill up); settle_seconds:
+    a file must keep its size and mtime this long (network mounts get 3× this); timeout_seconds: a file that never
     becomes a complete micrograph is quarantined after this long unchanged; order: which
     ready micrographs go first; bin / pixel_size: working pixel size (default: the model's);
     particle_diameter: Å, for the picking statistics (default: from the model/reference).
@@ -31,6 +32,7 @@ class WatchConfig:
 
     watch_dir: Path
     out_dir: Path | None = None
+    state_dir: Path | None = None
     model: Path | None = None
     device: str = "auto"
     include: tuple[str, ...] = ("*.mrc", "*.tif", "*.tiff")
@@ -97,7 +99,7 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> WatchConfig:
     values.update({key: value for key, value in overrides.items() if value is not None})
     if "watch_dir" not in values:
         raise ValueError("no directory to watch: give DIR or watch_dir in the configuration")
-    for key in ("watch_dir", "out_dir", "model"):
+    for key in ("watch_dir", "out_dir", "state_dir", "model"):
         if values.get(key) is not None:
             values[key] = Path(values[key]).expanduser()
     for key in ("include", "exclude"):

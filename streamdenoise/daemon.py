@@ -127,7 +127,9 @@ class Daemon:
         on_snapshot: Callable[[Snapshot], None] | None = None,
     ) -> None:
         self.config = config
-        self.layout = OutputLayout(config.watch_dir, config.output_dir, config.suffix)
+        self.layout = OutputLayout(
+            config.watch_dir, config.output_dir, config.suffix, config.state_dir
+        )
         self.notifier = notifier or Notifier.from_environment()
         self.on_snapshot = on_snapshot
         self._stop = threading.Event()
@@ -155,8 +157,9 @@ class Daemon:
 
     # -- setup -----------------------------------------------------------------------------
     def _lock(self) -> int:
-        out = self.config.output_dir
+        out = self.layout.state
         out.mkdir(parents=True, exist_ok=True)
+        self.config.output_dir.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(self.layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -279,11 +282,11 @@ class Daemon:
         self._publish("watching")
 
     def _is_output(self, path: Path) -> bool:
-        try:
-            path.resolve().relative_to(self.config.output_dir.resolve())
-        except ValueError:
-            return False
-        return True
+        resolved = path.resolve()
+        return any(
+            resolved.is_relative_to(folder.resolve())
+            for folder in (self.config.output_dir, self.layout.state)
+        )
 
     def _stop_file_present(self) -> bool:
         name = self.config.stop_file
@@ -439,7 +442,10 @@ class Daemon:
             if entry.outputs and "mrc" in entry.outputs
         ]
         if done:
-            write_micrographs_star(self.layout.star, done)
+            try:
+                write_micrographs_star(self.layout.star, done)
+            except OSError as error:  # e.g. the output disk is full: retried next batch
+                log.error("cannot write %s: %s", self.layout.star, error)
 
     @staticmethod
     def _pixel_size_of(outputs: dict) -> float:
@@ -487,7 +493,10 @@ class Daemon:
             self._last_status = now
             import json
 
-            atomic_write_text(self.layout.status, json.dumps(self.snapshot.to_json(), indent=1))
+            try:
+                atomic_write_text(self.layout.status, json.dumps(self.snapshot.to_json(), indent=1))
+            except OSError as error:
+                log.error("cannot write %s: %s", self.layout.status, error)
             self.notifier.status(summary_line(self.snapshot))
 
 

@@ -5,7 +5,8 @@ OUT/denoised/<...>.json                                               statistics
 OUT/thumbnails/<...>.png                                              raw | denoised preview
 OUT/denoised.zarr/<relative path joined by "__">/                     OME-Zarr 0.5 group
 OUT/micrographs_denoised.star                                         RELION micrographs list
-OUT/status.json, OUT/journal.sqlite, OUT/.lock                        daemon state
+STATE/status.json, STATE/journal.sqlite, STATE/.lock                  daemon state (STATE
+                                                                      defaults to OUT)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class OutputLayout:
     watch_dir: Path
     out_dir: Path
     suffix: str = ""
+    state_dir: Path | None = None
 
     def relative(self, source: Path) -> Path:
         """`source` relative to the watched directory (its name if it lies elsewhere)."""
@@ -65,16 +67,21 @@ class OutputLayout:
         return self.out_dir / "micrographs_denoised.star"
 
     @property
+    def state(self) -> Path:
+        """Directory of the journal, status.json and the lock (default: the outputs')."""
+        return self.state_dir or self.out_dir
+
+    @property
     def status(self) -> Path:
-        return self.out_dir / "status.json"
+        return self.state / "status.json"
 
     @property
     def journal(self) -> Path:
-        return self.out_dir / "journal.sqlite"
+        return self.state / "journal.sqlite"
 
     @property
     def lock(self) -> Path:
-        return self.out_dir / ".lock"
+        return self.state / ".lock"
 
 
 def thumbnail(raw: np.ndarray, denoised: np.ndarray, size: int = THUMBNAIL_SIZE) -> bytes:

@@ -190,3 +190,41 @@ def test_a_second_daemon_on_the_same_output_is_refused(tmp_path: Path) -> None:
         if first.poll() is None:
             first.kill()
     assert os.path.exists(out / "status.json")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_full_output_disk_is_recorded_and_the_daemon_keeps_going(tmp_path: Path) -> None:
+    session, out, state = tmp_path / "session", tmp_path / "out", tmp_path / "state"
+    watch = session / "micrographs"
+    out.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(out)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        (out / "ballast").write_bytes(b"\0" * 500_000)  # leaves ~100 kB: less than one output
+        simulator = start_simulator(session, count=2, rate=0.5)
+        assert simulator.wait(timeout=120) == 0
+        daemon = start_daemon(watch, out, "--state-dir", str(state))
+        try:
+            wait_for(lambda: status(state).get("quarantined") == 2, what="both quarantined")
+            rows = journal_rows(state)
+            assert all("No space left" in (error or "") for _, _, error in rows)
+            assert daemon.poll() is None  # still running
+            (out / "ballast").unlink()  # the operator frees space and retries
+            retried = subprocess.run(
+                [EXECUTABLE, "quarantine", str(state), "--retry"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert retried.returncode == 0 and "2 file(s)" in retried.stderr
+            wait_for(lambda: status(state).get("done") == 2, what="done after the retry")
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(timeout=60) == 0
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+    finally:
+        subprocess.run(["umount", "-l", str(out)], check=False)
