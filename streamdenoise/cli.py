@@ -294,6 +294,18 @@ def train(
         typer.Option(help="Pixel size of the inputs in Å, for TIFFs or MRC headers without one."),
     ] = None,
     base_channels: Annotated[int, typer.Option(help="U-Net width of the first level.")] = 16,
+    template_defocus: Annotated[
+        float | None,
+        typer.Option(help="Apply a CTF at this defocus (µm) to the reference templates."),
+    ] = None,
+    guidance_away: Annotated[
+        bool,
+        typer.Option(
+            "--guidance-away",
+            help="Use the public code's sign of the guidance target (away from the reference) "
+            "instead of toward it; for comparison only.",
+        ),
+    ] = False,
     device: DeviceOption = "auto",
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from OUT.ckpt after an interruption.")
@@ -321,13 +333,19 @@ def train(
             images.append(prepare_image(micrograph.data, micrograph.pixel_size, pixel_size, clean))
         templates = None
         if reference is not None:
-            spec = TemplateSpec(pixel_size=pixel_size, box=crop)
+            defocus = None if template_defocus is None else template_defocus * 1e4
+            spec = TemplateSpec(pixel_size=pixel_size, box=crop, defocus=defocus)
             templates = load_templates(load_reference(reference), spec)
         network = ScoreUNet(
             UNetConfig(base_channels=base_channels, channel_multipliers=(1, 2, 4), norm_groups=0)
         )
         config = TrainConfig(
-            steps=steps, batch=batch, crop=crop, learning_rate=learning_rate, seed=seed
+            steps=steps,
+            batch=batch,
+            crop=crop,
+            learning_rate=learning_rate,
+            seed=seed,
+            guidance_toward=not guidance_away,
         )
     except (StreamDenoiseError, ValueError) as error:
         raise _fail(error) from None
@@ -364,6 +382,8 @@ def train(
             "micrographs": [str(p) for p in micrographs],
             "objective": "clean-target DSM" if clean_dir else "AR-DAE DSM (noisy data only)",
             "guidance": reference is not None,
+            "guidance_sign": "away" if guidance_away else "toward",
+            "template_defocus_um": template_defocus,
             "reference": str(reference) if reference else None,
             "steps": state.step,
             "validation_history": state.history,
