@@ -24,8 +24,9 @@ class WatchConfig:
     watch_dir: where motion-corrected micrographs appear; out_dir: outputs (default
     WATCH_DIR/streamdenoise); state_dir: journal, status.json and lock (default out_dir;
     keep it on a local disk, apart from the outputs if those may fill up); settle_seconds:
-    a file must keep its size and mtime this long (network mounts get 3× this); timeout_seconds: a file that never
-    becomes a complete micrograph is quarantined after this long unchanged; order: which
+    a file must keep its size and mtime this long (network mounts get 3× this);
+    timeout_seconds: a file that never becomes a complete micrograph is quarantined after
+    this long unchanged; order: which
     ready micrographs go first; bin / pixel_size: working pixel size (default: the model's);
     particle_diameter: Å, for the picking statistics (default: from the model/reference).
     """
