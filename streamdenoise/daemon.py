@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -28,9 +28,11 @@ import numpy as np
 from streamdenoise import __version__
 from streamdenoise.config import WatchConfig
 from streamdenoise.errors import StreamDenoiseError
-from streamdenoise.io import atomic_write_text, read_micrograph
-from streamdenoise.outputs import OutputLayout, write_micrograph_outputs, write_micrographs_star
+from streamdenoise.io import atomic_write_text
+from streamdenoise.outputs import OutputLayout, write_micrographs_star
+from streamdenoise.processing import OutputOptions, read_prepared, write_results
 from streamdenoise.sdnotify import Notifier
+from streamdenoise.snapshot import MicrographSummary, Snapshot, summary_line
 from streamdenoise.watch import Discovery, Journal, ReadinessTracker, params_hash
 from streamdenoise.watch.discovery import is_network_filesystem
 
@@ -40,57 +42,6 @@ RECENT = 20
 
 class AlreadyRunning(StreamDenoiseError, RuntimeError):
     """Another daemon holds the output directory's lock."""
-
-
-@dataclass(frozen=True)
-class MicrographSummary:
-    """One finished (or failed) micrograph, for the dashboard."""
-
-    name: str
-    state: str
-    latency: float | None = None
-    noise_sigma: float | None = None
-    pixel_size: float | None = None
-    seconds: float | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Immutable state of the daemon, published after every step (status.json, dashboard).
-
-    Times in seconds; rate in micrographs per hour; memory in MiB.
-    """
-
-    version: str
-    state: str
-    watch_dir: str
-    out_dir: str
-    device: str
-    started: float
-    updated: float
-    found: int = 0
-    done: int = 0
-    failed: int = 0
-    quarantined: int = 0
-    pending: int = 0
-    queued: int = 0
-    rate_per_hour: float = 0.0
-    latency_median: float | None = None
-    latency_p95: float | None = None
-    memory_mib: float = 0.0
-    recent: tuple[MicrographSummary, ...] = ()
-    warnings: tuple[str, ...] = ()
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @staticmethod
-    def from_json(data: dict) -> Snapshot:
-        data = dict(data)
-        data["recent"] = tuple(MicrographSummary(**r) for r in data.get("recent", ()))
-        data["warnings"] = tuple(data.get("warnings", ()))
-        return Snapshot(**data)
 
 
 def resident_memory_mib() -> float:
@@ -204,6 +155,12 @@ class Daemon:
             suffix=self.config.suffix,
         )
         self.model = self.loaded.model
+        self.output_options = OutputOptions(
+            float16=self.config.float16,
+            zarr=self.config.zarr,
+            thumbnails=self.config.thumbnails,
+            model_label=str(model_path),
+        )
         if self.config.compile:
             self.model = torch.compile(self.model)
         # Warm-up: one batch of the largest tile, so the first micrograph is not slow.
@@ -370,36 +327,18 @@ class Daemon:
         self._write_star()
 
     def _read_and_prepare(self, item: _Ready):
-        from streamdenoise.model.pipeline import prepare
-
         try:
-            micrograph = read_micrograph(item.path, pixel_size=self.config.input_pixel_size)
-            return prepare(
-                micrograph.data, micrograph.pixel_size, self.loaded.pixel_size, self.settings
+            return read_prepared(
+                item.path, self.loaded.pixel_size, self.settings, self.config.input_pixel_size
             )
         except (StreamDenoiseError, ValueError, OSError) as error:
             self._fail(item, str(error))
             return None
 
     def _write(self, item: _Ready, prepared, denoised: np.ndarray, seconds: float) -> None:
-        statistics_ = {
-            "noise_sigma": prepared.sigma,
-            "shape": list(denoised.shape),
-            "processing_seconds": seconds,
-            "model": str(self.config.model or "default"),
-            "streamdenoise": __version__,
-        }
         try:
-            outputs = write_micrograph_outputs(
-                self.layout,
-                item.path,
-                prepared.image,
-                denoised,
-                prepared.pixel_size,
-                statistics_,
-                float16=self.config.float16,
-                zarr=self.config.zarr,
-                thumbnails=self.config.thumbnails,
+            outputs = write_results(
+                self.layout, item.path, prepared, denoised, seconds, self.output_options
             )
         except (OSError, ValueError) as error:
             self._fail(item, f"cannot write outputs: {error}")
@@ -498,17 +437,3 @@ class Daemon:
             except OSError as error:
                 log.error("cannot write %s: %s", self.layout.status, error)
             self.notifier.status(summary_line(self.snapshot))
-
-
-def summary_line(snapshot: Snapshot) -> str:
-    """One line with the live figures (headless log, systemd STATUS=)."""
-    latency = (
-        f"latency {snapshot.latency_median:.1f} s (p95 {snapshot.latency_p95:.1f} s)"
-        if snapshot.latency_median is not None
-        else "latency -"
-    )
-    return (
-        f"{snapshot.state}: {snapshot.done} done, {snapshot.queued + snapshot.pending} waiting, "
-        f"{snapshot.failed} failed, {snapshot.quarantined} quarantined; "
-        f"{snapshot.rate_per_hour:.0f}/h; {latency}; {snapshot.memory_mib:.0f} MiB"
-    )

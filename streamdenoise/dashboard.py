@@ -17,7 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from streamdenoise.daemon import Snapshot, summary_line
+from streamdenoise.snapshot import Snapshot, summary_line
 
 STATE_STYLES = {"done": "green", "failed": "yellow", "quarantined": "red"}
 

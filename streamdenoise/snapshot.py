@@ -1,0 +1,74 @@
+"""The daemon's published state: immutable snapshots and their one-line summary.
+
+Shared by the daemon (which makes them), the dashboard and `streamdenoise status` (which
+render them); imports nothing heavy, so attaching to a daemon is instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class MicrographSummary:
+    """One finished (or failed) micrograph, for the dashboard."""
+
+    name: str
+    state: str
+    latency: float | None = None
+    noise_sigma: float | None = None
+    pixel_size: float | None = None
+    seconds: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Immutable state of the daemon, published after every step (status.json, dashboard).
+
+    Times in seconds; rate in micrographs per hour; memory in MiB.
+    """
+
+    version: str
+    state: str
+    watch_dir: str
+    out_dir: str
+    device: str
+    started: float
+    updated: float
+    found: int = 0
+    done: int = 0
+    failed: int = 0
+    quarantined: int = 0
+    pending: int = 0
+    queued: int = 0
+    rate_per_hour: float = 0.0
+    latency_median: float | None = None
+    latency_p95: float | None = None
+    memory_mib: float = 0.0
+    recent: tuple[MicrographSummary, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(data: dict) -> Snapshot:
+        data = dict(data)
+        data["recent"] = tuple(MicrographSummary(**r) for r in data.get("recent", ()))
+        data["warnings"] = tuple(data.get("warnings", ()))
+        return Snapshot(**data)
+
+
+def summary_line(snapshot: Snapshot) -> str:
+    """One line with the live figures (headless log, systemd STATUS=)."""
+    latency = (
+        f"latency {snapshot.latency_median:.1f} s (p95 {snapshot.latency_p95:.1f} s)"
+        if snapshot.latency_median is not None
+        else "latency -"
+    )
+    return (
+        f"{snapshot.state}: {snapshot.done} done, {snapshot.queued + snapshot.pending} waiting, "
+        f"{snapshot.failed} failed, {snapshot.quarantined} quarantined; "
+        f"{snapshot.rate_per_hour:.0f}/h; {latency}; {snapshot.memory_mib:.0f} MiB"
+    )

@@ -1,0 +1,42 @@
+"""Settings: TOML file plus flags, validation, errors that name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamdenoise.config import load_config
+from streamdenoise.errors import FileProblem
+
+
+def test_flags_override_the_file(tmp_path: Path) -> None:
+    config_file = tmp_path / "session.toml"
+    config_file.write_text(
+        'watch_dir = "/data/in"\nout_dir = "/data/out"\nsettle_seconds = 5\n'
+        'include = ["*.mrc"]\norder = "newest"\n'
+    )
+    config = load_config(config_file, {"settle_seconds": 1.5, "device": None})
+    assert config.watch_dir == Path("/data/in") and config.output_dir == Path("/data/out")
+    assert config.settle_seconds == 1.5 and config.include == ("*.mrc",)
+    assert config.order == "newest" and config.device == "auto"
+
+
+def test_defaults_and_errors(tmp_path: Path) -> None:
+    config = load_config(None, {"watch_dir": tmp_path})
+    assert config.output_dir == tmp_path / "streamdenoise"
+    with pytest.raises(ValueError, match="no directory to watch"):
+        load_config(None, {})
+    with pytest.raises(ValueError, match="order"):
+        load_config(None, {"watch_dir": tmp_path, "order": "random"})
+    with pytest.raises(ValueError, match="not both"):
+        load_config(None, {"watch_dir": tmp_path, "bin": 4, "pixel_size": 4.0})
+    bad = tmp_path / "bad.toml"
+    bad.write_text('watch_dir = "x"\nsettle = 3\n')
+    with pytest.raises(FileProblem, match="unknown setting") as info:
+        load_config(bad, {})
+    assert str(bad) in str(info.value)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("watch_dir = \n")
+    with pytest.raises(FileProblem, match="cannot read the configuration"):
+        load_config(broken, {})

@@ -1,0 +1,68 @@
+"""The shared micrograph pipeline: binning, noise level, tile fitting, cross-micrograph
+batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from streamdenoise.model.inference import live_denoise
+from streamdenoise.model.pipeline import (
+    DenoiseSettings,
+    denoise_image,
+    denoise_prepared,
+    fit_tile,
+    noise_sigma,
+    prepare,
+)
+from streamdenoise.model.unet import ScoreUNet, UNetConfig
+
+
+@pytest.fixture(scope="module")
+def model() -> ScoreUNet:
+    torch.manual_seed(0)
+    net = ScoreUNet(UNetConfig(base_channels=8, channel_multipliers=(1, 2), norm_groups=0))
+    torch.nn.init.normal_(net.head.weight, std=0.05)  # a non-trivial score
+    return net.eval()
+
+
+def test_fit_tile_covers_with_fewer_pixels() -> None:
+    assert fit_tile(256, 256, 512, 32, 4) == 256
+    tile = fit_tile(1024, 1024, 512, 32, 4)
+    assert tile % 4 == 0 and tile <= 512
+    count = -(-(1024 - 32) // (tile - 32))
+    assert count * tile - (count - 1) * 32 >= 1024
+    assert count**2 * tile**2 < 9 * 512**2
+
+
+def test_poisson_noise_level_for_counts_and_fallback() -> None:
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(40.0, size=(512, 512)).astype(np.float32)
+    expected = np.sqrt(counts.mean()) / (5 * counts.std())
+    assert noise_sigma(counts, float(counts.mean()), 1.0) == pytest.approx(expected, rel=1e-6)
+    scaled = counts * 37.0  # not counts any more: the spectral estimate is used
+    from_spectrum = noise_sigma(scaled, float(scaled.mean()), 1.0)
+    assert from_spectrum == pytest.approx(0.2, rel=0.05)
+
+
+def test_binning_to_the_model_pixel_size_keeps_the_pixel_size(model) -> None:
+    image = np.random.default_rng(1).poisson(10.0, (400, 300)).astype(np.float32)
+    denoised, pixel = denoise_image(image, 1.0, model, 4.0, DenoiseSettings())
+    assert denoised.shape == (100, 75) and pixel == pytest.approx(4.0)
+    denoised, pixel = denoise_image(image, 1.0, model, 4.0, DenoiseSettings(bin_factor=2))
+    assert denoised.shape == (200, 150) and pixel == pytest.approx(2.0)
+    coarse, pixel = denoise_image(image, 5.0, model, 4.0, DenoiseSettings())
+    assert coarse.shape == image.shape and pixel == 5.0  # never upsampled
+
+
+def test_batching_across_micrographs_changes_nothing(model) -> None:
+    rng = np.random.default_rng(2)
+    images = [rng.poisson(20.0, (160, 160)).astype(np.float32) for _ in range(3)]
+    settings = DenoiseSettings(tile=64, overlap=16, batch_size=5)
+    prepared = [prepare(image, 4.0, 4.0, settings) for image in images]
+    together = denoise_prepared(prepared, model, settings)
+    for p, batched in zip(prepared, together, strict=True):
+        alone = live_denoise(p.image, model, tile=64, overlap=16, batch_size=5, sigma=p.sigma)
+        assert np.allclose(batched, alone, atol=1e-5)
+        assert not np.allclose(batched, p.image)  # the model did something
