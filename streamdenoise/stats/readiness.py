@@ -1,0 +1,581 @@
+"""Picking readiness: live statistics of one micrograph and of the session so far.
+
+Operators decide during the session whether to keep collecting on a square, move on, or
+change the dose; these numbers tell them whether the grid gives pickable micrographs.
+Pure: arrays in, numbers out.
+
+Conventions: `raw` and `denoised` are (H, W) images at the same working pixel size (Å/px);
+`raw` is proportional to electron counts (as the camera or motion correction writes it);
+particles are dark; coordinates are (N, 2) as (x, y) pixels; D is the particle diameter in
+pixels. Areas are in µm² (1 µm² = 10⁸ Å²).
+
+Candidates: the built-in DoG picker (`pick_particles`) at the expected diameter, run on
+the denoised image for dark blobs (targets) and on its inverse for bright blobs of the
+same size (decoys: background texture is as likely bright as dark, particles are dark),
+peaks at least 0.5·D apart (touching pairs stay two picks), outside carbon and the border.
+Targets are cut at the lowest score whose estimated false-discovery rate,
+(decoys above + 1) / (targets above), is at most `CANDIDATE_FDR` = 0.3. A fixed cut on
+the picker's robust z cannot work across densities: sparse micrographs hold hundreds of
+noise peaks at z 1–3 while dense ones hold most of their particles there; the decoys
+measure that noise on each micrograph. Calibrated on 24 simulated 1024² micrographs at
+4 Å/px (built-in reference, D ≈ 32 px; 12 log-spaced from 5 to 400 particles, and good,
+thick-ice, aggregated and carbon ones; seeds disjoint from benchmarks/readiness.py)
+denoised with the default model, scored against the true positions. Over the 12:
+
+    rule          median |N − N_true|/N_true   corr(log N, log N_true)   mean F1
+    z > 3                   0.50                        0.89               0.56
+    FDR ≤ 0.2               0.54                        0.93               0.57
+    FDR ≤ 0.3               0.34                        0.96               0.62
+    FDR ≤ 0.4               0.22                        0.95               0.65
+
+0.3 rather than 0.4 because 0.4 invents particles on nearly empty micrographs (10–18
+candidates for 5–7 particles; 0.3 finds 0–7 there, though 20 on another 5-particle one:
+the denoiser turns noise into dark blobs more readily than into bright ones, which the
+decoys cannot see). Dense fields stay undercounted (≈ 180 candidates for 400 particles):
+touching particles merge into one peak.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+import numpy as np
+
+from streamdenoise.stats.filters import gaussian_blur
+from streamdenoise.stats.picker import pick_particles
+from streamdenoise.stats.quality import (
+    _disk_masks,
+    background_flatness,
+    background_mask,
+    low_frequency_fraction,
+    separability,
+)
+
+Verdict = Literal["ready", "marginal", "not ready"]
+VERDICTS: tuple[Verdict, ...] = ("ready", "marginal", "not ready")
+CANDIDATE_FDR = 0.3
+"""Estimated false-discovery rate at which candidates are cut (see the module docstring)."""
+CANDIDATE_FLOOR = 1.0
+"""Peaks of the picker response below this robust z are never candidates."""
+CANDIDATE_SEPARATION = 0.5
+"""Minimum distance between candidates, in particle diameters."""
+CROWDED_DISTANCE = 1.5
+"""A candidate whose nearest neighbour is closer than this (diameters) is crowded: boxes
+of 1.5·D overlap."""
+AGGREGATED_DISTANCE = 1.0
+"""… and closer than one diameter, touching or overlapping: aggregated."""
+EMPTY_RADIUS = 3.0
+"""Smallest radius of the candidate-free discs that make up the empty area, in diameters."""
+EMPTY_SPACING = 1.5
+"""… and their radius in mean candidate spacings, if larger (see `empty_fraction`)."""
+CARBON_BLUR = 2.0
+"""Gaussian σ, in diameters, of the blur that leaves only the background for `carbon_mask`."""
+CARBON_MARGIN = 2.0
+"""Candidates and area within this many diameters of carbon are left out (edge artefacts)."""
+CARBON_DARKNESS = 0.08
+"""Carbon or contamination: at least this much darker than the hole's ice (log counts)."""
+CARBON_SHARPNESS = 4.0
+"""… and darker by at least this many std of the smooth background variation left."""
+NEGATIVES = 2000
+"""Background points drawn (with a fixed seed) for CNR and d′."""
+
+
+@dataclass(frozen=True)
+class ReadinessThresholds:
+    """Limits for the verdict (TOML: a `[readiness]` table, see `from_dict`).
+
+    A micrograph is "ready" when it meets every limit, "marginal" when it misses one by
+    less than `marginal_band` of that limit (relative: 0.5 makes a minimum of 300 marginal
+    from 150 to 300 and a maximum of 0.2 marginal from 0.2 to 0.3), else "not ready".
+    Statistics that cannot be measured (NaN, e.g. CNR without candidates) are not judged.
+
+    min_density_per_um2, max_density_per_um2: candidates per µm² of usable area (not
+    carbon); the defaults suit particles of ~100–200 Å (≈ 50–500 per 0.17 µm² field).
+    min_cnr: CNR of the picker response at the candidates vs background, denoised image.
+    max_aggregated_fraction: share of candidates with a neighbour within 1.0·D (touching).
+    max_empty_fraction: share of the usable area in candidate-free discs (`empty_fraction`).
+    max_carbon_fraction: share of the field that is carbon or contamination.
+    """
+
+    min_density_per_um2: float = 300.0
+    max_density_per_um2: float = 3000.0
+    min_cnr: float = 3.0
+    max_aggregated_fraction: float = 0.1
+    max_empty_fraction: float = 0.3
+    max_carbon_fraction: float = 0.15
+    marginal_band: float = 0.5
+
+    def __post_init__(self) -> None:
+        if any(getattr(self, f.name) < 0 for f in fields(self)):
+            raise ValueError("readiness thresholds must be ≥ 0")
+        if self.min_density_per_um2 >= self.max_density_per_um2:
+            raise ValueError("min_density_per_um2 must be below max_density_per_um2")
+        if self.marginal_band >= 1:
+            raise ValueError(f"marginal_band must be below 1, got {self.marginal_band}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, float]) -> ReadinessThresholds:
+        """Thresholds from a mapping (e.g. a TOML table); unknown keys raise ValueError."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(
+                f"unknown readiness threshold(s): {', '.join(unknown)}; known: {', '.join(known)}"
+            )
+        for key, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"readiness threshold {key} must be a number, got {value!r}")
+        return cls(**{key: float(value) for key, value in values.items()})
+
+
+def _plain(value: object) -> object:
+    """A JSON-able value: NaN → None, tuples → lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+@dataclass(frozen=True)
+class MicrographStatistics:
+    """Live statistics of one micrograph (units in the names or below; NaN: not measurable).
+
+    noise_sigma_raw/denoised: robust pixel noise σ (`robust_noise_sigma`), image units.
+    cnr_raw/cnr, d_prime: picker response at the candidates vs background points (≥ D from
+    every candidate, in the usable area), raw and denoised: CNR = (μ_c − μ_b)/σ_b,
+    d′ = (μ_c − μ_b)/√((σ_c² + σ_b²)/2). denoising_gain: cnr / cnr_raw, how much more the
+    candidates stand out after denoising (same positions in both images).
+    low_frequency_raw/denoised: fraction of power below 1/(2·D); flatness_raw/denoised:
+    std of the D/2-blurred background over the candidates' contrast (lower is flatter).
+    candidates: count; density_per_um2: per µm² of usable area (neither carbon nor within
+    2·D of it, nor within D/2 of the edge); median_nn_angstrom: median nearest-neighbour
+    distance, Å; crowded_fraction / aggregated_fraction: candidates with a neighbour within
+    1.5·D (boxes overlap) / 1.0·D (touching). empty_fraction: share of the usable area in
+    candidate-free discs (`empty_fraction`); carbon_fraction: share of the field that is
+    carbon or contamination (`carbon_mask`).
+    coordinates (N, 2) (x, y) pixels and scores (N,) robust z, best first: the candidates
+    (not in `to_dict`).
+    """
+
+    pixel_size: float
+    diameter_angstrom: float
+    noise_sigma_raw: float
+    noise_sigma_denoised: float
+    cnr_raw: float
+    cnr: float
+    d_prime: float
+    denoising_gain: float
+    low_frequency_raw: float
+    low_frequency_denoised: float
+    flatness_raw: float
+    flatness_denoised: float
+    candidates: int
+    density_per_um2: float
+    median_nn_angstrom: float
+    crowded_fraction: float
+    aggregated_fraction: float
+    empty_fraction: float
+    carbon_fraction: float
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    coordinates: np.ndarray = field(repr=False, compare=False)
+    scores: np.ndarray = field(repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-JSON statistics (NaN as None), without the candidate coordinates."""
+        return {
+            f.name: _plain(getattr(self, f.name))
+            for f in fields(self)
+            if f.name not in ("coordinates", "scores")
+        }
+
+
+def robust_noise_sigma(image: np.ndarray) -> float:
+    """Pixel noise σ (image units) from differences of adjacent pixels: 1.4826·MAD/√2 of
+    the horizontal and vertical differences, i.e. the σ of white noise that would give
+    them. Structure at the particle scale barely changes adjacent pixels."""
+    image = np.asarray(image, dtype=np.float64)
+    differences = np.concatenate([np.diff(image, axis=0).ravel(), np.diff(image, axis=1).ravel()])
+    deviation = np.median(np.abs(differences - np.median(differences)))
+    return float(1.4826 * deviation / math.sqrt(2))
+
+
+def carbon_mask(raw: np.ndarray, diameter: float) -> np.ndarray:
+    """Boolean (H, W): carbon or contamination, large dark regions in the raw image.
+
+    The rule: blur with σ = 2·D (only the background is left) and take the log (ice and
+    carbon attenuate the beam multiplicatively). Model that as the hole's ice, a plane (its
+    thickness gradient), minus a step of depth h where covered; fit by alternating least
+    squares (plane and h) and reassignment (covered where the log lies more than h/2 below
+    the plane), starting from what lies `CARBON_DARKNESS` below the 90th percentile. The
+    cover counts only if h ≥ `CARBON_DARKNESS` and h ≥ `CARBON_SHARPNESS` × the std of
+    what the model leaves: a sharp-edged dark region, not the smooth thickness variation of
+    thick ice (simulated: carbon h/std 6–7, thick ice 3). Up to nearly the whole field can
+    be carbon as long as some hole is in view; an image that is not positive (blur ≤ 0,
+    not counts) gives no carbon.
+    """
+    blurred = gaussian_blur(raw, CARBON_BLUR * diameter)
+    if blurred.min() <= 0:
+        return np.zeros(blurred.shape, dtype=bool)
+    level = np.log(blurred)
+    step = max(1, round(CARBON_BLUR * diameter / 4))  # the blurred image is smooth
+    yy, xx = np.mgrid[0 : level.shape[0], 0 : level.shape[1]].astype(np.float64)
+    sample = (slice(None, None, step), slice(None, None, step))
+    covered = level < np.quantile(level, 0.9) - CARBON_DARKNESS
+    depth, leftover = 0.0, math.inf
+    columns = [np.ones(yy[sample].size), xx[sample].ravel(), yy[sample].ravel()]
+    for _ in range(6):
+        if covered.all() or not covered.any():
+            break
+        design = np.stack([*columns, -covered[sample].ravel().astype(np.float64)], axis=1)
+        (offset, slope_x, slope_y, depth), *_ = np.linalg.lstsq(
+            design, level[sample].ravel(), rcond=None
+        )
+        below = level - (offset + slope_x * xx + slope_y * yy)
+        covered = below < -depth / 2
+        leftover = float(np.std(below + depth * covered))
+    if depth < CARBON_DARKNESS or depth < CARBON_SHARPNESS * leftover:
+        covered[:] = False
+    return covered
+
+
+def nearest_neighbour_distances(coordinates: np.ndarray) -> np.ndarray:
+    """Distance (N,) in pixels from each point (N, 2) to its nearest other; empty if N < 2."""
+    points = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
+    if len(points) < 2:
+        return np.empty(0)
+    distances = np.empty(len(points))
+    for start in range(0, len(points), 256):  # blocks keep the pairwise table small
+        block = points[start : start + 256]
+        squared = ((block[:, None, :] - points[None, :, :]) ** 2).sum(axis=2)
+        squared[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
+        distances[start : start + len(block)] = np.sqrt(squared.min(axis=1))
+    return distances
+
+
+def _dilate(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Boolean (H, W): within `radius` pixels of a true pixel of `mask` (FFT convolution)."""
+    r = math.ceil(radius)
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    disk = (xx**2 + yy**2 <= radius**2).astype(np.float64)
+    shape = (mask.shape[0] + 2 * r, mask.shape[1] + 2 * r)
+    overlap = np.fft.irfft2(
+        np.fft.rfft2(mask.astype(np.float64), s=shape) * np.fft.rfft2(disk, s=shape), s=shape
+    )
+    return overlap[r : r + mask.shape[0], r : r + mask.shape[1]] > 0.5
+
+
+def empty_fraction(
+    coordinates: np.ndarray, shape: tuple[int, int], diameter: float, excluded: np.ndarray
+) -> float:
+    """Share of the usable area (not `excluded`, (H, W) bool) that lies inside some
+    candidate-free disc of radius R (the union of such discs: a morphological opening of
+    the candidate-free area); 1 without candidates.
+
+    R = max(`EMPTY_RADIUS`·D, `EMPTY_SPACING` × the mean spacing √(usable area / N)),
+    at most half the field: so "empty" means emptier than this micrograph's own density
+    (particles missing from part of the hole), which uniformly spread candidates never are,
+    however few; a field populated in one half only gives ≈ 0.5.
+    """
+    area = ~excluded
+    usable = int(area.sum())
+    if not usable:
+        return float("nan")
+    if not len(coordinates):
+        return 1.0
+    spacing = math.sqrt(usable / len(coordinates))
+    radius = min(max(EMPTY_RADIUS * diameter, EMPTY_SPACING * spacing), max(shape) / 2)
+    free_centres = ~_disk_masks(shape, coordinates, radius)
+    return float((_dilate(free_centres, radius) & area).sum() / usable)
+
+
+def fdr_threshold(targets: np.ndarray, decoys: np.ndarray, fdr: float) -> float:
+    """The lowest score threshold whose estimated false-discovery rate is at most `fdr`.
+
+    targets, decoys: scores (any order); the estimate at a threshold t is
+    (1 + number of decoys ≥ t) / (number of targets ≥ t), the 1 keeping it honest for a
+    handful of targets.
+    Returns +inf when no threshold qualifies.
+    """
+    ranked = np.sort(np.asarray(targets, dtype=np.float64))[::-1]
+    ordered_decoys = np.sort(np.asarray(decoys, dtype=np.float64))
+    false = len(ordered_decoys) - np.searchsorted(ordered_decoys, ranked, side="left")
+    estimate = (false + 1) / np.arange(1, len(ranked) + 1)
+    passing = np.nonzero(estimate <= fdr)[0]
+    return float(ranked[passing[-1]]) if len(passing) else math.inf
+
+
+def find_candidates(
+    denoised: np.ndarray, diameter: float, excluded: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate particles: (coordinates (N, 2) (x, y) pixels, scores (N,) robust z), best
+    first, outside `excluded` (H, W bool), at the `CANDIDATE_FDR` threshold of the picker's
+    dark-blob peaks (targets) against its bright-blob peaks (decoys, the same picker on the
+    inverted image)."""
+    found = []
+    for sign in (1.0, -1.0):
+        coordinates, scores = pick_particles(
+            sign * denoised,
+            diameter,
+            min_distance=CANDIDATE_SEPARATION * diameter,
+            threshold=CANDIDATE_FLOOR,
+            exclude_border=0,
+        )
+        inside = ~excluded[coordinates[:, 1].astype(int), coordinates[:, 0].astype(int)]
+        found.append((coordinates[inside], scores[inside]))
+    (coordinates, scores), (_, decoys) = found
+    keep = scores >= fdr_threshold(scores, decoys, CANDIDATE_FDR)
+    return coordinates[keep], scores[keep]
+
+
+def _grade(value: float, limit: float, minimum: bool, band: float) -> int:
+    """0: meets the limit (or NaN, not judged); 1: misses it by less than band·limit; 2."""
+    if not math.isfinite(value) or (value >= limit if minimum else value <= limit):
+        return 0
+    marginal = value >= (1 - band) * limit if minimum else value <= (1 + band) * limit
+    return 1 if marginal else 2
+
+
+def judge(
+    statistics: Mapping[str, float], thresholds: ReadinessThresholds
+) -> tuple[Verdict, tuple[str, ...]]:
+    """The verdict and its reasons (worst first; marginal ones say so) from the statistics
+    named as in `MicrographStatistics`."""
+    t = thresholds
+    density = statistics["density_per_um2"]
+    checks = [
+        (
+            density,
+            t.min_density_per_um2,
+            True,
+            f"too few particles: {density:.0f}/µm² < {t.min_density_per_um2:g}",
+        ),
+        (
+            density,
+            t.max_density_per_um2,
+            False,
+            f"too crowded: {density:.0f}/µm² > {t.max_density_per_um2:g}",
+        ),
+        (
+            statistics["cnr"],
+            t.min_cnr,
+            True,
+            f"low contrast: CNR {statistics['cnr']:.1f} < {t.min_cnr:g}",
+        ),
+        (
+            statistics["aggregated_fraction"],
+            t.max_aggregated_fraction,
+            False,
+            f"aggregated: {statistics['aggregated_fraction']:.0%} of picks touching "
+            f"> {t.max_aggregated_fraction:.0%}",
+        ),
+        (
+            statistics["empty_fraction"],
+            t.max_empty_fraction,
+            False,
+            f"empty: {statistics['empty_fraction']:.0%} of the hole without particles "
+            f"> {t.max_empty_fraction:.0%}",
+        ),
+        (
+            statistics["carbon_fraction"],
+            t.max_carbon_fraction,
+            False,
+            f"carbon/contamination: {statistics['carbon_fraction']:.0%} of the field "
+            f"> {t.max_carbon_fraction:.0%}",
+        ),
+    ]
+    graded = [
+        (_grade(v, limit, minimum, t.marginal_band), text) for v, limit, minimum, text in checks
+    ]
+    failed = [text for grade, text in graded if grade == 2]
+    marginal = [f"{text} (marginal)" for grade, text in graded if grade == 1]
+    verdict: Verdict = "not ready" if failed else "marginal" if marginal else "ready"
+    return verdict, tuple(failed + marginal)
+
+
+def micrograph_statistics(
+    raw: np.ndarray,
+    denoised: np.ndarray,
+    pixel_size: float,
+    diameter_angstrom: float,
+    thresholds: ReadinessThresholds = ReadinessThresholds(),
+) -> MicrographStatistics:
+    """Picking-readiness statistics of one micrograph (see `MicrographStatistics`).
+
+    raw, denoised: (H, W) at the same working pixel size `pixel_size` (Å/px), raw in
+    electron counts; diameter_angstrom: the expected particle diameter, Å.
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    denoised = np.asarray(denoised, dtype=np.float64)
+    if raw.ndim != 2 or raw.shape != denoised.shape:
+        raise ValueError(
+            f"raw {raw.shape} and denoised {denoised.shape} must be the same 2-D shape"
+        )
+    if pixel_size <= 0 or diameter_angstrom <= 0:
+        raise ValueError("pixel size and diameter must be positive")
+    diameter = diameter_angstrom / pixel_size
+    carbon = carbon_mask(raw, diameter)
+    excluded = _dilate(carbon, CARBON_MARGIN * diameter)
+    border = max(int(diameter / 2), 1)
+    excluded[:border], excluded[-border:], excluded[:, :border], excluded[:, -border:] = (True,) * 4
+    coordinates, scores = find_candidates(denoised, diameter, excluded)
+    area_um2 = (~excluded).sum() * pixel_size**2 / 1e8
+    neighbours = nearest_neighbour_distances(coordinates)
+    nan = float("nan")
+
+    def share_closer(distance: float) -> float:
+        return float(np.mean(neighbours < distance * diameter)) if len(neighbours) else nan
+
+    contrast = {"cnr_raw": nan, "cnr": nan, "d_prime": nan, "denoising_gain": nan}
+    flatness = {"flatness_raw": nan, "flatness_denoised": nan}
+    if len(coordinates) and background_mask(raw.shape, coordinates, diameter, excluded).any():
+        raw_found, found = (
+            separability(
+                image, coordinates, diameter, np.random.default_rng(0), excluded, NEGATIVES
+            )
+            for image in (raw, denoised)
+        )
+        contrast = {
+            "cnr_raw": raw_found.cnr,
+            "cnr": found.cnr,
+            "d_prime": found.d_prime,
+            "denoising_gain": found.cnr / raw_found.cnr if raw_found.cnr > 0 else nan,
+        }
+        flatness = {
+            "flatness_raw": background_flatness(raw, coordinates, diameter),
+            "flatness_denoised": background_flatness(denoised, coordinates, diameter),
+        }
+    values = {
+        "pixel_size": float(pixel_size),
+        "diameter_angstrom": float(diameter_angstrom),
+        "noise_sigma_raw": robust_noise_sigma(raw),
+        "noise_sigma_denoised": robust_noise_sigma(denoised),
+        **contrast,
+        "low_frequency_raw": low_frequency_fraction(raw, diameter),
+        "low_frequency_denoised": low_frequency_fraction(denoised, diameter),
+        **flatness,
+        "candidates": len(coordinates),
+        "density_per_um2": len(coordinates) / area_um2 if area_um2 > 0 else nan,
+        "median_nn_angstrom": float(np.median(neighbours)) * pixel_size if len(neighbours) else nan,
+        "crowded_fraction": share_closer(CROWDED_DISTANCE),
+        "aggregated_fraction": share_closer(AGGREGATED_DISTANCE),
+        "empty_fraction": empty_fraction(coordinates, raw.shape, diameter, excluded),
+        "carbon_fraction": float(carbon.mean()),
+    }
+    verdict, reasons = judge(values, thresholds)
+    return MicrographStatistics(
+        **values, verdict=verdict, reasons=reasons, coordinates=coordinates, scores=scores
+    )
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Median, 10th and 90th percentile of the finite values (NaN when there are none)."""
+
+    median: float
+    p10: float
+    p90: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Distribution:
+        """The distribution of `values`, NaN ignored."""
+        finite = np.asarray(values, dtype=np.float64)
+        finite = finite[np.isfinite(finite)]
+        if not len(finite):
+            return cls(float("nan"), float("nan"), float("nan"))
+        median, p10, p90 = np.percentile(finite, [50, 10, 90])
+        return cls(float(median), float(p10), float(p90))
+
+
+@dataclass(frozen=True)
+class SessionStatistics:
+    """The session so far: shares of the verdicts, distributions of candidates per
+    micrograph and CNR (denoised), and trend warnings (see `session_statistics`)."""
+
+    micrographs: int
+    ready_share: float
+    marginal_share: float
+    not_ready_share: float
+    candidates: Distribution
+    cnr: Distribution
+    warnings: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-JSON form (NaN as None)."""
+        values: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Distribution):
+                value = {d.name: _plain(getattr(value, d.name)) for d in fields(value)}
+            values[f.name] = _plain(value)
+        return values
+
+
+def _median(values: Sequence[float]) -> float:
+    """Median of the finite values, NaN when there are none."""
+    return Distribution.of(values).median
+
+
+def session_statistics(
+    per_micrograph: Sequence[MicrographStatistics],
+    *,
+    queue_depths: Sequence[float] | None = None,
+    window: int = 20,
+    cnr_drop: float = 0.2,
+    empty_rise: float = 0.15,
+    queue_growth: float = 0.1,
+) -> SessionStatistics:
+    """Summarise the micrographs so far, oldest first.
+
+    Trends compare the last `window` micrographs with the `window` before them (once
+    those hold at least half a window): "falling contrast" when the recent median CNR is
+    more than `cnr_drop` (relative) below the earlier one; "rising empty area" when the
+    median empty fraction rose by more than `empty_rise` (absolute). queue_depths: the
+    number of micrographs waiting, sampled regularly (e.g. once per micrograph processed),
+    oldest first; "queue growing" when its least-squares slope over the last `window`
+    samples exceeds `queue_growth` micrographs per sample. Shares are NaN for no micrographs.
+    """
+    if window < 1:
+        raise ValueError(f"window must be at least 1, got {window}")
+    count = len(per_micrograph)
+    verdicts = [s.verdict for s in per_micrograph]
+    share = {v: verdicts.count(v) / count if count else float("nan") for v in VERDICTS}
+    warnings: list[str] = []
+    recent = per_micrograph[-window:]
+    earlier = per_micrograph[-2 * window : -window] if count > window else []
+    if len(earlier) >= max(window // 2, 1):
+        before, now = _median([s.cnr for s in earlier]), _median([s.cnr for s in recent])
+        if now < (1 - cnr_drop) * before:
+            warnings.append(
+                f"falling contrast: median CNR {before:.1f} → {now:.1f} "
+                f"over the last {len(recent)} micrographs"
+            )
+        before = _median([s.empty_fraction for s in earlier])
+        now = _median([s.empty_fraction for s in recent])
+        if now - before > empty_rise:
+            warnings.append(
+                f"rising empty area: median {before:.0%} → {now:.0%} "
+                f"over the last {len(recent)} micrographs"
+            )
+    if queue_depths is not None and len(queue_depths) >= 3:
+        depths = np.asarray(queue_depths[-window:], dtype=np.float64)
+        steps = np.arange(len(depths)) - (len(depths) - 1) / 2
+        slope = float((steps * (depths - depths.mean())).sum() / (steps**2).sum())
+        if slope > queue_growth:
+            warnings.append(
+                f"queue growing: +{slope:.2f} micrographs per sample over the last "
+                f"{len(depths)} samples ({depths[-1]:.0f} waiting); denoising falls behind"
+            )
+    return SessionStatistics(
+        micrographs=count,
+        ready_share=share["ready"],
+        marginal_share=share["marginal"],
+        not_ready_share=share["not ready"],
+        candidates=Distribution.of([s.candidates for s in per_micrograph]),
+        cnr=Distribution.of([s.cnr for s in per_micrograph]),
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,227 @@
+"""Picking-readiness statistics on constructed images whose answers are known."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from streamdenoise.stats.readiness import (
+    MicrographStatistics,
+    ReadinessThresholds,
+    carbon_mask,
+    fdr_threshold,
+    micrograph_statistics,
+    nearest_neighbour_distances,
+    robust_noise_sigma,
+    session_statistics,
+)
+
+DIAMETER = 12.0
+"""Particle diameter of the constructed fields, pixels."""
+PIXEL = 10.0
+"""Their pixel size, Å/px (a 256² field is 0.0655 µm²)."""
+SIZE = 256
+
+
+def grid(x0: float, x1: float, y0: float, y1: float, step: float) -> list[tuple[float, float]]:
+    """Positions (x, y) on a square grid."""
+    return [(x, y) for x in np.arange(x0, x1, step) for y in np.arange(y0, y1, step)]
+
+
+def field(
+    positions: list[tuple[float, float]],
+    background: np.ndarray | None = None,
+    raw_noise: float = 10.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(raw, denoised): dark disks of DIAMETER px, 30 counts deep, on `background` (default
+    flat at 100 counts) plus white noise of std `raw_noise` (raw) and 1 (denoised)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    clean = np.full((SIZE, SIZE), 100.0) if background is None else background.copy()
+    for x, y in positions:
+        clean -= 30.0 * (np.hypot(xx - x, yy - y) <= DIAMETER / 2)
+    return clean + rng.normal(0, raw_noise, clean.shape), clean + rng.normal(0, 1, clean.shape)
+
+
+def statistics(raw: np.ndarray, denoised: np.ndarray, **thresholds: float):
+    return micrograph_statistics(
+        raw, denoised, PIXEL, DIAMETER * PIXEL, ReadinessThresholds(**thresholds)
+    )
+
+
+SPREAD = grid(20, 240, 20, 240, 40)
+"""36 particles spread evenly over the field (≈ 600 per µm²)."""
+
+
+def test_candidates_are_the_blobs_and_density_is_count_over_area() -> None:
+    result = statistics(*field(SPREAD))
+    assert result.candidates == len(SPREAD) == len(result.coordinates) == len(result.scores)
+    truth = np.array(SPREAD)
+    distance = np.linalg.norm(result.coordinates[:, None] - truth[None], axis=2).min(axis=1)
+    assert distance.max() <= 1.5
+    usable = (SIZE - 2 * int(DIAMETER / 2)) ** 2 * PIXEL**2 / 1e8  # µm², less the border
+    assert result.density_per_um2 == pytest.approx(len(SPREAD) / usable)
+    assert result.median_nn_angstrom == pytest.approx(40 * PIXEL, abs=1.5 * PIXEL)
+    assert result.crowded_fraction == result.aggregated_fraction == 0.0
+    assert result.empty_fraction == pytest.approx(0.0, abs=0.02)
+    assert result.carbon_fraction == 0.0
+    assert result.cnr > 5 and result.d_prime > 1
+    assert result.denoising_gain > 1  # the denoised image has a tenth of the noise
+    assert (result.verdict, result.reasons) == ("ready", ())
+
+
+def test_noise_sigma_and_nearest_neighbours() -> None:
+    noise = np.random.default_rng(1).normal(0, 5.0, (SIZE, SIZE))
+    assert robust_noise_sigma(noise + 100) == pytest.approx(5.0, rel=0.03)
+    points = np.array([[0.0, 0.0], [3.0, 0.0], [10.0, 0.0]])
+    assert np.allclose(nearest_neighbour_distances(points), [3, 3, 7])
+    assert nearest_neighbour_distances(points[:1]).shape == (0,)
+
+
+def test_half_empty_field() -> None:
+    result = statistics(*field(grid(20, 128, 20, 240, 25)))
+    assert result.empty_fraction == pytest.approx(0.5, abs=0.08)
+    assert any(reason.startswith("empty: ") for reason in result.reasons)
+
+
+def test_large_dark_region_is_carbon_and_a_ramp_is_not() -> None:
+    xx = np.mgrid[0:SIZE, 0:SIZE][1]
+    background = np.where(xx < SIZE // 3, 70.0, 100.0)
+    raw, denoised = field([p for p in SPREAD if p[0] > SIZE / 2], background)
+    result = statistics(raw, denoised)
+    assert result.carbon_fraction == pytest.approx(1 / 3, abs=0.03)
+    assert (result.coordinates[:, 0] > SIZE / 3).all()
+    assert any(reason.startswith("carbon/contamination: ") for reason in result.reasons)
+    ramp = 100.0 * (1 + 0.3 * (xx / SIZE - 0.5))
+    assert not carbon_mask(field([], ramp)[0], DIAMETER).any()
+    assert not carbon_mask(-field([])[0], DIAMETER).any()  # not counts: not judged
+
+
+def test_touching_pairs_are_aggregated() -> None:
+    pairs = [(x + dx, y) for x, y in grid(20, 230, 20, 240, 40) for dx in (0.0, 0.9 * DIAMETER)]
+    result = statistics(*field(pairs))
+    assert result.candidates == len(pairs)
+    assert result.aggregated_fraction == result.crowded_fraction == 1.0
+    assert result.verdict == "not ready"
+    assert "aggregated: 100% of picks touching > 10%" in result.reasons
+
+
+def test_ramp_background_has_high_low_frequency_power() -> None:
+    xx = np.mgrid[0:SIZE, 0:SIZE][1]
+    flat = statistics(*field(SPREAD))
+    ramp = statistics(*field(SPREAD, 100.0 + 0.5 * xx))
+    assert ramp.low_frequency_raw > 0.8 > 0.2 > flat.low_frequency_raw
+    assert ramp.low_frequency_denoised > 0.9 > 0.5 > flat.low_frequency_denoised
+    assert ramp.flatness_denoised > 10 * flat.flatness_denoised
+
+
+def test_thresholds_change_the_verdict_with_the_reason() -> None:
+    images = field(SPREAD)
+    density = statistics(*images).density_per_um2  # ≈ 605 per µm²
+    assert statistics(*images, min_density_per_um2=1000).reasons == (
+        f"too few particles: {density:.0f}/µm² < 1000 (marginal)",
+    )
+    assert statistics(*images, min_density_per_um2=1000).verdict == "marginal"
+    assert statistics(*images, min_density_per_um2=2000).verdict == "not ready"
+    crowded = statistics(*images, min_density_per_um2=100, max_density_per_um2=200)
+    assert crowded.verdict == "not ready"
+    assert crowded.reasons[0].startswith("too crowded: ")
+    low_contrast = statistics(*images, min_cnr=1000)
+    assert low_contrast.reasons[0].startswith("low contrast: CNR ")
+
+
+def test_thresholds_from_a_table() -> None:
+    thresholds = ReadinessThresholds.from_dict({"min_density_per_um2": 50, "min_cnr": 2.5})
+    assert thresholds.min_density_per_um2 == 50.0 and thresholds.min_cnr == 2.5
+    assert thresholds.max_empty_fraction == ReadinessThresholds().max_empty_fraction
+    with pytest.raises(ValueError, match=r"unknown readiness threshold\(s\): min_densty"):
+        ReadinessThresholds.from_dict({"min_densty": 50})
+    with pytest.raises(ValueError, match="must be a number"):
+        ReadinessThresholds.from_dict({"min_cnr": "high"})
+    with pytest.raises(ValueError, match="below"):
+        ReadinessThresholds(min_density_per_um2=500, max_density_per_um2=100)
+
+
+def test_noise_only_gives_no_candidates_and_json() -> None:
+    result = statistics(*field([]))
+    assert result.candidates == 0 and result.coordinates.shape == (0, 2)
+    assert math.isnan(result.cnr) and result.empty_fraction == 1.0
+    assert result.verdict == "not ready"
+    values = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert values["cnr"] is None and values["verdict"] == "not ready"
+    assert "coordinates" not in values and "scores" not in values
+    with pytest.raises(ValueError, match="same 2-D shape"):
+        micrograph_statistics(np.zeros((8, 8)), np.zeros((8, 9)), PIXEL, 120.0)
+
+
+def test_fdr_threshold() -> None:
+    targets = np.array([0.5, 10.0, 9.0, 8.0, 1.0])
+    # (1 + decoys ≥ t) / (targets ≥ t) from the top: 1, 0.5, 0.33, 0.5, 0.4
+    assert fdr_threshold(targets, np.array([1.5]), 0.5) == 0.5
+    assert fdr_threshold(targets, np.array([1.5]), 0.3) == math.inf
+    assert fdr_threshold(np.array([]), np.array([]), 0.3) == math.inf
+
+
+def micrograph(cnr: float, empty: float, verdict: str = "ready", count: int = 100):
+    """Statistics of a micrograph with the given CNR, empty fraction, verdict and count."""
+    nan = float("nan")
+    return MicrographStatistics(
+        **dict.fromkeys(
+            (
+                "pixel_size",
+                "diameter_angstrom",
+                "noise_sigma_raw",
+                "noise_sigma_denoised",
+                "cnr_raw",
+                "d_prime",
+                "denoising_gain",
+                "low_frequency_raw",
+                "low_frequency_denoised",
+                "flatness_raw",
+                "flatness_denoised",
+                "density_per_um2",
+                "median_nn_angstrom",
+                "crowded_fraction",
+                "aggregated_fraction",
+                "carbon_fraction",
+            ),
+            nan,
+        ),
+        cnr=cnr,
+        empty_fraction=empty,
+        candidates=count,
+        verdict=verdict,
+        reasons=(),
+        coordinates=np.zeros((0, 2)),
+        scores=np.zeros(0),
+    )
+
+
+def test_session_shares_distributions_and_trends() -> None:
+    rng = np.random.default_rng(0)
+    flat = [micrograph(4 + rng.normal(0, 0.2), 0.1, count=100 + i) for i in range(40)]
+    summary = session_statistics(flat, queue_depths=[3, 2, 3, 2, 3, 2, 3])
+    assert summary.micrographs == 40 and summary.warnings == ()
+    assert summary.ready_share == 1.0 and summary.not_ready_share == 0.0
+    assert summary.candidates.median == pytest.approx(119.5)
+    assert summary.candidates.p10 < summary.candidates.median < summary.candidates.p90
+    assert summary.cnr.median == pytest.approx(4, abs=0.2)
+
+    falling = flat[:20] + [micrograph(2.5, 0.5, "not ready") for _ in range(20)]
+    summary = session_statistics(falling, queue_depths=list(range(30)))
+    assert summary.not_ready_share == 0.5
+    assert [w.split(":")[0] for w in summary.warnings] == [
+        "falling contrast",
+        "rising empty area",
+        "queue growing",
+    ]
+    assert "median CNR 4.0 → 2.5" in summary.warnings[0]
+    # Too few micrographs for a trend yet; empty sessions are NaN, not an error.
+    assert session_statistics(falling[15:30]).warnings == ()
+    empty = session_statistics([])
+    assert math.isnan(empty.ready_share) and math.isnan(empty.cnr.median)
+    assert json.loads(json.dumps(empty.to_dict(), allow_nan=False))["cnr"]["median"] is None
