@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,9 @@ class WatchConfig:
     timeout_seconds: a file that never becomes a complete micrograph is quarantined after
     this long unchanged; order: which
     ready micrographs go first; bin / pixel_size: working pixel size (default: the model's);
-    particle_diameter: Å, for the picking statistics (default: from the model/reference).
+    particle_diameter: Å, for the picking statistics (default 150 Å); statistics: compute
+    them and write candidate coordinates; readiness: verdict thresholds (a TOML table,
+    keys of `ReadinessThresholds`).
     """
 
     watch_dir: Path
@@ -60,6 +62,8 @@ class WatchConfig:
     headless: bool | None = None
     status_interval: float = 10.0
     particle_diameter: float | None = None
+    statistics: bool = True
+    readiness: dict[str, float] = field(default_factory=dict)
     compile: bool = False
     stop_file: str = "STOP"
 
@@ -75,6 +79,8 @@ class WatchConfig:
             raise ValueError("batch sizes and max_attempts must be at least 1")
         if self.bin is not None and self.pixel_size is not None:
             raise ValueError("give bin or pixel_size, not both")
+        if self.particle_diameter is not None and self.particle_diameter <= 0:
+            raise ValueError(f"particle diameter must be positive, got {self.particle_diameter}")
 
     @property
     def output_dir(self) -> Path:

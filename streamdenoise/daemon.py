@@ -9,7 +9,6 @@ marks micrographs `processing` before work starts and the next start resets them
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 import signal
@@ -30,14 +29,23 @@ from streamdenoise.config import WatchConfig
 from streamdenoise.errors import StreamDenoiseError
 from streamdenoise.io import atomic_write_text
 from streamdenoise.outputs import OutputLayout, write_micrographs_star
-from streamdenoise.processing import OutputOptions, read_prepared, write_results
+from streamdenoise.processing import (
+    DEFAULT_DIAMETER,
+    OutputOptions,
+    processing_params_hash,
+    read_prepared,
+    write_results,
+)
 from streamdenoise.sdnotify import Notifier
 from streamdenoise.snapshot import MicrographSummary, Snapshot, summary_line
-from streamdenoise.watch import Discovery, Journal, ReadinessTracker, params_hash
+from streamdenoise.stats.readiness import ReadinessThresholds, session_statistics
+from streamdenoise.watch import Discovery, Journal, ReadinessTracker
 from streamdenoise.watch.discovery import is_network_filesystem
 
 log = logging.getLogger("streamdenoise.daemon")
 RECENT = 20
+SESSION_WINDOW = 2000
+"""Micrographs kept (as small statistics records) for the session's distributions."""
 
 
 class AlreadyRunning(StreamDenoiseError, RuntimeError):
@@ -65,6 +73,8 @@ class _Counters:
     latencies: deque = field(default_factory=lambda: deque(maxlen=1000))
     finished_at: deque = field(default_factory=lambda: deque(maxlen=1000))
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT))
+    statistics: deque = field(default_factory=lambda: deque(maxlen=SESSION_WINDOW))
+    queue_depths: deque = field(default_factory=lambda: deque(maxlen=SESSION_WINDOW))
 
 
 class Daemon:
@@ -142,15 +152,10 @@ class Daemon:
             overlap=self.config.overlap,
             batch_size=self.config.batch_size,
         )
-        digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
-        self.params_hash = params_hash(
-            model=digest,
-            mode=self.config.mode,
-            bin=self.config.bin,
-            pixel_size=self.config.pixel_size,
+        self.params_hash = processing_params_hash(
+            model_path,
+            self.settings,
             input_pixel_size=self.config.input_pixel_size,
-            tile=self.config.tile,
-            overlap=self.config.overlap,
             float16=self.config.float16,
             suffix=self.config.suffix,
         )
@@ -160,6 +165,10 @@ class Daemon:
             zarr=self.config.zarr,
             thumbnails=self.config.thumbnails,
             model_label=str(model_path),
+            diameter_angstrom=(self.config.particle_diameter or DEFAULT_DIAMETER)
+            if self.config.statistics
+            else None,
+            thresholds=ReadinessThresholds.from_dict(self.config.readiness),
         )
         if self.config.compile:
             self.model = torch.compile(self.model)
@@ -337,14 +346,18 @@ class Daemon:
 
     def _write(self, item: _Ready, prepared, denoised: np.ndarray, seconds: float) -> None:
         try:
-            outputs = write_results(
+            results = write_results(
                 self.layout, item.path, prepared, denoised, seconds, self.output_options
             )
         except (OSError, ValueError) as error:
             self._fail(item, f"cannot write outputs: {error}")
             return
         latency = time.time() - item.mtime_ns / 1e9
-        self.journal.mark_done(item.path, outputs, latency)
+        self.journal.mark_done(item.path, results.outputs, latency)
+        statistics = results.statistics
+        if statistics is not None:
+            self._counters.statistics.append(statistics)
+            self._counters.queue_depths.append(len(self._ready) + len(self._pending))
         self._counters.latencies.append(latency)
         self._counters.finished_at.append(time.time())
         self._remember(
@@ -355,6 +368,9 @@ class Daemon:
                 noise_sigma=prepared.sigma,
                 pixel_size=prepared.pixel_size,
                 seconds=seconds,
+                verdict=None if statistics is None else statistics.verdict,
+                candidates=None if statistics is None else statistics.candidates,
+                cnr=None if statistics is None else statistics.cnr,
             )
         )
 
@@ -400,6 +416,13 @@ class Daemon:
         counts = self.journal.counts() if hasattr(self, "journal") else {}
         latencies = list(self._counters.latencies)
         now = time.time()
+        session = None
+        warnings: tuple[str, ...] = ()
+        if self._counters.statistics:
+            summary = session_statistics(
+                list(self._counters.statistics), queue_depths=list(self._counters.queue_depths)
+            )
+            session, warnings = summary.to_dict(), summary.warnings
         hour_ago = [t for t in self._counters.finished_at if t > now - 3600]
         elapsed = min(3600.0, max(now - self.started, 1.0))
         return Snapshot(
@@ -421,6 +444,8 @@ class Daemon:
             latency_p95=float(np.percentile(latencies, 95)) if latencies else None,
             memory_mib=resident_memory_mib(),
             recent=tuple(self._counters.recent),
+            warnings=warnings,
+            session=session,
         )
 
     def _publish(self, state: str, force: bool = False) -> None:

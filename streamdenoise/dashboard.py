@@ -20,6 +20,18 @@ from rich.text import Text
 from streamdenoise.snapshot import Snapshot, summary_line
 
 STATE_STYLES = {"done": "green", "failed": "yellow", "quarantined": "red"}
+VERDICT_STYLES = {"ready": "bold green", "marginal": "yellow", "not ready": "bold red"}
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    """Unicode sparkline of a series (NaN shown as a space)."""
+    finite = [v for v in values if v == v]
+    if not finite:
+        return ""
+    low, high = min(finite), max(finite)
+    scale = (len(SPARK) - 1) / (high - low) if high > low else 0.0
+    return "".join(" " if v != v else SPARK[int((v - low) * scale)] for v in values)
 
 
 def _seconds(value: float | None) -> str:
@@ -47,21 +59,48 @@ def render(snapshot: Snapshot) -> Panel:
         f"{snapshot.memory_mib:.0f} MiB",
     )
     recent = Table(expand=True, show_edge=False, header_style="bold")
-    for column in ("micrograph", "state", "latency", "noise σ", "Å/px", "compute", "note"):
+    columns = ("micrograph", "state", "verdict", "picks", "CNR", "latency", "noise σ", "note")
+    for column in columns:
         recent.add_column(column)
     for item in reversed(snapshot.recent):
         recent.add_row(
             item.name,
             Text(item.state, style=STATE_STYLES.get(item.state, "")),
+            Text(item.verdict or "-", style=VERDICT_STYLES.get(item.verdict or "", "")),
+            "-" if item.candidates is None else str(item.candidates),
+            "-" if item.cnr is None or item.cnr != item.cnr else f"{item.cnr:.1f}",
             _seconds(item.latency),
             "-" if item.noise_sigma is None else f"{item.noise_sigma:.3f}",
-            "-" if item.pixel_size is None else f"{item.pixel_size:.2f}",
-            _seconds(item.seconds),
             (item.error or "")[:60],
         )
-    parts = [header, figures, recent]
+    parts = [header, figures]
+    if snapshot.session:
+        parts.append(session_line(snapshot))
+    parts.append(recent)
     parts += [Text(f"⚠ {warning}", style="yellow") for warning in snapshot.warnings]
     return Panel(Group(*parts), title=f"streamdenoise {snapshot.version}", border_style="blue")
+
+
+def session_line(snapshot: Snapshot) -> Text:
+    """Shares of verdicts, distributions and trend sparklines of the recent micrographs."""
+    session = snapshot.session or {}
+    candidates = session.get("candidates") or {}
+    cnr = session.get("cnr") or {}
+    recent = [r for r in snapshot.recent if r.state == "done"]
+    line = Text()
+    line.append(f"ready {100 * (session.get('ready_share') or 0):.0f}%", style="green")
+    line.append(f" · marginal {100 * (session.get('marginal_share') or 0):.0f}%", style="yellow")
+    line.append(f" · not ready {100 * (session.get('not_ready_share') or 0):.0f}%", style="red")
+    line.append(
+        f"   picks/micrograph {candidates.get('median') or 0:.0f} "
+        f"(p10 {candidates.get('p10') or 0:.0f}, p90 {candidates.get('p90') or 0:.0f}) "
+        f"{sparkline([float(r.candidates or 0) for r in recent])}"
+    )
+    line.append(
+        f"   CNR {cnr.get('median') or 0:.1f} "
+        f"{sparkline([float('nan') if r.cnr is None else r.cnr for r in recent])}"
+    )
+    return line
 
 
 class HeadlessReporter:

@@ -3,6 +3,7 @@
 OUT/denoised/<path relative to the watched dir, stem + suffix>.mrc   denoised micrograph
 OUT/denoised/<...>.json                                               statistics sidecar
 OUT/thumbnails/<...>.png                                              raw | denoised preview
+OUT/picks/<...>.star, .box                                            candidate particles
 OUT/denoised.zarr/<relative path joined by "__">/                     OME-Zarr 0.5 group
 OUT/micrographs_denoised.star                                         RELION micrographs list
 STATE/status.json, STATE/journal.sqlite, STATE/.lock                  daemon state (STATE
@@ -54,6 +55,10 @@ class OutputLayout:
 
     def thumbnail(self, source: Path) -> Path:
         return self._beside("thumbnails", source, ".png")
+
+    def picks(self, source: Path, extension: str) -> Path:
+        """Candidate coordinates for pickers: OUT/picks/<relative path>.star or .box."""
+        return self._beside("picks", source, extension)
 
     def zarr_group(self, source: Path) -> str:
         return "__".join(self.relative(source).with_suffix("").parts)

@@ -3,8 +3,9 @@ share, so both give the same outputs for the same model and settings."""
 
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,18 +14,70 @@ from torch import nn
 
 from streamdenoise import __version__
 from streamdenoise.io import read_micrograph
+from streamdenoise.io.picks import write_box, write_coordinates_star
 from streamdenoise.model.pipeline import DenoiseSettings, Prepared, denoise_prepared, prepare
 from streamdenoise.outputs import OutputLayout, write_micrograph_outputs
+from streamdenoise.stats.readiness import (
+    MicrographStatistics,
+    ReadinessThresholds,
+    micrograph_statistics,
+)
+from streamdenoise.watch.journal import params_hash
+
+
+def model_digest(model_path: Path) -> str:
+    """16 hex digits of the sha256 of a model file's bytes."""
+    return hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
+
+
+def processing_params_hash(
+    model_path: Path,
+    settings: DenoiseSettings,
+    *,
+    input_pixel_size: float | None,
+    float16: bool,
+    suffix: str,
+) -> str:
+    """The journal's parameter hash: the daemon and the batch runner agree on it, so a
+    micrograph done by one is skipped by the other."""
+    return params_hash(
+        model=model_digest(model_path),
+        mode=settings.mode,
+        bin=settings.bin_factor,
+        pixel_size=settings.target_pixel_size,
+        input_pixel_size=input_pixel_size,
+        tile=settings.tile,
+        overlap=settings.overlap,
+        float16=float16,
+        suffix=suffix,
+    )
+
+
+DEFAULT_DIAMETER = 150.0
+"""Particle diameter (Å) assumed for the statistics when none is given."""
 
 
 @dataclass(frozen=True)
 class OutputOptions:
-    """What to write besides the denoised MRC; `model_label` names the model in sidecars."""
+    """What to write besides the denoised MRC. `model_label` names the model in sidecars;
+    `diameter_angstrom` and `thresholds` drive the picking-readiness statistics (None:
+    no statistics and no candidate coordinates)."""
 
     float16: bool = False
     zarr: bool = True
     thumbnails: bool = True
     model_label: str = "default"
+    diameter_angstrom: float | None = DEFAULT_DIAMETER
+    thresholds: ReadinessThresholds = field(default_factory=ReadinessThresholds)
+
+
+@dataclass(frozen=True)
+class Results:
+    """Outputs written for one micrograph ({kind: path}) and its statistics (without the
+    candidate arrays, so they can be kept for the session at no memory cost)."""
+
+    outputs: dict[str, str]
+    statistics: MicrographStatistics | None
 
 
 def read_prepared(
@@ -46,26 +99,45 @@ def write_results(
     denoised: np.ndarray,
     seconds: float,
     options: OutputOptions,
-) -> dict[str, str]:
-    """Write every output of one denoised micrograph; returns {kind: path}."""
-    statistics = {
+) -> Results:
+    """Compute the picking statistics and write every output of one denoised micrograph."""
+    record: dict[str, object] = {
         "noise_sigma": prepared.sigma,
         "shape": list(denoised.shape),
         "processing_seconds": seconds,
         "model": options.model_label,
         "streamdenoise": __version__,
     }
-    return write_micrograph_outputs(
+    statistics = None
+    if options.diameter_angstrom is not None:
+        statistics = micrograph_statistics(
+            prepared.image,
+            denoised,
+            prepared.pixel_size,
+            options.diameter_angstrom,
+            options.thresholds,
+        )
+        record["readiness"] = statistics.to_dict()
+    outputs = write_micrograph_outputs(
         layout,
         source,
         prepared.image,
         denoised,
         prepared.pixel_size,
-        statistics,
+        record,
         float16=options.float16,
         zarr=options.zarr,
         thumbnails=options.thumbnails,
     )
+    if statistics is not None:
+        box = max(1, round(1.5 * statistics.diameter_angstrom / prepared.pixel_size))
+        star, box_file = layout.picks(source, ".star"), layout.picks(source, ".box")
+        write_coordinates_star(star, statistics.coordinates, statistics.scores)
+        write_box(box_file, statistics.coordinates, box)
+        outputs.update(picks_star=str(star), picks_box=str(box_file))
+        empty = np.zeros((0, 2))
+        statistics = replace(statistics, coordinates=empty, scores=empty[:, 0])
+    return Results(outputs, statistics)
 
 
 def process_micrograph(
@@ -78,7 +150,7 @@ def process_micrograph(
     *,
     input_pixel_size: float | None = None,
     device: torch.device | str | None = None,
-) -> dict[str, str]:
+) -> Results:
     """Read, denoise and write one micrograph (the batch runner's task)."""
     start = time.perf_counter()
     prepared = read_prepared(path, model_pixel_size, settings, input_pixel_size)

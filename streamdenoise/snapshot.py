@@ -20,6 +20,9 @@ class MicrographSummary:
     pixel_size: float | None = None
     seconds: float | None = None
     error: str | None = None
+    verdict: str | None = None
+    candidates: int | None = None
+    cnr: float | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Snapshot:
     memory_mib: float = 0.0
     recent: tuple[MicrographSummary, ...] = ()
     warnings: tuple[str, ...] = ()
+    session: dict | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -67,8 +71,18 @@ def summary_line(snapshot: Snapshot) -> str:
         if snapshot.latency_median is not None
         else "latency -"
     )
+    readiness = ""
+    if snapshot.session:
+        cnr = (snapshot.session.get("cnr") or {}).get("median")
+        picks = (snapshot.session.get("candidates") or {}).get("median")
+        readiness = (
+            f"; ready {100 * (snapshot.session.get('ready_share') or 0):.0f}%, "
+            f"picks {picks or 0:.0f}/micrograph, CNR {cnr or 0:.1f}"
+        )
+    warnings = "".join(f"; WARNING {w}" for w in snapshot.warnings)
     return (
         f"{snapshot.state}: {snapshot.done} done, {snapshot.queued + snapshot.pending} waiting, "
         f"{snapshot.failed} failed, {snapshot.quarantined} quarantined; "
         f"{snapshot.rate_per_hour:.0f}/h; {latency}; {snapshot.memory_mib:.0f} MiB"
+        f"{readiness}{warnings}"
     )

@@ -1,0 +1,73 @@
+"""The dashboard renders snapshots (in-process or from status.json) without the workers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from streamdenoise.dashboard import read_status, render, sparkline
+from streamdenoise.snapshot import MicrographSummary, Snapshot, summary_line
+
+
+def snapshot() -> Snapshot:
+    return Snapshot(
+        version="0",
+        state="watching",
+        watch_dir="/in",
+        out_dir="/out",
+        device="cpu",
+        started=0.0,
+        updated=3600.0,
+        done=10,
+        quarantined=1,
+        rate_per_hour=600.0,
+        latency_median=4.2,
+        latency_p95=6.0,
+        recent=(
+            MicrographSummary("mic_0001.mrc", "done", 4.0, 0.15, 4.0, 2.0, None, "ready", 120, 4.5),
+            MicrographSummary("bad.mrc", "quarantined", error="truncated: 8 of 1,024 bytes"),
+        ),
+        warnings=("falling contrast: median CNR 5.0 → 3.0 over the last 20 micrographs",),
+        session={
+            "ready_share": 0.8,
+            "marginal_share": 0.1,
+            "not_ready_share": 0.1,
+            "candidates": {"median": 120, "p10": 80, "p90": 150},
+            "cnr": {"median": 4.5, "p10": 3.0, "p90": 5.0},
+        },
+    )
+
+
+def test_render_shows_the_figures_verdicts_and_warnings() -> None:
+    console = Console(record=True, width=160)
+    console.print(render(snapshot()))
+    text = console.export_text()
+    for expected in (
+        "10 done",
+        "600 / h",
+        "mic_0001.mrc",
+        "ready",
+        "truncated",
+        "ready 80%",
+        "falling contrast",
+        "picks/micrograph 120",
+    ):
+        assert expected in text
+
+
+def test_summary_line_and_sparkline() -> None:
+    line = summary_line(snapshot())
+    assert "10 done" in line and "ready 80%" in line and "WARNING falling contrast" in line
+    assert sparkline([1.0, 2.0, 3.0]) == "▁▄█" and sparkline([]) == ""
+
+
+def test_status_round_trip_and_no_torch_import(tmp_path: Path) -> None:
+    (tmp_path / "status.json").write_text(json.dumps(snapshot().to_json()))
+    assert read_status(tmp_path) == snapshot()
+    code = "import sys, streamdenoise.dashboard; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False"  # attaching to a daemon is instant
