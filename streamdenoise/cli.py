@@ -515,6 +515,17 @@ def watch(
     compile_model: Annotated[
         bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model (GPU).")
     ] = None,
+    particle_diameter: Annotated[
+        float | None,
+        typer.Option(help="Expected particle diameter in Å, for picking statistics (default 150)."),
+    ] = None,
+    statistics: Annotated[
+        bool | None,
+        typer.Option(
+            "--statistics/--no-statistics",
+            help="Compute picking-readiness statistics and write candidate coordinates.",
+        ),
+    ] = None,
 ) -> None:
     """Denoise every micrograph that appears in DIR, live, until stopped (SIGTERM drains)."""
     from streamdenoise.config import load_config
@@ -542,6 +553,8 @@ def watch(
         "headless": headless,
         "status_interval": status_interval,
         "compile": compile_model,
+        "particle_diameter": particle_diameter,
+        "statistics": statistics,
     }
     try:
         config = load_config(config_file, overrides)
@@ -696,3 +709,123 @@ def demo(
         f"  status:             streamdenoise status {outputs}"
     )
     raise typer.Exit(code=code)
+
+
+@app.command()
+def batch(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="Micrographs, or directories searched for *.mrc, *.tif, *.tiff."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Address of a running Dask scheduler, e.g. tcp://host:8786."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Start this many local worker processes (default: one per CPU core, or one "
+            "with --device cuda)."
+        ),
+    ] = None,
+    threads_per_worker: Annotated[
+        int, typer.Option(help="Micrographs each local worker processes at once.")
+    ] = 1,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="Journal and lock, on a local disk (default: the output directory)."),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Model file, at the same path on every worker (default: the shipped)."),
+    ] = None,
+    device: Annotated[
+        str,
+        typer.Option(help="Device on the workers: auto, cpu or cuda (one task per GPU at a time)."),
+    ] = "auto",
+    binning: Annotated[
+        float | None, typer.Option("--bin", help="Fourier-bin inputs by this factor.")
+    ] = None,
+    pixel_size: Annotated[
+        float | None, typer.Option(help="Working pixel size in Å (default: the model's, 4 Å).")
+    ] = None,
+    input_pixel_size: Annotated[
+        float | None, typer.Option(help="Pixel size of the inputs in Å (TIFF, or MRC without one).")
+    ] = None,
+    mode: Annotated[str, typer.Option(help="live or faithful.")] = "live",
+    float16: Annotated[bool, typer.Option("--float16", help="Write float16 (mode 12).")] = False,
+    zarr: Annotated[bool, typer.Option("--zarr/--no-zarr", help="Write OME-Zarr groups.")] = True,
+) -> None:
+    """Reprocess a whole dataset on a Dask cluster, with the daemon's outputs and journal
+    (micrographs already done, by the daemon or an earlier batch, are skipped)."""
+    import os
+
+    if scheduler is not None and workers is not None:
+        raise _fail(ValueError("give --scheduler or --workers, not both"))
+    if threads_per_worker < 1 or (workers is not None and workers < 1):
+        raise _fail(ValueError("--workers and --threads-per-worker must be at least 1"))
+    try:
+        from distributed import Client
+
+        from streamdenoise.distributed import BatchConfig, find_inputs, local_cluster, run_batch
+    except ImportError:
+        raise _fail(ValueError('batch needs Dask: pip install "streamdenoise[cluster]"')) from None
+    from streamdenoise.model.pipeline import DenoiseSettings
+
+    gpu = device.strip().lower().startswith("cuda")
+    try:
+        files, root = find_inputs(inputs, exclude=(out, state_dir or out))
+        config = BatchConfig(
+            out_dir=out,
+            root=root,
+            model=model,
+            device=device,
+            settings=DenoiseSettings(
+                mode=mode,  # type: ignore[arg-type]
+                bin_factor=binning,
+                target_pixel_size=pixel_size,
+            ),
+            input_pixel_size=input_pixel_size,
+            float16=float16,
+            zarr=zarr,
+            state_dir=state_dir,
+        )
+        count = workers or (1 if gpu else max(1, (os.cpu_count() or 1) // threads_per_worker))
+        console.print(f"{len(files)} micrograph(s) below {root}")
+        cluster = None if scheduler else local_cluster(count, threads_per_worker, gpu)
+        try:
+            with Client(scheduler or cluster) as client:
+                result = run_batch(files, config, client, console=console)
+        finally:
+            if cluster is not None:
+                cluster.close()
+    except (StreamDenoiseError, ValueError, OSError) as error:
+        raise _fail(error) from None
+    for path, reason in result.quarantined.items():
+        console.print(
+            f"[bold red]quarantined:[/] {reason if str(path) in reason else f'{path}: {reason}'}"
+        )
+    zarr_line = f"  OME-Zarr:      {out / 'denoised.zarr'}\n" if zarr else ""
+    console.print(
+        f"Done: {result.done} denoised ({result.per_hour:.0f}/h), {result.skipped} already "
+        f"done or quarantined, {len(result.quarantined)} quarantined, of {result.inputs}.\n"
+        f"  denoised MRC:  {out / 'denoised'}\n{zarr_line}"
+        f"  RELION STAR:   {result.star or 'none (nothing done)'}\n"
+        f"  journal:       {config.layout.journal}"
+    )
+
+
+@app.command()
+def report(
+    out_dir: Annotated[Path, typer.Argument(help="The daemon's output (state) directory.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", help="HTML file to write (default OUT/report.html).")
+    ] = None,
+) -> None:
+    """Write an HTML session report (statistics over time, verdicts, example thumbnails)."""
+    from streamdenoise.report import write_report
+
+    if not (out_dir / "journal.sqlite").is_file():
+        raise _fail(ValueError(f"{out_dir / 'journal.sqlite'}: no journal here"))
+    console.print(f"Wrote {write_report(out_dir, output)}")

@@ -1,0 +1,319 @@
+"""Reprocess whole datasets on a Dask cluster, with the daemon's model, tiling, outputs and
+journal (`streamdenoise batch`; needs the `cluster` extra: dask[distributed]).
+
+Each worker loads the model once (`ModelPlugin`); one task per micrograph reads, denoises and
+writes it (outputs are atomic, so a task that runs twice rewrites the same files). The client
+is the only journal writer: it skips what the journal says is done (by the daemon or an
+earlier batch), marks the rest `processing`, records each result as it arrives, and writes
+the RELION STAR file at the end. A worker that dies mid-task has its task rerun elsewhere by
+the scheduler (up to `distributed.scheduler.allowed-failures` times); a bad file is
+quarantined with its reason and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from streamdenoise.daemon import AlreadyRunning
+from streamdenoise.errors import StreamDenoiseError
+from streamdenoise.model.pipeline import DenoiseSettings
+from streamdenoise.outputs import OutputLayout, write_micrographs_star
+from streamdenoise.processing import (
+    OutputOptions,
+    model_digest,
+    process_micrograph,
+    processing_params_hash,
+)
+from streamdenoise.watch import Discovery, Journal
+
+PLUGIN_NAME = "streamdenoise-model"
+GPU = {"GPU": 1}
+"""Dask resources of one task on a GPU worker (`dask worker --resources GPU=1`)."""
+
+
+class ModelPlugin(WorkerPlugin):
+    """Loads the model once per worker; tasks find it in `get_worker().plugins`.
+
+    The model file must be readable at the same path on every worker; its digest is checked
+    so that every worker denoises with the model the journal's parameter hash names.
+    """
+
+    name = PLUGIN_NAME
+
+    def __init__(self, model_path: Path, device: str, digest: str) -> None:
+        self.model_path = Path(model_path)
+        self.device_request = device
+        self.digest = digest
+
+    def setup(self, worker: object) -> None:
+        from streamdenoise.engine.device import resolve_device
+        from streamdenoise.model.modelfile import load_model
+
+        if model_digest(self.model_path) != self.digest:
+            raise StreamDenoiseError(
+                f"{self.model_path} on this worker differs from the client's model file"
+            )
+        self.device = resolve_device(self.device_request)
+        self.loaded = load_model(self.model_path, device=self.device)
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What a task sends back: outputs {kind: path}, or the reason the file is unusable."""
+
+    path: Path
+    outputs: dict[str, str] | None
+    error: str | None
+    seconds: float
+    worker: str
+
+
+def denoise_task(
+    path: Path,
+    layout: OutputLayout,
+    settings: DenoiseSettings,
+    options: OutputOptions,
+    input_pixel_size: float | None,
+) -> TaskResult:
+    """One micrograph on a worker; a bad file is returned as an error, never raised."""
+    worker = get_worker()
+    plugin = worker.plugins[PLUGIN_NAME]
+    start = time.perf_counter()
+    try:
+        results = process_micrograph(
+            path,
+            plugin.loaded.model,
+            plugin.loaded.pixel_size,
+            settings,
+            layout,
+            options,
+            input_pixel_size=input_pixel_size,
+            device=plugin.device,
+        )
+    except (StreamDenoiseError, ValueError, OSError, RuntimeError) as error:
+        return TaskResult(path, None, str(error), time.perf_counter() - start, worker.address)
+    seconds = time.perf_counter() - start
+    return TaskResult(path, results.outputs, None, seconds, worker.address)
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """What to run: model file (None: the shipped one), device on the workers ("cuda…"
+    asks for one GPU resource per task), denoising settings and outputs (as `watch`)."""
+
+    out_dir: Path
+    root: Path
+    model: Path | None = None
+    device: str = "auto"
+    settings: DenoiseSettings = field(default_factory=DenoiseSettings)
+    input_pixel_size: float | None = None
+    float16: bool = False
+    zarr: bool = True
+    thumbnails: bool = True
+    suffix: str = ""
+    state_dir: Path | None = None
+    retries: int = 2
+
+    @property
+    def layout(self) -> OutputLayout:
+        return OutputLayout(self.root, self.out_dir, self.suffix, self.state_dir)
+
+
+@dataclass
+class BatchResult:
+    """Counts of one batch (done and quarantined in this run), reasons and wall time."""
+
+    inputs: int
+    skipped: int = 0
+    done: int = 0
+    quarantined: dict[Path, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    star: Path | None = None
+
+    @property
+    def per_hour(self) -> float:
+        """Micrographs processed per hour of wall time."""
+        return self.done * 3600.0 / self.seconds if self.seconds > 0 else 0.0
+
+
+def find_inputs(inputs: list[Path], exclude: tuple[Path, ...] = ()) -> tuple[list[Path], Path]:
+    """Micrographs named, or found below named directories with the daemon's rules
+    (*.mrc, *.tif, *.tiff; hidden and temporary files skipped), none below `exclude`;
+    returns them (absolute, sorted) with their common root directory."""
+    found: set[Path] = set()
+    for item in inputs:
+        path = Path(os.path.abspath(item))
+        if path.is_dir():
+            found |= Discovery(path, polling=True).scan()
+        elif path.is_file():
+            found.add(path)
+        else:
+            raise ValueError(f"{item}: no such file or directory")
+    skip = [Path(os.path.abspath(folder)) for folder in exclude]
+    files = sorted(p for p in found if not any(p.is_relative_to(folder) for folder in skip))
+    if not files:
+        raise ValueError("no micrographs (*.mrc, *.tif, *.tiff) among the inputs")
+    roots = [os.path.abspath(p if Path(p).is_dir() else Path(p).parent) for p in inputs]
+    return files, Path(os.path.commonpath(roots))
+
+
+def local_cluster(workers: int, threads_per_worker: int, gpu: bool) -> LocalCluster:
+    """Worker processes on this machine (each with one GPU resource when `gpu`)."""
+    return LocalCluster(
+        n_workers=workers,
+        threads_per_worker=threads_per_worker,
+        processes=True,
+        resources=GPU if gpu else None,
+    )
+
+
+@contextmanager
+def _output_lock(layout: OutputLayout) -> Iterator[None]:
+    """The daemon's lock of the output directory: one journal writer at a time."""
+    layout.state.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip()
+            raise AlreadyRunning(
+                f"another streamdenoise (pid {holder or '?'}) is already writing to {layout.state}"
+            ) from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _pixel_size(outputs: dict) -> float:
+    """Working pixel size of a done micrograph, from its sidecar."""
+    try:
+        return float(json.loads(Path(outputs["sidecar"]).read_text())["pixel_size_angstrom"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return math.nan
+
+
+def _write_star(journal: Journal, layout: OutputLayout) -> Path | None:
+    done = [
+        (entry.outputs["mrc"], _pixel_size(entry.outputs))
+        for entry in journal.done_entries()
+        if entry.outputs and "mrc" in entry.outputs
+    ]
+    if not done:
+        return None
+    write_micrographs_star(layout.star, done)
+    return layout.star
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("denoising"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.0f}/h"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def run_batch(
+    inputs: list[Path],
+    config: BatchConfig,
+    client: Client,
+    *,
+    console: Console | None = None,
+    on_result: Callable[[TaskResult], None] | None = None,
+) -> BatchResult:
+    """Denoise `inputs` (absolute paths below `config.root`) on the cluster of `client`.
+
+    Shows the dashboard address and a progress bar on `console` if given; `on_result` sees
+    each task's result once it is in the journal.
+    """
+    from streamdenoise.model.modelfile import default_model_path
+
+    model = config.model or default_model_path()
+    model_path = Path(os.path.abspath(model))
+    phash = processing_params_hash(
+        model_path,
+        config.settings,
+        input_pixel_size=config.input_pixel_size,
+        float16=config.float16,
+        suffix=config.suffix,
+    )
+    options = OutputOptions(config.float16, config.zarr, config.thumbnails, str(model))
+    gpu = config.device.strip().lower().startswith("cuda")
+    workers = client.scheduler_info()["workers"].values()
+    if gpu and workers and not any("GPU" in w.get("resources", {}) for w in workers):
+        raise ValueError("--device cuda needs workers started with --resources GPU=1")
+    client.register_plugin(ModelPlugin(model_path, config.device, model_digest(model_path)))
+    layout = config.layout
+    result = BatchResult(inputs=len(inputs))
+    start = time.monotonic()
+    with _output_lock(layout), Journal(layout.journal) as journal:
+        journal.reset_in_flight()
+        todo = []
+        for path in inputs:
+            stat = path.stat()
+            if journal.needs_processing(path, stat.st_size, stat.st_mtime_ns, phash):
+                journal.mark_processing(path, stat.st_size, stat.st_mtime_ns, phash)
+                todo.append(path)
+        result.skipped = len(inputs) - len(todo)
+        futures = {
+            client.submit(
+                denoise_task,
+                path,
+                layout,
+                config.settings,
+                options,
+                config.input_pixel_size,
+                pure=False,
+                retries=config.retries,
+                resources=GPU if gpu else None,
+            ): path
+            for path in todo
+        }
+        if console is not None:
+            console.print(f"Dask dashboard: {client.dashboard_link}")
+        progress = _progress(console) if console is not None else None
+        task = progress.add_task("denoising", total=len(todo), rate=0.0) if progress else None
+        try:
+            with progress or nullcontext():
+                for future in as_completed(futures):
+                    try:
+                        outcome = future.result()
+                    except Exception as error:  # the task itself failed, e.g. KilledWorker
+                        outcome = TaskResult(
+                            futures[future], None, f"task failed: {error!r}", 0, ""
+                        )
+                    if outcome.outputs is not None:
+                        journal.mark_done(outcome.path, outcome.outputs, None)
+                        result.done += 1
+                    else:
+                        reason = outcome.error or "unknown error"
+                        journal.quarantine(outcome.path, reason)
+                        result.quarantined[outcome.path] = reason
+                    if on_result is not None:
+                        on_result(outcome)
+                    if progress is not None and task is not None:
+                        rate = result.done * 3600.0 / max(time.monotonic() - start, 1e-9)
+                        progress.update(task, advance=1, rate=rate)
+        except BaseException:
+            client.cancel(list(futures))
+            raise
+        result.seconds = time.monotonic() - start
+        result.star = _write_star(journal, layout)
+    return result

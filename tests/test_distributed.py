@@ -1,0 +1,167 @@
+"""`streamdenoise batch` on a real Dask LocalCluster of worker processes (2 × 1 thread), with
+the shipped model on tiny simulated micrographs (256² at 4 Å/px)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+import zarr
+
+distributed = pytest.importorskip("distributed")
+
+from streamdenoise.acquisition import write_session  # noqa: E402
+from streamdenoise.distributed import BatchConfig, TaskResult, find_inputs, run_batch  # noqa: E402
+from streamdenoise.io import read_star  # noqa: E402
+from streamdenoise.model.modelfile import default_model_path, load_model  # noqa: E402
+from streamdenoise.model.pipeline import DenoiseSettings  # noqa: E402
+from streamdenoise.outputs import OutputLayout  # noqa: E402
+from streamdenoise.physics.density import load_reference  # noqa: E402
+from streamdenoise.physics.session import SessionSpec  # noqa: E402
+from streamdenoise.processing import (  # noqa: E402
+    OutputOptions,
+    process_micrograph,
+    processing_params_hash,
+)
+
+EXECUTABLE = str(Path(sys.executable).with_name("streamdenoise"))
+COUNT = 8
+
+
+@pytest.fixture(scope="module")
+def micrographs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    session = tmp_path_factory.mktemp("session")
+    spec = SessionSpec(count=COUNT, seed=5, detector="small", binning=4)
+    return write_session(session, spec, load_reference())
+
+
+@pytest.fixture(scope="module")
+def client():
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+def dataset(micrographs: list[Path], folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True)
+    return [Path(shutil.copy2(path, folder / path.name)) for path in micrographs[:count]]
+
+
+def journal_rows(out: Path) -> list[tuple]:
+    with sqlite3.connect(out / "journal.sqlite") as db:
+        return db.execute("SELECT * FROM files ORDER BY path").fetchall()
+
+
+def star_names(out: Path) -> list[str]:
+    return read_star(out / "micrographs_denoised.star")["micrographs"]["_rlnMicrographName"]
+
+
+def batch(inputs: list[Path], out: Path, client, **kwargs):
+    files, root = find_inputs(inputs)
+    return run_batch(files, BatchConfig(out_dir=out, root=root, device="cpu"), client, **kwargs)
+
+
+def test_batch_matches_in_process_outputs_and_rerun_does_nothing(
+    micrographs: list[Path], client, tmp_path: Path
+) -> None:
+    inputs = dataset(micrographs, tmp_path / "in" / "grid1", 3)
+    out = tmp_path / "out"
+    result = batch([tmp_path / "in"], out, client)
+    assert (result.done, result.skipped, result.quarantined) == (3, 0, {})
+    loaded = load_model(default_model_path())
+    reference = OutputLayout(tmp_path / "in", tmp_path / "reference")
+    for source in inputs:
+        expected = process_micrograph(
+            source, loaded.model, loaded.pixel_size, DenoiseSettings(), reference, OutputOptions()
+        ).outputs
+        denoised = out / "denoised" / "grid1" / source.name  # mirrors the input tree
+        with mrcfile.open(denoised) as got, mrcfile.open(expected["mrc"]) as want:
+            assert got.data.shape == (256, 256)
+            assert np.allclose(got.data, want.data, atol=1e-5)
+        group = zarr.open_group(out / "denoised.zarr" / f"grid1__{source.stem}", mode="r")
+        assert group["0"].shape == (256, 256)
+    names = star_names(out)
+    assert sorted(names) == sorted(str(out / "denoised" / "grid1" / p.name) for p in inputs)
+    daemon_hash = processing_params_hash(
+        default_model_path(), DenoiseSettings(), input_pixel_size=None, float16=False, suffix=""
+    )
+    before = journal_rows(out)
+    assert {row[3] for row in before} == {daemon_hash}  # the daemon skips these, and back
+
+    again = batch([tmp_path / "in"], out, client)
+    assert (again.done, again.skipped, again.quarantined) == (0, 3, {})
+    assert journal_rows(out) == before
+
+
+def test_bad_file_is_quarantined_and_the_rest_finish(
+    micrographs: list[Path], client, tmp_path: Path
+) -> None:
+    dataset(micrographs, tmp_path / "in", 2)
+    bad = tmp_path / "in" / "text.mrc"
+    bad.write_text("not a micrograph at all, just words\n" * 50)
+    out = tmp_path / "out"
+    result = batch([tmp_path / "in"], out, client)
+    assert result.done == 2 and list(result.quarantined) == [bad]
+    states = {
+        Path(path).name: (state, error) for path, _, _, _, state, _, error, *_ in journal_rows(out)
+    }
+    assert states["text.mrc"][0] == "quarantined" and "not an MRC" in states["text.mrc"][1]
+    assert [states[p.name][0] for p in micrographs[:2]] == ["done", "done"]
+    assert len(star_names(out)) == 2
+
+
+def test_killed_worker_loses_nothing(micrographs: list[Path], client, tmp_path: Path) -> None:
+    dataset(micrographs, tmp_path / "in", COUNT)
+    out = tmp_path / "out"
+    seen: list[TaskResult] = []
+    killed: list[int] = []
+
+    def kill_another_worker(outcome: TaskResult) -> None:
+        if not seen:  # the first result: the other worker is mid-task
+            pids = client.run(os.getpid)
+            killed.append(next(pid for addr, pid in pids.items() if addr != outcome.worker))
+            os.kill(killed[0], signal.SIGKILL)
+        seen.append(outcome)
+
+    result = batch([tmp_path / "in"], out, client, on_result=kill_another_worker)
+    assert (result.done, result.quarantined) == (COUNT, {})
+    assert len({outcome.path for outcome in seen}) == len(seen) == COUNT
+    rows = journal_rows(out)
+    assert len(rows) == COUNT and {row[4] for row in rows} == {"done"}
+    names = star_names(out)
+    assert len(names) == len(set(names)) == COUNT
+    assert len(killed) == 1
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [EXECUTABLE, "batch", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=120,
+    )
+
+
+def test_cli_batch_end_to_end(micrographs: list[Path], tmp_path: Path) -> None:
+    inputs = dataset(micrographs, tmp_path / "in", 3)
+    out = tmp_path / "out"
+    usage = cli(str(tmp_path / "in"), "--out", str(out), "--scheduler", "x", "--workers", "2")
+    assert usage.returncode == 2 and "not both" in usage.stderr
+    run = cli(str(tmp_path / "in"), "--out", str(out), "--workers", "2", "--device", "cpu")
+    assert run.returncode == 0, run.stderr
+    assert "Done: 3 denoised" in run.stderr and "Dask dashboard" in run.stderr
+    assert sorted(star_names(out)) == sorted(str(out / "denoised" / p.name) for p in inputs)
+    assert {row[4] for row in journal_rows(out)} == {"done"}

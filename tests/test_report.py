@@ -1,0 +1,35 @@
+"""The HTML session report from a real journal and sidecars."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from streamdenoise.io.png import encode_png
+from streamdenoise.report import write_report
+from streamdenoise.watch import Journal
+
+
+def test_report_plots_statistics_and_embeds_thumbnails(tmp_path: Path) -> None:
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        for i, verdict in enumerate(["ready", "marginal", "not ready"]):
+            source = tmp_path / f"mic_{i}.mrc"
+            sidecar = tmp_path / f"mic_{i}.json"
+            thumbnail = tmp_path / f"mic_{i}.png"
+            sidecar.write_text(
+                json.dumps(
+                    {"readiness": {"verdict": verdict, "candidates": 10 * i, "cnr": 3.0 + i}}
+                )
+            )
+            thumbnail.write_bytes(encode_png(np.zeros((8, 8), np.uint8)))
+            journal.mark_processing(source, 1, 1, "h")
+            journal.mark_done(source, {"sidecar": str(sidecar), "thumbnail": str(thumbnail)}, 2.0)
+    path = write_report(tmp_path)
+    text = path.read_text()
+    assert "3 micrographs denoised" in text and "1 ready" in text and "1 not ready" in text
+    assert text.count("<svg") == 3  # candidates, CNR and latency have data
+    assert text.count("no data") == 3  # density, empty and carbon fractions do not
+    assert text.count("data:image/png;base64,") == 3
+    assert "#c62828" in text  # a not-ready point is drawn red
