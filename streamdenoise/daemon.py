@@ -28,7 +28,7 @@ from streamdenoise import __version__
 from streamdenoise.config import WatchConfig
 from streamdenoise.errors import StreamDenoiseError
 from streamdenoise.io import atomic_write_text
-from streamdenoise.outputs import OutputLayout, write_micrographs_star
+from streamdenoise.outputs import OutputLayout, star_row, write_micrographs_star
 from streamdenoise.processing import (
     DEFAULT_DIAMETER,
     OutputOptions,
@@ -98,6 +98,7 @@ class Daemon:
         self._pending: set[Path] = set()
         self._ready: dict[Path, _Ready] = {}
         self._found: set[Path] = set()
+        self._star_rows: dict[str, float] = {}  # denoised MRC → pixel size, one row each
         self._alternate = False
         self._last_status = 0.0
         self.started = time.time()
@@ -193,6 +194,11 @@ class Daemon:
             with Journal(self.layout.journal, max_attempts=self.config.max_attempts) as journal:
                 self.journal = journal
                 resumed = journal.reset_in_flight()
+                self._star_rows = [
+                    row
+                    for entry in journal.done_entries()
+                    if (row := star_row(entry.outputs or {}))
+                ]
                 if resumed:
                     log.warning(
                         "%d micrograph(s) were in flight at the last stop; redoing", resumed
@@ -354,6 +360,7 @@ class Daemon:
             return
         latency = time.time() - item.mtime_ns / 1e9
         self.journal.mark_done(item.path, results.outputs, latency)
+        self._star_rows[results.outputs["mrc"]] = prepared.pixel_size
         statistics = results.statistics
         if statistics is not None:
             self._counters.statistics.append(statistics)
@@ -391,25 +398,14 @@ class Daemon:
         self._counters.recent.append(summary)
 
     def _write_star(self) -> None:
-        done = [
-            (entry.outputs["mrc"], self._pixel_size_of(entry.outputs))
-            for entry in self.journal.done_entries()
-            if entry.outputs and "mrc" in entry.outputs
-        ]
-        if done:
-            try:
-                write_micrographs_star(self.layout.star, done)
-            except OSError as error:  # e.g. the output disk is full: retried next batch
-                log.error("cannot write %s: %s", self.layout.star, error)
-
-    @staticmethod
-    def _pixel_size_of(outputs: dict) -> float:
-        from streamdenoise.io import read_mrc
-
+        """Rewrite the micrographs STAR file from the rows kept in memory (loaded from the
+        journal once at start, appended as micrographs finish)."""
+        if not self._star_rows:
+            return
         try:
-            return read_mrc(outputs["mrc"]).pixel_size
-        except (StreamDenoiseError, OSError):
-            return float("nan")
+            write_micrographs_star(self.layout.star, list(self._star_rows.items()))
+        except OSError as error:  # e.g. the output disk is full: retried next batch
+            log.error("cannot write %s: %s", self.layout.star, error)
 
     # -- status ----------------------------------------------------------------------------
     def _make_snapshot(self, state: str) -> Snapshot:

@@ -13,8 +13,6 @@ quarantined with its reason and the batch goes on.
 from __future__ import annotations
 
 import fcntl
-import json
-import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from streamdenoise.daemon import AlreadyRunning
 from streamdenoise.errors import StreamDenoiseError
 from streamdenoise.model.pipeline import DenoiseSettings
-from streamdenoise.outputs import OutputLayout, write_micrographs_star
+from streamdenoise.outputs import OutputLayout, star_row, write_micrographs_star
 from streamdenoise.processing import (
     OutputOptions,
     model_digest,
@@ -199,20 +197,8 @@ def _output_lock(layout: OutputLayout) -> Iterator[None]:
         os.close(descriptor)
 
 
-def _pixel_size(outputs: dict) -> float:
-    """Working pixel size of a done micrograph, from its sidecar."""
-    try:
-        return float(json.loads(Path(outputs["sidecar"]).read_text())["pixel_size_angstrom"])
-    except (OSError, KeyError, ValueError, TypeError):
-        return math.nan
-
-
 def _write_star(journal: Journal, layout: OutputLayout) -> Path | None:
-    done = [
-        (entry.outputs["mrc"], _pixel_size(entry.outputs))
-        for entry in journal.done_entries()
-        if entry.outputs and "mrc" in entry.outputs
-    ]
+    done = [row for entry in journal.done_entries() if (row := star_row(entry.outputs or {}))]
     if not done:
         return None
     write_micrographs_star(layout.star, done)

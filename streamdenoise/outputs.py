@@ -139,6 +139,16 @@ def write_micrograph_outputs(
     return outputs
 
 
+def star_row(outputs: dict[str, str]) -> tuple[str, float] | None:
+    """(denoised MRC path, working pixel size Å) of a done micrograph, from its journal
+    outputs and sidecar; None when they are missing."""
+    try:
+        sidecar = json.loads(Path(outputs["sidecar"]).read_text())
+        return outputs["mrc"], float(sidecar["pixel_size_angstrom"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
 def write_micrographs_star(path: Path, micrographs: list[tuple[str, float]]) -> None:
     """RELION 3.1+ micrographs STAR of the denoised micrographs [(mrc path, Å/px)].
 
