@@ -194,11 +194,11 @@ class Daemon:
             with Journal(self.layout.journal, max_attempts=self.config.max_attempts) as journal:
                 self.journal = journal
                 resumed = journal.reset_in_flight()
-                self._star_rows = [
+                self._star_rows = dict(
                     row
                     for entry in journal.done_entries()
                     if (row := star_row(entry.outputs or {}))
-                ]
+                )
                 if resumed:
                     log.warning(
                         "%d micrograph(s) were in flight at the last stop; redoing", resumed
