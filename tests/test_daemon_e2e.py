@@ -114,6 +114,7 @@ def test_live_session_every_micrograph_once_bad_files_quarantined(tmp_path: Path
     finally:
         if daemon.poll() is None:
             daemon.kill()
+            daemon.wait()
     assert status(out)["state"] == "stopped"
     rows = journal_rows(out)
     states = {Path(p).name: (s, e) for p, s, e in rows}
@@ -161,6 +162,7 @@ def test_kill_dash_nine_then_restart_finishes_everything_exactly_once(tmp_path: 
         for process in (daemon, simulator):
             if process.poll() is None:
                 process.kill()
+                process.wait()
     rows = journal_rows(out)
     assert len(rows) == count and all(state == "done" for _, state, _ in rows)
     star = read_star(out / "micrographs_denoised.star")["micrographs"]["_rlnMicrographName"]
@@ -189,6 +191,7 @@ def test_a_second_daemon_on_the_same_output_is_refused(tmp_path: Path) -> None:
     finally:
         if first.poll() is None:
             first.kill()
+            first.wait()
     assert os.path.exists(out / "status.json")
 
 
@@ -198,12 +201,12 @@ def test_full_output_disk_is_recorded_and_the_daemon_keeps_going(tmp_path: Path)
     watch = session / "micrographs"
     out.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(out)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(out)], capture_output=True
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
-        (out / "ballast").write_bytes(b"\0" * 500_000)  # leaves ~100 kB: less than one output
+        (out / "ballast").write_bytes(b"\0" * (4 * 2**20 - 100_000))  # ~100 kB left: < 1 output
         simulator = start_simulator(session, count=2, rate=0.5)
         assert simulator.wait(timeout=120) == 0
         daemon = start_daemon(watch, out, "--state-dir", str(state))
@@ -226,5 +229,6 @@ def test_full_output_disk_is_recorded_and_the_daemon_keeps_going(tmp_path: Path)
         finally:
             if daemon.poll() is None:
                 daemon.kill()
+                daemon.wait()
     finally:
         subprocess.run(["umount", "-l", str(out)], check=False)
