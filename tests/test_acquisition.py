@@ -50,7 +50,9 @@ def test_same_seed_same_session(tmp_path: Path, reference) -> None:
     spec = SessionSpec(**{**SMALL, "count": 1})
     a = write_session(tmp_path / "a", spec, reference)[0]
     b = write_session(tmp_path / "b", spec, reference)[0]
-    assert a.read_bytes() == b.read_bytes()
+    with mrcfile.open(a) as first, mrcfile.open(b) as second:  # headers differ in the label time
+        assert np.array_equal(first.data, second.data)
+        assert first.voxel_size == second.voxel_size
     assert micrograph_params(spec, 0) == micrograph_params(spec, 0)
     assert micrograph_params(spec, 0) != micrograph_params(spec, 1)
 
