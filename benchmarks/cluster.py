@@ -18,14 +18,10 @@ import tempfile
 from pathlib import Path
 
 from distributed import Client
-from results import markdown_table, write_section
+from results import cached_micrographs, markdown_table, write_section
 
 from streamdenoise.distributed import BatchConfig, local_cluster, run_batch
-from streamdenoise.io import write_mrc_atomic
-from streamdenoise.model.guidance import cache_directory
-from streamdenoise.physics.density import load_reference
-from streamdenoise.physics.session import SessionSpec, micrograph_params
-from streamdenoise.physics.simulator import simulate_micrograph
+from streamdenoise.physics.session import SessionSpec
 
 PIXEL_SIZE = 4.0
 DETECTOR_SIDE = 1024  # the "small" detector
@@ -34,22 +30,10 @@ DETECTOR_SIDE = 1024  # the "small" detector
 def micrograph_set(count: int, size: int) -> list[Path]:
     """`count` distinct size² simulated micrographs at 4 Å/px, cached."""
     binning = DETECTOR_SIDE // size
-    folder = cache_directory() / f"cluster-benchmark-{size}"
-    folder.mkdir(parents=True, exist_ok=True)
     spec = SessionSpec(
         count=count, seed=91, detector="small", pixel_size=PIXEL_SIZE / binning, binning=binning
     )
-    reference = None
-    paths = []
-    for index in range(count):
-        path = folder / f"mic_{index:03d}.mrc"
-        if not path.exists():
-            reference = reference or load_reference()
-            params = micrograph_params(spec, index)
-            write_mrc_atomic(path, simulate_micrograph(reference, params).noisy, params.pixel_size)
-            print(f"simulated {path.name}", flush=True)
-        paths.append(path)
-    return paths
+    return cached_micrographs(f"cluster-benchmark-{size}", spec, "mic_", 3)
 
 
 def throughput(paths: list[Path], workers: int, device: str, scratch: Path) -> tuple[float, float]:

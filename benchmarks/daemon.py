@@ -33,33 +33,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-from results import markdown_table, write_section
+from results import cached_micrographs, markdown_table, write_section
 
-from streamdenoise.io import write_mrc_atomic
-from streamdenoise.model.guidance import cache_directory
-from streamdenoise.physics.density import load_reference
-from streamdenoise.physics.session import SessionSpec, micrograph_params
-from streamdenoise.physics.simulator import simulate_micrograph
+from streamdenoise.physics.session import SessionSpec
 
 EXECUTABLE = str(Path(sys.executable).with_name("streamdenoise"))
 
 
 def micrograph_pool(count: int) -> list[Path]:
     """`count` distinct 4096² simulated micrographs, cached under the cache directory."""
-    folder = cache_directory() / "daemon-benchmark-pool"
-    folder.mkdir(parents=True, exist_ok=True)
     spec = SessionSpec(count=count, seed=77, detector="falcon4i")
-    reference = None
-    paths = []
-    for index in range(count):
-        path = folder / f"pool_{index:02d}.mrc"
-        if not path.exists():
-            reference = reference or load_reference()
-            params = micrograph_params(spec, index)
-            write_mrc_atomic(path, simulate_micrograph(reference, params).noisy, params.pixel_size)
-            print(f"simulated {path.name}", flush=True)
-        paths.append(path)
-    return paths
+    return cached_micrographs("daemon-benchmark-pool", spec, "pool_", 2)
 
 
 def proc_status(pid: int) -> dict[str, float]:

@@ -66,3 +66,27 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def cached_micrographs(folder_name: str, spec, prefix: str, digits: int) -> list[Path]:
+    """`spec.count` distinct simulated micrographs (noisy MRC) of a `SessionSpec`, made once
+    and kept under the cache directory in `folder_name`, named `<prefix><index>.mrc`."""
+    from streamdenoise.io import write_mrc_atomic
+    from streamdenoise.model.guidance import cache_directory
+    from streamdenoise.physics.density import load_reference
+    from streamdenoise.physics.session import micrograph_params
+    from streamdenoise.physics.simulator import simulate_micrograph
+
+    folder = cache_directory() / folder_name
+    folder.mkdir(parents=True, exist_ok=True)
+    reference = None
+    paths = []
+    for index in range(spec.count):
+        path = folder / f"{prefix}{index:0{digits}d}.mrc"
+        if not path.exists():
+            reference = reference or load_reference()
+            params = micrograph_params(spec, index)
+            write_mrc_atomic(path, simulate_micrograph(reference, params).noisy, params.pixel_size)
+            print(f"simulated {path.name}", flush=True)
+        paths.append(path)
+    return paths
