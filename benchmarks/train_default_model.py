@@ -1,6 +1,7 @@
 """Train the default model shipped in the package (streamdenoise/data/default_model.pt).
 
-    python benchmarks/train_default_model.py [--steps 2500] [--resume]
+    python benchmarks/train_default_model.py [--steps 3000] [--base-channels 16]
+        [--out PATH] [--resume]
 
 Simulates sessions from five real structures (CFTR 6MSM, 19HC, 1A28, 1BD2, 3PWP; 3KPR is
 kept out for the quality benchmark) at doses 15–60 e⁻/Å² and defoci 0.8–2.5 µm, at the
@@ -29,9 +30,7 @@ from streamdenoise.physics.simulator import simulate_micrograph
 
 TRAINING_STRUCTURES = ["6msm", "19hc", "1a28", "1bd2", "3pwp"]
 WORKING_PIXEL_SIZE = 4.0
-DEFAULT_ARCHITECTURE = UNetConfig(
-    base_channels=16, channel_multipliers=(1, 2, 4), blocks_per_level=1, norm_groups=0
-)
+DEFAULT_BASE_CHANNELS = 16
 DOSES = (15.0, 25.0, 40.0, 60.0)
 
 
@@ -67,7 +66,13 @@ def simulate_training_set(per_structure: int, seed: int) -> tuple[list, list, li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument(
+        "--base-channels",
+        type=int,
+        default=DEFAULT_BASE_CHANNELS,
+        help="Channels of the first U-Net level (levels ×1, ×2, ×4; low-resolution upsampling).",
+    )
     parser.add_argument(
         "--per-structure", type=int, default=2, help="Micrographs per dose per structure."
     )
@@ -85,7 +90,9 @@ def main() -> None:
         f"in {simulated:.0f} s",
         flush=True,
     )
-    model = ScoreUNet(DEFAULT_ARCHITECTURE)
+    model = ScoreUNet(
+        UNetConfig(base_channels=args.base_channels, channel_multipliers=(1, 2, 4), norm_groups=0)
+    )
     config = TrainConfig(
         steps=args.steps,
         batch=8,

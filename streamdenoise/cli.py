@@ -214,13 +214,16 @@ def denoise(
     device: DeviceOption = "auto",
     tile: Annotated[int, typer.Option(help="Live mode tile side in pixels (binned).")] = 512,
     overlap: Annotated[int, typer.Option(help="Live mode tile overlap in pixels.")] = 32,
-    batch_size: Annotated[int, typer.Option(help="Tiles per network call.")] = 4,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Tiles per network call (default: 1 on CPU, 8 on GPU).")
+    ] = None,
     suffix: Annotated[str, typer.Option(help="Appended to each output file's stem.")] = "",
     float16: Annotated[bool, typer.Option("--float16", help="Write float16 (mode 12).")] = False,
 ) -> None:
     """Denoise micrographs once (no daemon); writes MRCs with the working pixel size."""
     import numpy as np
 
+    from streamdenoise.engine.batches import prepare_model
     from streamdenoise.engine.device import resolve_device
     from streamdenoise.io import read_micrograph, write_mrc_atomic
     from streamdenoise.model.modelfile import default_model_path, load_model
@@ -237,6 +240,7 @@ def denoise(
         )
         torch_device = resolve_device(device)
         loaded = load_model(model or default_model_path(), device=torch_device)
+        network = prepare_model(loaded.model, torch_device, compile_model=False)
     except (StreamDenoiseError, ValueError) as error:
         raise _fail(error) from None
     out.mkdir(parents=True, exist_ok=True)
@@ -249,7 +253,7 @@ def denoise(
                 denoised, working_pixel = denoise_image(
                     micrograph.data,
                     micrograph.pixel_size,
-                    loaded.model,
+                    network,
                     loaded.pixel_size,
                     settings,
                     torch_device,
@@ -496,7 +500,9 @@ def watch(
         float | None, typer.Option(help="Pixel size of the inputs in Å (TIFF, or MRC without one).")
     ] = None,
     mode: Annotated[str | None, typer.Option(help="live or faithful.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Tiles per network call.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Tiles per network call (default: 1 on CPU, 8 on GPU).")
+    ] = None,
     float16: Annotated[
         bool | None, typer.Option("--float16/--float32", help="Output precision.")
     ] = None,
@@ -513,7 +519,11 @@ def watch(
         float | None, typer.Option(help="Seconds between headless summary lines.")
     ] = None,
     compile_model: Annotated[
-        bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model (GPU).")
+        bool | None,
+        typer.Option(
+            "--compile/--no-compile",
+            help="torch.compile the model (slower start, faster per micrograph).",
+        ),
     ] = None,
     particle_diameter: Annotated[
         float | None,

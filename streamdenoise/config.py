@@ -50,7 +50,7 @@ class WatchConfig:
     bin: float | None = None
     pixel_size: float | None = None
     mode: str = "live"
-    batch_size: int = 4
+    batch_size: int | None = None
     max_micrographs_per_batch: int = 4
     tile: int = 512
     overlap: int = 32
@@ -75,7 +75,8 @@ class WatchConfig:
         for name in ("settle_seconds", "rescan_interval", "timeout_seconds", "status_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.batch_size < 1 or self.max_micrographs_per_batch < 1 or self.max_attempts < 1:
+        too_small = self.batch_size is not None and self.batch_size < 1
+        if too_small or self.max_micrographs_per_batch < 1 or self.max_attempts < 1:
             raise ValueError("batch sizes and max_attempts must be at least 1")
         if self.bin is not None and self.pixel_size is not None:
             raise ValueError("give bin or pixel_size, not both")

@@ -138,6 +138,7 @@ class Daemon:
     def _load_model(self):
         import torch
 
+        from streamdenoise.engine.batches import default_batch_size, prepare_model
         from streamdenoise.engine.device import resolve_device
         from streamdenoise.model.modelfile import default_model_path, load_model
         from streamdenoise.model.pipeline import DenoiseSettings
@@ -151,7 +152,7 @@ class Daemon:
             target_pixel_size=self.config.pixel_size,
             tile=self.config.tile,
             overlap=self.config.overlap,
-            batch_size=self.config.batch_size,
+            batch_size=self.config.batch_size or default_batch_size(self.device),
         )
         self.params_hash = processing_params_hash(
             model_path,
@@ -160,7 +161,9 @@ class Daemon:
             float16=self.config.float16,
             suffix=self.config.suffix,
         )
-        self.model = self.loaded.model
+        self.model = prepare_model(
+            self.loaded.model, self.device, compile_model=self.config.compile
+        )
         self.output_options = OutputOptions(
             float16=self.config.float16,
             zarr=self.config.zarr,
@@ -171,13 +174,12 @@ class Daemon:
             else None,
             thresholds=ReadinessThresholds.from_dict(self.config.readiness),
         )
-        if self.config.compile:
-            self.model = torch.compile(self.model)
-        # Warm-up: one batch of the largest tile, so the first micrograph is not slow.
-        self.notifier.status("warming up the model")
+        # Warm-up: one batch of the largest tile (compiling the model when asked), so the
+        # first micrograph is not slow.
+        self.notifier.status("compiling the model" if self.config.compile else "warming up")
         with torch.inference_mode():
             tile = self.config.tile
-            self.model(torch.zeros(self.config.batch_size, 1, tile, tile, device=self.device))
+            self.model(torch.zeros(self.settings.batch_size, 1, tile, tile, device=self.device))
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> int:

@@ -56,6 +56,7 @@ class ModelPlugin(WorkerPlugin):
         self.digest = digest
 
     def setup(self, worker: object) -> None:
+        from streamdenoise.engine.batches import prepare_model
         from streamdenoise.engine.device import resolve_device
         from streamdenoise.model.modelfile import load_model
 
@@ -65,6 +66,7 @@ class ModelPlugin(WorkerPlugin):
             )
         self.device = resolve_device(self.device_request)
         self.loaded = load_model(self.model_path, device=self.device)
+        self.network = prepare_model(self.loaded.model, self.device, compile_model=False)
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def denoise_task(
     try:
         results = process_micrograph(
             path,
-            plugin.loaded.model,
+            plugin.network,
             plugin.loaded.pixel_size,
             settings,
             layout,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamdenoise.engine.profiling import stage
 from streamdenoise.io import atomic_write_bytes, atomic_write_text, write_mrc_atomic
 from streamdenoise.io.omezarr import write_image_group
 from streamdenoise.io.png import encode_png, to_uint8
@@ -117,24 +118,28 @@ def write_micrograph_outputs(
     """Write every output of one micrograph; returns {kind: path} for the journal."""
     outputs: dict[str, str] = {}
     mrc = layout.denoised_mrc(source)
-    write_mrc_atomic(mrc, denoised, pixel_size, dtype=np.float16 if float16 else np.float32)
+    with stage("write MRC"):
+        write_mrc_atomic(mrc, denoised, pixel_size, dtype=np.float16 if float16 else np.float32)
     outputs["mrc"] = str(mrc)
     if zarr:
-        group = write_image_group(
-            layout.zarr_root,
-            layout.zarr_group(source),
-            denoised,
-            pixel_size,
-            attributes={"source": str(source)},
-        )
+        with stage("write OME-Zarr"):
+            group = write_image_group(
+                layout.zarr_root,
+                layout.zarr_group(source),
+                denoised,
+                pixel_size,
+                attributes={"source": str(source)},
+            )
         outputs["zarr"] = str(group)
     if thumbnails:
         png = layout.thumbnail(source)
-        atomic_write_bytes(png, thumbnail(raw_binned, denoised))
+        with stage("write thumbnail"):
+            atomic_write_bytes(png, thumbnail(raw_binned, denoised))
         outputs["thumbnail"] = str(png)
     sidecar = layout.sidecar(source)
     record = {"source": str(source), "pixel_size_angstrom": pixel_size, **statistics}
-    atomic_write_text(sidecar, json.dumps(record, indent=2, default=float) + "\n")
+    with stage("write sidecar"):
+        atomic_write_text(sidecar, json.dumps(record, indent=2, default=float) + "\n")
     outputs["sidecar"] = str(sidecar)
     return outputs
 
@@ -156,17 +161,18 @@ def write_micrographs_star(path: Path, micrographs: list[tuple[str, float]]) -> 
     """
     pixel_sizes = sorted({round(p, 6) for _, p in micrographs})
     group_of = {p: i + 1 for i, p in enumerate(pixel_sizes)}
-    write_star_atomic(
-        path,
-        {
-            "optics": {
-                "_rlnOpticsGroupName": [f"opticsGroup{i + 1}" for i in range(len(pixel_sizes))],
-                "_rlnOpticsGroup": list(range(1, len(pixel_sizes) + 1)),
-                "_rlnMicrographPixelSize": pixel_sizes,
+    with stage("write micrographs STAR"):
+        write_star_atomic(
+            path,
+            {
+                "optics": {
+                    "_rlnOpticsGroupName": [f"opticsGroup{i + 1}" for i in range(len(pixel_sizes))],
+                    "_rlnOpticsGroup": list(range(1, len(pixel_sizes) + 1)),
+                    "_rlnMicrographPixelSize": pixel_sizes,
+                },
+                "micrographs": {
+                    "_rlnMicrographName": [name for name, _ in micrographs],
+                    "_rlnOpticsGroup": [group_of[round(p, 6)] for _, p in micrographs],
+                },
             },
-            "micrographs": {
-                "_rlnMicrographName": [name for name, _ in micrographs],
-                "_rlnOpticsGroup": [group_of[round(p, 6)] for _, p in micrographs],
-            },
-        },
-    )
+        )

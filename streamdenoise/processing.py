@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from streamdenoise import __version__
+from streamdenoise.engine.profiling import stage
 from streamdenoise.io import read_micrograph
 from streamdenoise.io.picks import write_box, write_coordinates_star
 from streamdenoise.model.pipeline import DenoiseSettings, Prepared, denoise_prepared, prepare
@@ -88,7 +89,8 @@ def read_prepared(
 ) -> Prepared:
     """Read a micrograph strictly and bin it to the working pixel size (raises
     MicrographError naming the file when it cannot be used)."""
-    micrograph = read_micrograph(path, pixel_size=input_pixel_size)
+    with stage("read"):
+        micrograph = read_micrograph(path, pixel_size=input_pixel_size)
     return prepare(micrograph.data, micrograph.pixel_size, model_pixel_size, settings)
 
 
@@ -110,13 +112,14 @@ def write_results(
     }
     statistics = None
     if options.diameter_angstrom is not None:
-        statistics = micrograph_statistics(
-            prepared.image,
-            denoised,
-            prepared.pixel_size,
-            options.diameter_angstrom,
-            options.thresholds,
-        )
+        with stage("statistics"):
+            statistics = micrograph_statistics(
+                prepared.image,
+                denoised,
+                prepared.pixel_size,
+                options.diameter_angstrom,
+                options.thresholds,
+            )
         record["readiness"] = statistics.to_dict()
     outputs = write_micrograph_outputs(
         layout,
@@ -132,8 +135,9 @@ def write_results(
     if statistics is not None:
         box = max(1, round(1.5 * statistics.diameter_angstrom / prepared.pixel_size))
         star, box_file = layout.picks(source, ".star"), layout.picks(source, ".box")
-        write_coordinates_star(star, statistics.coordinates, statistics.scores)
-        write_box(box_file, statistics.coordinates, box)
+        with stage("write picks"):
+            write_coordinates_star(star, statistics.coordinates, statistics.scores)
+            write_box(box_file, statistics.coordinates, box)
         outputs.update(picks_star=str(star), picks_box=str(box_file))
         empty = np.zeros((0, 2))
         statistics = replace(statistics, coordinates=empty, scores=empty[:, 0])

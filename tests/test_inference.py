@@ -185,7 +185,9 @@ def test_faithful_denoise_runs_the_fixed_point_steps() -> None:
     image = _micrograph(120, 100)
     _, _, std = normalize(image)
     model = _ConstantScore(0.1)
-    out = faithful_denoise(image, model, tile=64, stride=32, steps=3, step_size=0.5, a=0.4, b=0.0)
+    out = faithful_denoise(
+        image, model, tile=64, stride=32, steps=3, step_size=0.5, a=0.4, b=0.0, batch_size=8
+    )
     # b = 0: each step adds 0.5·0.4²·0.1 in normalised units
     np.testing.assert_allclose(out - image, 3 * 0.5 * 0.4**2 * 0.1 * 5 * std, rtol=0, atol=2e-5)
     # 9 tiles (rows 0, 32, 56 × cols 0, 32, 36) in 2 batches of 8, 3 passes each

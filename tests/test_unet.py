@@ -67,11 +67,15 @@ def test_bottleneck_features_shape_and_dependence_on_input() -> None:
     assert not torch.allclose(f, f_other)
 
 
-@pytest.mark.parametrize("downsample", ["conv", "avgpool"])
-def test_channels_last_matches_contiguous(downsample: str) -> None:
+@pytest.mark.parametrize(("downsample", "upsample"), [("conv", "lowres"), ("avgpool", "highres")])
+def test_channels_last_matches_contiguous(downsample: str, upsample: str) -> None:
     torch.manual_seed(3)
     cfg = UNetConfig(
-        base_channels=8, channel_multipliers=(1, 2), norm_groups=0, downsample=downsample
+        base_channels=8,
+        channel_multipliers=(1, 2),
+        norm_groups=0,
+        downsample=downsample,
+        upsample=upsample,
     )
     model = _randomised(ScoreUNet(cfg)).eval()
     x = torch.randn(2, 1, 32, 32)
@@ -89,7 +93,26 @@ def test_config_round_trips_through_a_plain_dict() -> None:
     assert data["channel_multipliers"] == [1, 2, 4]
     assert all(isinstance(v, int | str | list) for v in data.values())
     assert UNetConfig.from_dict(data) == cfg
-    assert UNetConfig.from_dict({}) == UNetConfig()
+    # A dict without "upsample" comes from a model file written before the option.
+    assert UNetConfig.from_dict({}) == UNetConfig(upsample="highres")
+    assert UNetConfig.from_dict(UNetConfig().to_dict()).upsample == "lowres"
+
+
+@pytest.mark.parametrize("upsample", ["lowres", "highres"])
+def test_both_upsampling_kinds_shape_and_cost(upsample: str) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = UNetConfig(
+        base_channels=16, channel_multipliers=(1, 2, 4), norm_groups=0, upsample=upsample
+    )
+    model = _randomised(ScoreUNet(cfg)).eval()
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        out = model(x)
+    assert out.shape == x.shape
+    flops_per_pixel = counter.get_total_flops() / x.numel()
+    # Σ over layers of 2·k²·C_in·C_out per output pixel, scaled by each level's area.
+    assert flops_per_pixel == {"lowres": 69952, "highres": 112448}[upsample]
 
 
 @pytest.mark.parametrize(
@@ -101,6 +124,7 @@ def test_config_round_trips_through_a_plain_dict() -> None:
         {"blocks_per_level": 0},
         {"norm_groups": 3},  # 32 channels not divisible by 3
         {"downsample": "maxpool"},
+        {"upsample": "bilinear"},
         {"base_channels": 8.0},
     ],
 )

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from streamdenoise.engine.batches import default_batch_size, run_batches
+from streamdenoise.engine.profiling import stage
 from streamdenoise.model.tiling import (
     WindowKind,
     blend_tiles,
-    denoise_tiles,
     extract_tiles,
     plan_tiles,
 )
@@ -126,7 +127,7 @@ def _run_tiled(
     per_image: Sequence[float],
     model: nn.Module,
     plan_args: tuple[int, int, WindowKind],
-    batch_size: int,
+    batch_size: int | None,
     device: torch.device | str | None,
     dtype: torch.dtype | None,
     update: Callable[[torch.Tensor, torch.Tensor, ScoreFn], torch.Tensor],
@@ -158,19 +159,27 @@ def _run_tiled(
         with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
             return model(x[:, None])[:, 0].float()
 
-    def batch_fn(batch: np.ndarray, values: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(batch)).to(dev)
-        v = torch.from_numpy(values).to(dev)
-        return update(x, v, score_fn).cpu().numpy()
-
-    plans = [plan_tiles(*normed.shape, tile, overlap, window=window) for normed in normed_images]
-    tiles = [extract_tiles(normed, plan) for normed, plan in zip(normed_images, plans, strict=True)]
-    counts = [len(t) for t in tiles]
-    values = np.repeat(np.asarray(per_image, dtype=np.float32), counts)
-    with torch.inference_mode():
-        done = denoise_tiles(np.concatenate(tiles), batch_fn, batch_size, extra=values)
+    with stage("tile"):
+        plans = [
+            plan_tiles(*normed.shape, tile, overlap, window=window) for normed in normed_images
+        ]
+        tiles = [
+            extract_tiles(normed, plan) for normed, plan in zip(normed_images, plans, strict=True)
+        ]
+        counts = [len(t) for t in tiles]
+        values = np.repeat(np.asarray(per_image, dtype=np.float32), counts)
+        stacked = np.concatenate(tiles)
+    with stage("model"), torch.inference_mode():
+        done = run_batches(
+            stacked,
+            values,
+            lambda x, v: update(x, v, score_fn),
+            batch_size or default_batch_size(dev),
+            dev,
+        )
     bounds = np.cumsum([0, *counts])
-    return [blend_tiles(done[bounds[i] : bounds[i + 1]], plan) for i, plan in enumerate(plans)]
+    with stage("blend"):
+        return [blend_tiles(done[bounds[i] : bounds[i + 1]], plan) for i, plan in enumerate(plans)]
 
 
 def live_denoise_many(
@@ -179,7 +188,7 @@ def live_denoise_many(
     *,
     tile: int = 512,
     overlap: int = 32,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     sigmas: Sequence[float | None] | None = None,
@@ -189,12 +198,13 @@ def live_denoise_many(
     images: (H_i, W_i) arrays; sigmas: σ̂ per image in normalised units (None entries are
     estimated). Returns the denoised (H_i, W_i) float32 arrays in the inputs' scales.
     """
-    normalised = [normalize(image) for image in images]
-    sigmas = sigmas if sigmas is not None else [None] * len(images)
-    noise = [
-        sigma if sigma is not None else estimate_noise_sigma(normed)
-        for (normed, _, _), sigma in zip(normalised, sigmas, strict=True)
-    ]
+    with stage("normalise"):
+        normalised = [normalize(image) for image in images]
+        sigmas = sigmas if sigmas is not None else [None] * len(images)
+        noise = [
+            sigma if sigma is not None else estimate_noise_sigma(normed)
+            for (normed, _, _), sigma in zip(normalised, sigmas, strict=True)
+        ]
 
     def update(y: torch.Tensor, sigma: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor:
         return tweedie(y, score_fn(y), sigma[:, None, None])
@@ -209,9 +219,11 @@ def live_denoise_many(
         dtype,
         update,
     )
-    return [
-        denormalize(out, mean, std) for out, (_, mean, std) in zip(outputs, normalised, strict=True)
-    ]
+    with stage("normalise"):
+        return [
+            denormalize(out, mean, std)
+            for out, (_, mean, std) in zip(outputs, normalised, strict=True)
+        ]
 
 
 def live_denoise(
@@ -220,7 +232,7 @@ def live_denoise(
     *,
     tile: int = 512,
     overlap: int = 32,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     sigma: float | None = None,
@@ -232,7 +244,8 @@ def live_denoise(
         model: score network (B, 1, T, T) → (B, 1, T, T), on `device`, in eval mode.
         tile, overlap: tile side and overlap, pixels; tile a multiple of the model's
             `size_multiple`.
-        batch_size: tiles per network call (the last batch is padded to this size).
+        batch_size: tiles per network call (the last batch is padded to this size); None:
+            the device's default (`streamdenoise.engine.batches.default_batch_size`).
         device: where to run; None uses the model's device.
         dtype: autocast dtype on CUDA (None → bfloat16; torch.float32 disables autocast).
             On other devices only None / float32 are accepted.
@@ -264,7 +277,7 @@ def faithful_denoise(
     step_size: float = 0.7,
     a: float = 0.4,
     b: float = 0.01,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from streamdenoise.engine.profiling import stage
 from streamdenoise.model.inference import (
     NORM_SCALE,
     estimate_noise_sigma,
@@ -66,14 +67,15 @@ def noise_sigma(binned: np.ndarray, raw_mean: float, area_ratio: float) -> float
 class DenoiseSettings:
     """How to denoise: mode, binning (an integer/fractional factor, or a target pixel size
     in Å; neither: the model's training pixel size, never upsampling), tiling in pixels of
-    the binned image, tiles per network call, and the autocast dtype on GPU."""
+    the binned image, tiles per network call (None: the device's default, 1 on a CPU and 8
+    on a GPU), and the autocast dtype on GPU."""
 
     mode: Mode = "live"
     bin_factor: float | None = None
     target_pixel_size: float | None = None
     tile: int = 512
     overlap: int = 32
-    batch_size: int = 4
+    batch_size: int | None = None
     dtype: torch.dtype | None = None
 
     def __post_init__(self) -> None:
@@ -83,6 +85,8 @@ class DenoiseSettings:
             raise ValueError("give a binning factor or a target pixel size, not both")
         if self.bin_factor is not None and self.bin_factor < 1:
             raise ValueError(f"binning factor must be ≥ 1, got {self.bin_factor}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch size must be ≥ 1, got {self.batch_size}")
         if self.target_pixel_size is not None and self.target_pixel_size <= 0:
             raise ValueError(f"target pixel size must be > 0, got {self.target_pixel_size}")
 
@@ -109,11 +113,13 @@ def prepare(
 ) -> Prepared:
     """Bin `image` (H, W) at `pixel_size` Å/px to the working pixel size; estimate σ̂."""
     factor = settings.binning_factor(pixel_size, model_pixel_size)
-    binned, working_pixel = (
-        bin_image(image, pixel_size, factor) if factor > 1 else (image, pixel_size)
-    )
-    binned = np.asarray(binned, dtype=np.float32)
-    sigma = noise_sigma(binned, float(np.mean(image)), binned.size / image.size)
+    with stage("bin"):
+        binned, working_pixel = (
+            bin_image(image, pixel_size, factor) if factor > 1 else (image, pixel_size)
+        )
+        binned = np.asarray(binned, dtype=np.float32)
+    with stage("noise estimate"):
+        sigma = noise_sigma(binned, float(np.mean(image)), binned.size / image.size)
     return Prepared(binned, working_pixel, sigma)
 
 

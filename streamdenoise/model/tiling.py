@@ -17,7 +17,7 @@ extract → blend returns its input bit for bit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -178,13 +178,19 @@ def denoise_tiles(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if extra is not None and len(extra) != len(tiles):
         raise ValueError(f"extra has {len(extra)} rows for {len(tiles)} tiles")
-    n = len(tiles)
     outputs = []
-    for start in range(0, n, batch_size):
-        index = np.arange(start, min(start + batch_size, n))
-        valid = len(index)
-        index = np.concatenate([index, np.full(batch_size - valid, index[-1])])
+    for index, valid in batch_indices(len(tiles), batch_size):
         batch = tiles[index]
         result = fn(batch) if extra is None else fn(batch, extra[index])
         outputs.append(result[:valid])
     return np.concatenate(outputs)
+
+
+def batch_indices(n: int, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
+    """Indices of batches of exactly `batch_size` over n items, the last padded with
+    copies of item n − 1: yields (index (batch_size,) int, number of real items)."""
+    for start in range(0, n, batch_size):
+        valid = min(batch_size, n - start)
+        index = np.arange(start, start + batch_size)
+        index[valid:] = n - 1
+        yield index, valid

@@ -10,7 +10,11 @@ Layout, for levels i = 0 … L−1 with channels c_i = base_channels · channel_
     encoder: level i = `blocks_per_level` residual blocks at c_i, then (i < L−1) downsample ×2
     bottleneck: one more residual block at c_{L−1}  (its activations feed retrieval features)
     decoder: level i = L−2 … 0: upsample ×2, concatenate the encoder's level-i output,
-             `blocks_per_level` residual blocks down to c_i
+             `blocks_per_level` residual blocks down to c_i. Upsampling is either a 3×3
+             convolution at the coarse resolution to c_i channels followed by nearest ×2
+             ("lowres", the default: ~40% fewer FLOPs per pixel than "highres"), or nearest
+             ×2 followed by a 3×3 convolution at the fine resolution keeping c_{i+1}
+             channels ("highres", models trained before the option existed)
     head conv3x3 (c_0 → 1), zero-initialised so that an untrained network outputs score 0
     (Tweedie then returns its input unchanged).
 
@@ -28,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 DownsampleKind = Literal["conv", "avgpool"]
+UpsampleKind = Literal["lowres", "highres"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class UNetConfig:
         norm_groups: GroupNorm groups in every residual block; 0 means no normalisation.
             Every level's channel count must be divisible by it.
         downsample: "conv" (3×3 convolution, stride 2) or "avgpool" (2×2 average pooling).
+        upsample: "lowres" (3×3 convolution to the finer level's channels, then nearest
+            ×2) or "highres" (nearest ×2, then a 3×3 convolution keeping the channels).
     """
 
     base_channels: int = 32
@@ -50,6 +57,7 @@ class UNetConfig:
     blocks_per_level: int = 1
     norm_groups: int = 8
     downsample: DownsampleKind = "conv"
+    upsample: UpsampleKind = "lowres"
 
     def __post_init__(self) -> None:
         # Accept a list (as read back from JSON or a model file) and store a tuple.
@@ -78,6 +86,10 @@ class UNetConfig:
             raise ValueError(
                 f"UNetConfig.downsample must be 'conv' or 'avgpool', got {self.downsample!r}"
             )
+        if self.upsample not in ("lowres", "highres"):
+            raise ValueError(
+                f"UNetConfig.upsample must be 'lowres' or 'highres', got {self.upsample!r}"
+            )
         if self.norm_groups:
             for channels in self.channels:
                 if channels % self.norm_groups:
@@ -104,12 +116,14 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
-        """Inverse of `to_dict`; unknown keys raise ValueError, missing keys take defaults."""
+        """Inverse of `to_dict`; unknown keys raise ValueError, missing keys take defaults,
+        except `upsample`: dicts without it were written before the option and mean
+        "highres"."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"UNetConfig: unknown keys {unknown}")
-        return cls(**data)
+        return cls(**{"upsample": "highres", **data})
 
 
 def _norm(channels: int, groups: int) -> nn.Module:
@@ -139,15 +153,26 @@ class _ResBlock(nn.Module):
 
 
 class _Upsample(nn.Module):
-    """Nearest-neighbour ×2 followed by a 3×3 convolution (channels unchanged)."""
+    """×2 upsampling with a 3×3 convolution at the coarse ("lowres") or fine ("highres")
+    resolution; "highres" keeps the channel count."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kind: UpsampleKind) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.kind = kind
+        self.conv = nn.Conv2d(
+            in_channels, out_channels if kind == "lowres" else in_channels, 3, padding=1
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) → (B, C, 2H, 2W)."""
+        """(B, C_in, H, W) → (B, C_out, 2H, 2W)."""
+        if self.kind == "lowres":
+            return F.interpolate(self.conv(x), scale_factor=2.0, mode="nearest")
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of the upsampled output."""
+        return self.conv.out_channels
 
 
 def _downsample(channels: int, kind: DownsampleKind) -> nn.Module:
@@ -187,9 +212,10 @@ class ScoreUNet(nn.Module):
         self.upsamplers = nn.ModuleList()
         self.decoder = nn.ModuleList()
         for i in reversed(range(cfg.levels - 1)):
-            self.upsamplers.append(_Upsample(previous))
+            upsample = _Upsample(previous, ch[i], cfg.upsample)
+            self.upsamplers.append(upsample)
             blocks = [
-                _ResBlock(previous + ch[i] if j == 0 else ch[i], ch[i], groups)
+                _ResBlock(upsample.out_channels + ch[i] if j == 0 else ch[i], ch[i], groups)
                 for j in range(cfg.blocks_per_level)
             ]
             self.decoder.append(nn.Sequential(*blocks))

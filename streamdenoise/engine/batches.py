@@ -1,0 +1,171 @@
+"""Running the network over batches of tiles: the model's memory layout and compilation, the
+batch size per device, copy/compute overlap on CUDA streams, and out-of-memory recovery.
+
+Arrays in, arrays out: `run_batches` takes (N, T, T) float32 tiles on the host and returns
+(N, T, T) float32 results on the host, whatever the device.
+
+On CUDA each call keeps two slots of page-locked (pinned) host buffers and device buffers,
+allocated once per (device, batch size, tile) and reused across micrographs. Batch k+1 is
+copied to the GPU on a copy stream while batch k runs on the compute stream; events order
+the two, so the transfers hide behind the network. On the CPU there is nothing to overlap
+and batches run in turn.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import nn
+
+from streamdenoise.errors import DeviceError
+from streamdenoise.model.tiling import batch_indices, denoise_tiles
+
+log = logging.getLogger(__name__)
+
+Compute = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""compute(tiles (B, T, T) float32, per-tile values (B,) float32) → (B, T, T), on the device."""
+
+CPU_BATCH_SIZE = 1
+"""Tiles per call on a CPU: the activations of one 512² tile fit the caches, and the measured
+time per pixel grows with the batch (benchmarks/RESULTS.md, "Throughput")."""
+CUDA_BATCH_SIZE = 8
+"""Tiles per call on a GPU: enough 512² tiles to fill an H100-class device."""
+
+_largest_batch_that_fit: dict[tuple[str, int], int] = {}
+"""(device, tile side) → the batch size an out-of-memory error reduced it to, so later
+micrographs start there instead of failing again."""
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Tiles per network call when none is configured: 1 on a CPU, 8 on a GPU."""
+    return CUDA_BATCH_SIZE if device.type == "cuda" else CPU_BATCH_SIZE
+
+
+def prepare_model(model: nn.Module, device: torch.device, *, compile_model: bool) -> nn.Module:
+    """The model ready for inference: eval mode, on `device`, channels_last memory format
+    (faster convolutions on CPU and GPU), and optionally compiled with `torch.compile`
+    (inductor, static shapes; on CPU with weight freezing, which pre-packs the convolution
+    weights). The first call of a compiled model compiles it: warm it up before serving."""
+    model = model.eval().to(device=device, memory_format=torch.channels_last)
+    if not compile_model:
+        return model
+    options = {"freezing": True} if device.type == "cpu" else {}
+    return torch.compile(model, dynamic=False, options=options)
+
+
+def run_batches(
+    tiles: np.ndarray,
+    extra: np.ndarray,
+    compute: Compute,
+    batch_size: int,
+    device: torch.device,
+) -> np.ndarray:
+    """Apply `compute` to (N, T, T) float32 `tiles` with per-tile values `extra` (N,), in
+    batches of exactly `batch_size` (the last padded, for static shapes).
+
+    When the device runs out of memory the batch size is halved and the call repeated;
+    the reduced size is kept for later calls with the same device and tile. A single tile
+    that does not fit raises DeviceError.
+
+    Returns (N, T, T) float32 on the host.
+    """
+    key = (str(device), int(tiles.shape[-1]))
+    size = min(batch_size, _largest_batch_that_fit.get(key, batch_size))
+    while True:
+        try:
+            if device.type == "cuda":
+                return _run_overlapped(tiles, extra, compute, size, device)
+            return _run_in_turn(tiles, extra, compute, size, device)
+        except torch.cuda.OutOfMemoryError as error:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if size == 1:
+                raise DeviceError(
+                    f"out of memory on {device} with a single {tiles.shape[-1]}² tile: "
+                    "use a smaller --tile"
+                ) from error
+            size //= 2
+            _largest_batch_that_fit[key] = size
+            log.warning("out of memory on %s: batch size reduced to %d", device, size)
+
+
+def _run_in_turn(
+    tiles: np.ndarray, extra: np.ndarray, compute: Compute, batch_size: int, device: torch.device
+) -> np.ndarray:
+    def one_batch(batch: np.ndarray, values: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
+        return compute(x, torch.from_numpy(values).to(device)).cpu().numpy()
+
+    return denoise_tiles(tiles, one_batch, batch_size, extra=extra)
+
+
+@dataclass
+class _Slots:
+    """Two of each buffer, so batch k+1 can be in transfer while batch k computes."""
+
+    host_in: list[torch.Tensor]
+    host_out: list[torch.Tensor]
+    device_in: list[torch.Tensor]
+    stream: torch.cuda.Stream
+    uploaded: list[torch.cuda.Event] = field(default_factory=list)
+    computed: list[torch.cuda.Event] = field(default_factory=list)
+    downloaded: list[torch.cuda.Event] = field(default_factory=list)
+
+
+@lru_cache(maxsize=8)
+def _slots(device: torch.device, batch_size: int, tile: int) -> _Slots:
+    shape = (batch_size, tile, tile)
+    return _Slots(
+        host_in=[torch.empty(shape, pin_memory=True) for _ in range(2)],
+        host_out=[torch.empty(shape, pin_memory=True) for _ in range(2)],
+        device_in=[torch.empty(shape, device=device) for _ in range(2)],
+        stream=torch.cuda.Stream(device),
+        uploaded=[torch.cuda.Event() for _ in range(2)],
+        computed=[torch.cuda.Event() for _ in range(2)],
+        downloaded=[torch.cuda.Event() for _ in range(2)],
+    )
+
+
+def _run_overlapped(
+    tiles: np.ndarray, extra: np.ndarray, compute: Compute, batch_size: int, device: torch.device
+) -> np.ndarray:
+    """CUDA: upload on the copy stream, compute on the current stream, download on the
+    copy stream; the host fills slot k % 2 while the GPU works on the other."""
+    n, tile = len(tiles), int(tiles.shape[-1])
+    slots = _slots(device, batch_size, tile)
+    copy_stream, compute_stream = slots.stream, torch.cuda.current_stream(device)
+    out = np.empty((n, tile, tile), dtype=np.float32)
+    pending: tuple[int, int, int] | None = None  # (slot, first tile, valid tiles)
+
+    def collect(slot: int, start: int, valid: int) -> None:
+        slots.downloaded[slot].synchronize()
+        out[start : start + valid] = slots.host_out[slot].numpy()[:valid]
+
+    for k, (index, valid) in enumerate(batch_indices(n, batch_size)):
+        slot, start = k % 2, int(index[0])
+        slots.uploaded[slot].synchronize()  # the previous upload from this host slot is done
+        slots.host_in[slot].numpy()[:] = tiles[index]
+        values = torch.from_numpy(np.ascontiguousarray(extra[index])).to(device)
+        with torch.cuda.stream(copy_stream):
+            copy_stream.wait_event(slots.computed[slot])  # the device slot is free again
+            slots.device_in[slot].copy_(slots.host_in[slot], non_blocking=True)
+            slots.uploaded[slot].record(copy_stream)
+        compute_stream.wait_event(slots.uploaded[slot])
+        result = compute(slots.device_in[slot], values).float()
+        slots.computed[slot].record(compute_stream)
+        with torch.cuda.stream(copy_stream):
+            copy_stream.wait_event(slots.computed[slot])
+            slots.host_out[slot].copy_(result, non_blocking=True)
+            slots.downloaded[slot].record(copy_stream)
+        result.record_stream(copy_stream)
+        if pending is not None:
+            collect(*pending)
+        pending = (slot, start, valid)
+    if pending is not None:
+        collect(*pending)
+    return out

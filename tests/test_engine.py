@@ -1,0 +1,155 @@
+"""The inference engine: batches, out-of-memory recovery, model preparation, stage timing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+import torch
+
+from streamdenoise.engine import batches
+from streamdenoise.engine.batches import default_batch_size, prepare_model, run_batches
+from streamdenoise.engine.profiling import record_stages, stage
+from streamdenoise.errors import DeviceError
+from streamdenoise.model.pipeline import DenoiseSettings
+from streamdenoise.model.unet import ScoreUNet, UNetConfig
+from streamdenoise.outputs import OutputLayout
+from streamdenoise.processing import OutputOptions, process_micrograph
+
+CPU = torch.device("cpu")
+
+
+def _tiles(n: int, side: int = 8) -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(n, side, side)).astype(np.float32)
+
+
+def _scaled(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    return x * values[:, None, None]
+
+
+@pytest.fixture(autouse=True)
+def _forget_reduced_batch_sizes() -> None:
+    batches._largest_batch_that_fit.clear()
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 7])
+def test_run_batches_applies_compute_to_every_tile_with_its_value(batch_size: int) -> None:
+    tiles = _tiles(5)
+    values = np.arange(1, 6, dtype=np.float32)
+    seen: list[int] = []
+
+    def compute(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        seen.append(len(x))
+        return _scaled(x, v)
+
+    out = run_batches(tiles, values, compute, batch_size, CPU)
+    np.testing.assert_array_equal(out, tiles * values[:, None, None])
+    assert set(seen) == {batch_size}  # fixed shapes: the last batch is padded
+
+
+def test_out_of_memory_halves_the_batch_and_remembers_it() -> None:
+    tiles, values = _tiles(9), np.ones(9, dtype=np.float32)
+    sizes: list[int] = []
+
+    def compute(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(x))
+        if len(x) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (test)")
+        return _scaled(x, v)
+
+    out = run_batches(tiles, values, compute, 8, CPU)
+    np.testing.assert_array_equal(out, tiles)
+    assert sizes[:2] == [8, 4] and set(sizes[2:]) == {2}
+    sizes.clear()
+    run_batches(tiles, values, compute, 8, CPU)  # starts at the size that fitted
+    assert set(sizes) == {2}
+
+
+def test_a_single_tile_that_does_not_fit_is_a_device_error() -> None:
+    def compute(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (test)")
+
+    with pytest.raises(DeviceError, match="single 8² tile"):
+        run_batches(_tiles(3), np.ones(3, dtype=np.float32), compute, 4, CPU)
+
+
+def test_default_batch_size_per_device() -> None:
+    assert default_batch_size(CPU) == 1
+    assert default_batch_size(torch.device("cuda", 0)) == 8
+
+
+def _model() -> ScoreUNet:
+    torch.manual_seed(0)
+    model = ScoreUNet(UNetConfig(base_channels=8, channel_multipliers=(1, 2), norm_groups=0))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.1)
+    return model
+
+
+def test_prepared_model_is_channels_last_in_eval_mode_and_unchanged_in_output() -> None:
+    model = _model()
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+    prepared = prepare_model(model.train(), CPU, compile_model=False)
+    assert not prepared.training
+    assert prepared.stem.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(prepared(x), expected, rtol=1e-5, atol=1e-6)
+
+
+# Inductor's weight freezing on CPU goes through torch.jit internally, which warns.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_compiled_model_on_cpu_matches_eager() -> None:
+    model = _model()
+    x = torch.randn(1, 1, 32, 32)
+    with torch.inference_mode():
+        expected = model(x)
+        compiled = prepare_model(model, CPU, compile_model=True)
+        torch.testing.assert_close(compiled(x), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_overlapped_cuda_batches_match_the_cpu() -> None:
+    tiles, values = _tiles(11, side=64), np.linspace(0.5, 2, 11).astype(np.float32)
+    device = torch.device("cuda", 0)
+    out = run_batches(tiles, values, _scaled, 4, device)
+    np.testing.assert_allclose(out, tiles * values[:, None, None], rtol=1e-6)
+
+
+def test_stages_are_recorded_only_inside_record_stages() -> None:
+    with stage("outside"):
+        pass
+    with record_stages() as seconds:
+        with stage("a"):
+            pass
+        with stage("a"):
+            pass
+    assert list(seconds) == ["a"] and seconds["a"] >= 0
+
+
+def test_process_micrograph_reports_every_stage(tmp_path: Path) -> None:
+    image = np.random.default_rng(1).poisson(20, size=(128, 128)).astype(np.float32)
+    source = tmp_path / "mic.mrc"
+    with mrcfile.new(source) as mrc:
+        mrc.set_data(image)
+        mrc.voxel_size = 2.0
+    layout = OutputLayout(tmp_path, tmp_path / "out")
+    with record_stages() as seconds:
+        process_micrograph(
+            source,
+            prepare_model(_model(), CPU, compile_model=False),
+            4.0,
+            DenoiseSettings(tile=64, overlap=16),
+            layout,
+            OutputOptions(diameter_angstrom=40.0),
+        )
+    expected = {"read", "bin", "noise estimate", "normalise", "tile", "model", "blend"}
+    expected |= {"statistics", "write MRC", "write OME-Zarr", "write thumbnail"}
+    expected |= {"write sidecar", "write picks"}
+    assert set(seconds) == expected
+    assert all(value >= 0 for value in seconds.values())
