@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def fourier_crop(image: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
@@ -10,6 +11,10 @@ def fourier_crop(image: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
 
     Keeps every frequency below the new Nyquist and drops the rest, so there is no
     aliasing. The mean value is preserved (not the sum). Returns float32 (my, mx).
+
+    The FFTs run in torch (multi-threaded) at the input's precision: float32 micrographs in
+    single precision (4096² in ~0.2 s on 2 cores instead of ~0.9 s in numpy's double
+    precision; the rounding error, ~1e-6 of the signal, is far below the shot noise).
     """
     ny, nx = image.shape
     my, mx = out_shape
@@ -17,17 +22,19 @@ def fourier_crop(image: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
         raise ValueError(f"cannot Fourier-crop {image.shape} to {out_shape}")
     if (my, mx) == (ny, nx):
         return np.asarray(image, dtype=np.float32).copy()
-    spectrum = np.fft.rfft2(image.astype(np.float64, copy=False))
+    data = np.asarray(image)
+    dtype = torch.float64 if data.dtype == np.float64 else torch.float32
+    spectrum = torch.fft.rfft2(torch.from_numpy(np.ascontiguousarray(data)).to(dtype))
     keep_low = (my + 1) // 2
     keep_high = my // 2
-    rows = np.concatenate([spectrum[:keep_low], spectrum[ny - keep_high :]])
-    cropped = rows[:, : mx // 2 + 1].copy()
+    rows = torch.cat([spectrum[:keep_low], spectrum[ny - keep_high :]])
+    cropped = rows[:, : mx // 2 + 1].clone()
     if my % 2 == 0:  # the new Nyquist row holds both ±Nyquist of the old grid: keep it real
         cropped[my // 2] = cropped[my // 2].real
     if mx % 2 == 0:
         cropped[:, -1] = cropped[:, -1].real
     scale = (my * mx) / (ny * nx)
-    return (np.fft.irfft2(cropped, s=(my, mx)) * scale).astype(np.float32)
+    return (torch.fft.irfft2(cropped, s=(my, mx)) * scale).numpy().astype(np.float32)
 
 
 def binned_shape(shape: tuple[int, int], factor: float) -> tuple[int, int]:
