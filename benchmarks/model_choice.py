@@ -1,0 +1,104 @@
+"""Model choice: picture quality per unit of compute for candidate score networks.
+
+    python benchmarks/model_choice.py MODEL.pt [MODEL.pt ...] [--micrographs 4]
+
+For each model file: its architecture, FLOPs per pixel (counted by torch), live-mode time
+per 1024² micrograph on this machine, and the picking-relevant quality figures of
+benchmarks/quality.py (PSNR, high-pass PSNR, detection AUC, picking AP) on the same held-out
+3KPR micrographs at 40 and 15 e⁻/Å², next to raw. The daemon's default model is the
+cheapest one that keeps the quality. Writes the "Model choice" section of RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from quality import live, metrics
+from results import markdown_table, write_section
+from structures import structure_paths
+from torch.utils.flop_counter import FlopCounterMode
+
+from streamdenoise.engine.batches import prepare_model
+from streamdenoise.model.modelfile import load_model
+from streamdenoise.physics.density import load_reference
+from streamdenoise.physics.session import SessionSpec, micrograph_params
+from streamdenoise.physics.simulator import simulate_micrograph
+
+FIGURES = ["PSNR dB", "HP-PSNR dB", "AUC", "AP"]
+
+
+def flops_per_pixel(model: torch.nn.Module, side: int = 256) -> float:
+    """Forward-pass FLOPs per input pixel (multiply-adds count 2)."""
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 1, side, side))
+    return counter.get_total_flops() / side**2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", type=Path, nargs="+")
+    parser.add_argument("--micrographs", type=int, default=4, help="Per dose.")
+    parser.add_argument("--doses", default="40,15", help="Comma-separated e⁻/Å².")
+    args = parser.parse_args()
+
+    cpu = torch.device("cpu")
+    loaded = {path: load_model(path) for path in args.models}
+    networks = {
+        path: prepare_model(m.model, cpu, compile_model=False) for path, m in loaded.items()
+    }
+    reference = load_reference(structure_paths(["3kpr"]).get("3kpr"))
+    header = ["model", "architecture", "kFLOP/px", "val. loss", "s / 1024²"]
+    doses = [float(d) for d in args.doses.split(",")]
+    header += [f"{figure} @{dose:g}" for dose in doses for figure in FIGURES]
+    rows: dict[str, list[object]] = {"raw": ["raw", "", "", "", ""]}
+    for path, m in loaded.items():
+        unet = m.metadata["unet"]
+        history = m.provenance.get("validation_history") or [{}]
+        rows[str(path)] = [
+            path.name,
+            f"base {unet['base_channels']}, ×{unet['channel_multipliers']}, "
+            f"{unet.get('upsample', 'highres')} upsampling",
+            f"{flops_per_pixel(networks[path]) / 1e3:.1f}",
+            f"{history[-1].get('validation_loss', float('nan')):.4f}",
+        ]
+    for dose in doses:
+        spec = SessionSpec(
+            count=args.micrographs,
+            seed=1000 + int(dose),
+            detector="falcon4i",
+            pixel_size=1.0,
+            binning=4,
+            dose=dose,
+        )
+        truths = [
+            simulate_micrograph(reference, micrograph_params(spec, i))
+            for i in range(args.micrographs)
+        ]
+        candidates = {"raw": lambda image: image}
+        candidates |= {str(p): (lambda image, n=n: live(image, n)) for p, n in networks.items()}
+        for key, function in candidates.items():
+            start = time.perf_counter()
+            outputs = [function(t.noisy) for t in truths]
+            seconds = (time.perf_counter() - start) / len(truths)
+            if key != "raw" and dose == doses[0]:
+                rows[key].append(f"{seconds:.2f}")
+            values = [metrics(image, truth) for image, truth in zip(outputs, truths, strict=True)]
+            rows[key] += [f"{np.mean([v[f] for v in values]):.3f}" for f in FIGURES]
+            print(dose, rows[key], flush=True)
+    table = markdown_table(header, list(rows.values()))
+    print(table)
+    write_section(
+        "Model choice",
+        "Held-out 3KPR micrographs (1024² at 4 Å/px, the quality benchmark's seeds), live "
+        "mode, eager CPU, batch 1, channels_last. kFLOP/px: forward-pass FLOPs per pixel; "
+        "val. loss: the training run's last held-out loss (same simulated data and seed for "
+        "every candidate).\n\n" + table,
+    )
+
+
+if __name__ == "__main__":
+    main()
