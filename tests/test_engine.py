@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from streamdenoise.engine import batches
-from streamdenoise.engine.batches import default_batch_size, prepare_model, run_batches
+from streamdenoise.engine.batches import (
+    default_batch_size,
+    is_compiled,
+    prepare_model,
+    run_batches,
+)
 from streamdenoise.engine.profiling import record_stages, stage
 from streamdenoise.errors import DeviceError
 from streamdenoise.model.pipeline import DenoiseSettings
@@ -47,6 +52,10 @@ def test_run_batches_applies_compute_to_every_tile_with_its_value(batch_size: in
     out = run_batches(tiles, values, compute, batch_size, CPU)
     np.testing.assert_array_equal(out, tiles * values[:, None, None])
     assert set(seen) == {batch_size}  # fixed shapes: the last batch is padded
+    seen.clear()
+    out = run_batches(tiles, values, compute, batch_size, CPU, pad=False)
+    np.testing.assert_array_equal(out, tiles * values[:, None, None])
+    assert sum(seen) == 5  # no padding
 
 
 def test_out_of_memory_halves_the_batch_and_remembers_it() -> None:
@@ -73,6 +82,12 @@ def test_a_single_tile_that_does_not_fit_is_a_device_error() -> None:
 
     with pytest.raises(DeviceError, match="single 8² tile"):
         run_batches(_tiles(3), np.ones(3, dtype=np.float32), compute, 4, CPU)
+
+
+def test_compiled_models_are_recognised() -> None:
+    model = _model()
+    assert not is_compiled(model)
+    assert is_compiled(torch.compile(model, backend="eager"))
 
 
 def test_default_batch_size_per_device() -> None:
@@ -117,8 +132,10 @@ def test_compiled_model_on_cpu_matches_eager() -> None:
 def test_overlapped_cuda_batches_match_the_cpu() -> None:
     tiles, values = _tiles(11, side=64), np.linspace(0.5, 2, 11).astype(np.float32)
     device = torch.device("cuda", 0)
-    out = run_batches(tiles, values, _scaled, 4, device)
-    np.testing.assert_allclose(out, tiles * values[:, None, None], rtol=1e-6)
+    for pad in (True, False):
+        for overlap in (True, False):
+            out = run_batches(tiles, values, _scaled, 4, device, pad=pad, overlap=overlap)
+            np.testing.assert_allclose(out, tiles * values[:, None, None], rtol=1e-6)
 
 
 def test_stages_are_recorded_only_inside_record_stages() -> None:

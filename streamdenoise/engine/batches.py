@@ -58,15 +58,25 @@ def prepare_model(model: nn.Module, device: torch.device, *, compile_model: bool
     return torch.compile(model, dynamic=False, options=options)
 
 
+def is_compiled(model: nn.Module) -> bool:
+    """Whether `model` is a `torch.compile`d module (it then wants static batch shapes)."""
+    return hasattr(model, "_orig_mod")
+
+
 def run_batches(
     tiles: np.ndarray,
     extra: np.ndarray,
     compute: Compute,
     batch_size: int,
     device: torch.device,
+    *,
+    pad: bool = True,
+    overlap: bool = True,
 ) -> np.ndarray:
     """Apply `compute` to (N, T, T) float32 `tiles` with per-tile values `extra` (N,), in
-    batches of exactly `batch_size` (the last padded, for static shapes).
+    batches of `batch_size` (with `pad`, the last is padded to that size: the static
+    shapes a compiled model wants). `overlap=False` runs CUDA batches in turn, with
+    synchronous copies (for measuring what the overlap gains).
 
     When the device runs out of memory the batch size is halved and the call repeated;
     the reduced size is kept for later calls with the same device and tile. A single tile
@@ -78,9 +88,9 @@ def run_batches(
     size = min(batch_size, _largest_batch_that_fit.get(key, batch_size))
     while True:
         try:
-            if device.type == "cuda":
-                return _run_overlapped(tiles, extra, compute, size, device)
-            return _run_in_turn(tiles, extra, compute, size, device)
+            if device.type == "cuda" and overlap:
+                return _run_overlapped(tiles, extra, compute, size, device, pad)
+            return _run_in_turn(tiles, extra, compute, size, device, pad)
         except torch.cuda.OutOfMemoryError as error:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -95,13 +105,18 @@ def run_batches(
 
 
 def _run_in_turn(
-    tiles: np.ndarray, extra: np.ndarray, compute: Compute, batch_size: int, device: torch.device
+    tiles: np.ndarray,
+    extra: np.ndarray,
+    compute: Compute,
+    batch_size: int,
+    device: torch.device,
+    pad: bool,
 ) -> np.ndarray:
     def one_batch(batch: np.ndarray, values: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
         return compute(x, torch.from_numpy(values).to(device)).cpu().numpy()
 
-    return denoise_tiles(tiles, one_batch, batch_size, extra=extra)
+    return denoise_tiles(tiles, one_batch, batch_size, extra=extra, pad=pad)
 
 
 @dataclass
@@ -132,7 +147,12 @@ def _slots(device: torch.device, batch_size: int, tile: int) -> _Slots:
 
 
 def _run_overlapped(
-    tiles: np.ndarray, extra: np.ndarray, compute: Compute, batch_size: int, device: torch.device
+    tiles: np.ndarray,
+    extra: np.ndarray,
+    compute: Compute,
+    batch_size: int,
+    device: torch.device,
+    pad: bool,
 ) -> np.ndarray:
     """CUDA: upload on the copy stream, compute on the current stream, download on the
     copy stream; the host fills slot k % 2 while the GPU works on the other."""
@@ -146,21 +166,22 @@ def _run_overlapped(
         slots.downloaded[slot].synchronize()
         out[start : start + valid] = slots.host_out[slot].numpy()[:valid]
 
-    for k, (index, valid) in enumerate(batch_indices(n, batch_size)):
-        slot, start = k % 2, int(index[0])
+    for k, (index, valid) in enumerate(batch_indices(n, batch_size, pad=pad)):
+        slot, start, size = k % 2, int(index[0]), len(index)
+        host_in, device_in = slots.host_in[slot][:size], slots.device_in[slot][:size]
         slots.uploaded[slot].synchronize()  # the previous upload from this host slot is done
-        slots.host_in[slot].numpy()[:] = tiles[index]
+        host_in.numpy()[:] = tiles[index]
         values = torch.from_numpy(np.ascontiguousarray(extra[index])).to(device)
         with torch.cuda.stream(copy_stream):
             copy_stream.wait_event(slots.computed[slot])  # the device slot is free again
-            slots.device_in[slot].copy_(slots.host_in[slot], non_blocking=True)
+            device_in.copy_(host_in, non_blocking=True)
             slots.uploaded[slot].record(copy_stream)
         compute_stream.wait_event(slots.uploaded[slot])
-        result = compute(slots.device_in[slot], values).float()
+        result = compute(device_in, values).float()
         slots.computed[slot].record(compute_stream)
         with torch.cuda.stream(copy_stream):
             copy_stream.wait_event(slots.computed[slot])
-            slots.host_out[slot].copy_(result, non_blocking=True)
+            slots.host_out[slot][:size].copy_(result, non_blocking=True)
             slots.downloaded[slot].record(copy_stream)
         result.record_stream(copy_stream)
         if pending is not None:

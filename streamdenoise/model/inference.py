@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from streamdenoise.engine.batches import default_batch_size, run_batches
+from streamdenoise.engine.batches import default_batch_size, is_compiled, run_batches
 from streamdenoise.engine.profiling import stage
 from streamdenoise.model.tiling import (
     WindowKind,
@@ -176,6 +176,7 @@ def _run_tiled(
             lambda x, v: update(x, v, score_fn),
             batch_size or default_batch_size(dev),
             dev,
+            pad=is_compiled(model),
         )
     bounds = np.cumsum([0, *counts])
     with stage("blend"):

@@ -157,15 +157,18 @@ def denoise_tiles(
     fn: Callable[..., np.ndarray],
     batch_size: int,
     extra: np.ndarray | None = None,
+    *,
+    pad: bool = True,
 ) -> np.ndarray:
-    """Apply `fn` to tiles in batches of exactly `batch_size`.
+    """Apply `fn` to tiles in batches of `batch_size`.
 
-    The last batch is padded with copies of the last tile so that `fn` always sees
-    (batch_size, tile, tile) (fixed shapes for `torch.compile`); the padding is dropped.
+    With `pad`, the last batch is padded with copies of the last tile so that `fn` always
+    sees (batch_size, tile, tile) (fixed shapes for a compiled model); the padding is
+    dropped. Without it the last batch is shorter (no wasted compute in eager mode).
 
     Args:
         tiles: (N, tile, tile).
-        fn: (batch_size, tile, tile) → (batch_size, tile, tile); with `extra`, called as
+        fn: (b, tile, tile) → (b, tile, tile); with `extra`, called as
             fn(batch, extra_batch) with extra_batch (batch_size, ...).
         batch_size: >= 1.
         extra: optional per-tile values (N, ...) batched alongside (e.g. each tile's noise
@@ -179,18 +182,18 @@ def denoise_tiles(
     if extra is not None and len(extra) != len(tiles):
         raise ValueError(f"extra has {len(extra)} rows for {len(tiles)} tiles")
     outputs = []
-    for index, valid in batch_indices(len(tiles), batch_size):
+    for index, valid in batch_indices(len(tiles), batch_size, pad=pad):
         batch = tiles[index]
         result = fn(batch) if extra is None else fn(batch, extra[index])
         outputs.append(result[:valid])
     return np.concatenate(outputs)
 
 
-def batch_indices(n: int, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
-    """Indices of batches of exactly `batch_size` over n items, the last padded with
-    copies of item n − 1: yields (index (batch_size,) int, number of real items)."""
+def batch_indices(n: int, batch_size: int, *, pad: bool = True) -> Iterator[tuple[np.ndarray, int]]:
+    """Indices of batches of `batch_size` over n items; with `pad` the last is filled up
+    with copies of item n − 1. Yields (index (batch_size or fewer,) int, real items)."""
     for start in range(0, n, batch_size):
         valid = min(batch_size, n - start)
-        index = np.arange(start, start + batch_size)
+        index = np.arange(start, start + (batch_size if pad else valid))
         index[valid:] = n - 1
         yield index, valid
