@@ -29,6 +29,8 @@ from streamdenoise.physics.session import SessionSpec, micrograph_params
 from streamdenoise.physics.simulator import simulate_micrograph
 
 FIGURES = ["PSNR dB", "HP-PSNR dB", "AUC", "AP"]
+AP_TOLERANCE = 0.01
+"""Picking AP a cheaper model may lose against the best candidate and still be chosen."""
 
 
 def flops_per_pixel(model: torch.nn.Module, side: int = 256) -> float:
@@ -90,13 +92,46 @@ def main() -> None:
             rows[key] += [f"{np.mean([v[f] for v in values]):.3f}" for f in FIGURES]
             print(dose, rows[key], flush=True)
     table = markdown_table(header, list(rows.values()))
-    print(table)
+    verdict = choose(rows, doses)
+    print(table + "\n\n" + verdict)
+    trained = "\n".join(
+        f"- {path.name}: {m.provenance.get('trained_by', '?')}, {m.provenance.get('steps', '?')} "
+        f"steps, {m.provenance.get('wall_seconds', '?')} s"
+        for path, m in loaded.items()
+    )
     write_section(
         "Model choice",
         "Held-out 3KPR micrographs (1024² at 4 Å/px, the quality benchmark's seeds), live "
         "mode, eager CPU, batch 1, channels_last. kFLOP/px: forward-pass FLOPs per pixel; "
         "val. loss: the training run's last held-out loss (same simulated data and seed for "
-        "every candidate).\n\n" + table,
+        "every candidate).\n\n" + table + "\n\nCandidates:\n" + trained + "\n\n" + verdict,
+    )
+
+
+def choose(rows: dict[str, list[object]], doses: list[float]) -> str:
+    """The rule: the cheapest candidate whose picking AP is above raw at every dose and
+    within `AP_TOLERANCE` of the best candidate's; a sentence saying which and why."""
+    ap_columns = [5 + i * len(FIGURES) + FIGURES.index("AP") for i in range(len(doses))]
+    candidates = {key: row for key, row in rows.items() if key != "raw"}
+
+    def ap(row: list[object]) -> list[float]:
+        return [float(row[c]) for c in ap_columns]  # type: ignore[arg-type]
+
+    raw, best = (
+        ap(rows["raw"]),
+        [max(ap(r)[i] for r in candidates.values()) for i in range(len(doses))],
+    )
+    keeping = [
+        (float(row[2]), str(row[0]))  # type: ignore[arg-type]
+        for row in candidates.values()
+        if all(a > r and a >= b - AP_TOLERANCE for a, r, b in zip(ap(row), raw, best, strict=True))
+    ]
+    if not keeping:
+        return "No candidate keeps picking AP above raw at every dose."
+    flops, name = min(keeping)
+    return (
+        f"Chosen: {name} ({flops:g} kFLOP/px), the cheapest candidate with picking AP above "
+        f"raw at every dose and within {AP_TOLERANCE} of the best."
     )
 
 

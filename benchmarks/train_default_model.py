@@ -1,7 +1,7 @@
 """Train the default model shipped in the package (streamdenoise/data/default_model.pt).
 
     python benchmarks/train_default_model.py [--steps 3000] [--base-channels 16]
-        [--out PATH] [--resume]
+        [--upsample highres|lowres] [--out PATH] [--resume]
 
 Simulates sessions from five real structures (CFTR 6MSM, 19HC, 1A28, 1BD2, 3PWP; 3KPR is
 kept out for the quality benchmark) at doses 15–60 e⁻/Å² and defoci 0.8–2.5 µm, at the
@@ -71,7 +71,13 @@ def main() -> None:
         "--base-channels",
         type=int,
         default=DEFAULT_BASE_CHANNELS,
-        help="Channels of the first U-Net level (levels ×1, ×2, ×4; low-resolution upsampling).",
+        help="Channels of the first U-Net level (levels ×1, ×2, ×4).",
+    )
+    parser.add_argument(
+        "--upsample",
+        choices=["highres", "lowres"],
+        default="highres",
+        help="Upsampling convolution at the fine (default) or the coarse resolution.",
     )
     parser.add_argument(
         "--per-structure", type=int, default=2, help="Micrographs per dose per structure."
@@ -91,7 +97,12 @@ def main() -> None:
         flush=True,
     )
     model = ScoreUNet(
-        UNetConfig(base_channels=args.base_channels, channel_multipliers=(1, 2, 4), norm_groups=0)
+        UNetConfig(
+            base_channels=args.base_channels,
+            channel_multipliers=(1, 2, 4),
+            norm_groups=0,
+            upsample=args.upsample,
+        )
     )
     config = TrainConfig(
         steps=args.steps,

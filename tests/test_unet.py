@@ -93,9 +93,9 @@ def test_config_round_trips_through_a_plain_dict() -> None:
     assert data["channel_multipliers"] == [1, 2, 4]
     assert all(isinstance(v, int | str | list) for v in data.values())
     assert UNetConfig.from_dict(data) == cfg
-    # A dict without "upsample" comes from a model file written before the option.
-    assert UNetConfig.from_dict({}) == UNetConfig(upsample="highres")
-    assert UNetConfig.from_dict(UNetConfig().to_dict()).upsample == "lowres"
+    assert UNetConfig.from_dict({}) == UNetConfig()
+    lowres = UNetConfig(upsample="lowres")
+    assert UNetConfig.from_dict(lowres.to_dict()) == lowres
 
 
 @pytest.mark.parametrize("upsample", ["lowres", "highres"])

@@ -10,11 +10,11 @@ Layout, for levels i = 0 … L−1 with channels c_i = base_channels · channel_
     encoder: level i = `blocks_per_level` residual blocks at c_i, then (i < L−1) downsample ×2
     bottleneck: one more residual block at c_{L−1}  (its activations feed retrieval features)
     decoder: level i = L−2 … 0: upsample ×2, concatenate the encoder's level-i output,
-             `blocks_per_level` residual blocks down to c_i. Upsampling is either a 3×3
-             convolution at the coarse resolution to c_i channels followed by nearest ×2
-             ("lowres", the default: ~40% fewer FLOPs per pixel than "highres"), or nearest
-             ×2 followed by a 3×3 convolution at the fine resolution keeping c_{i+1}
-             channels ("highres", models trained before the option existed)
+             `blocks_per_level` residual blocks down to c_i. Upsampling is nearest ×2
+             followed by a 3×3 convolution at the fine resolution keeping c_{i+1} channels
+             ("highres", the default), or a 3×3 convolution at the coarse resolution to c_i
+             channels followed by nearest ×2 ("lowres": ~40% fewer FLOPs per pixel, but
+             measurably worse picking, benchmarks/RESULTS.md "Model choice")
     head conv3x3 (c_0 → 1), zero-initialised so that an untrained network outputs score 0
     (Tweedie then returns its input unchanged).
 
@@ -57,7 +57,7 @@ class UNetConfig:
     blocks_per_level: int = 1
     norm_groups: int = 8
     downsample: DownsampleKind = "conv"
-    upsample: UpsampleKind = "lowres"
+    upsample: UpsampleKind = "highres"
 
     def __post_init__(self) -> None:
         # Accept a list (as read back from JSON or a model file) and store a tuple.
@@ -116,14 +116,12 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
-        """Inverse of `to_dict`; unknown keys raise ValueError, missing keys take defaults,
-        except `upsample`: dicts without it were written before the option and mean
-        "highres"."""
+        """Inverse of `to_dict`; unknown keys raise ValueError, missing keys take defaults."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"UNetConfig: unknown keys {unknown}")
-        return cls(**{"upsample": "highres", **data})
+        return cls(**data)
 
 
 def _norm(channels: int, groups: int) -> nn.Module:
