@@ -17,12 +17,14 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from structures import structure_paths
 
+from streamdenoise.model.guidance import cache_directory
 from streamdenoise.model.modelfile import save_model
-from streamdenoise.model.training import TrainConfig, prepare_image, train
+from streamdenoise.model.training import TrainConfig, TrainingImage, prepare_image, train
 from streamdenoise.model.unet import ScoreUNet, UNetConfig
 from streamdenoise.physics.density import load_reference
 from streamdenoise.physics.session import SessionSpec, micrograph_params
@@ -35,7 +37,19 @@ DOSES = (15.0, 25.0, 40.0, 60.0)
 
 
 def simulate_training_set(per_structure: int, seed: int) -> tuple[list, list, list[str]]:
-    """Simulated (noisy, clean) pairs at 4 Å/px: training images, validation, sources."""
+    """Simulated (noisy, clean) pairs at 4 Å/px: training images, validation, sources.
+
+    Kept in the cache directory (one .npz per `per_structure` and `seed`), so training
+    several candidate networks on the same data simulates it once."""
+    cached = cache_directory() / f"training-set-{per_structure}-{seed}.npz"
+    if cached.is_file():
+        with np.load(cached) as stored:
+            images = [
+                TrainingImage(stored[f"noisy_{i}"], stored[f"clean_{i}"])
+                for i in range(int(stored["count"]))
+            ]
+            sources = [str(name) for name in stored["sources"]]
+        return *split_validation(images), sources
     paths = structure_paths(TRAINING_STRUCTURES)
     references = [load_reference(paths[name]) if name in paths else None for name in paths]
     images = []
@@ -59,9 +73,19 @@ def simulate_training_set(per_structure: int, seed: int) -> tuple[list, list, li
                 images.append(
                     prepare_image(sim.noisy, params.pixel_size, WORKING_PIXEL_SIZE, sim.clean)
                 )
+    arrays = {f"noisy_{i}": image.noisy for i, image in enumerate(images)}
+    arrays |= {f"clean_{i}": image.clean for i, image in enumerate(images)}
+    partial = cached.with_name(f".{cached.stem}.partial.npz")
+    np.savez(partial, count=len(images), sources=np.array(sources), **arrays)
+    partial.replace(cached)
+    return *split_validation(images), sources
+
+
+def split_validation(images: list[TrainingImage]) -> tuple[list, list]:
+    """(training, validation): every len/4-th image, four in all, held out."""
     validation = images[:: max(len(images) // 4, 1)][:4]
     training = [image for image in images if not any(image is v for v in validation)]
-    return training, validation, sources
+    return training, validation
 
 
 def main() -> None:
