@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -910,22 +910,23 @@ def sweep_plan(state: State) -> list[tuple[str, Config]]:
     return plan + [("max tile", replace(default, tile=t)) for t in tiles]
 
 
-def best_together(measured: dict[Config, Measurement]) -> Config:
-    """Each factor at its fastest setting (by the fastest run that used it)."""
-
-    def best(key: Callable[[Config], Any]) -> Any:
-        options = {key(config) for config in measured}
-        return min(
-            options,
-            key=lambda option: min(m.median for c, m in measured.items() if key(c) == option),
-        )
-
-    return Config(
-        batch=best(lambda c: c.batch),
-        compiled=best(lambda c: c.compiled),
-        dtype=best(lambda c: c.dtype),
-        tile=best(lambda c: c.tile),
-    )
+def best_together(default: Config, measured: dict[Config, Measurement]) -> Config:
+    """Each factor at the setting that was fastest when that factor alone was changed from
+    `default` (so a factor is not credited with the gain of another)."""
+    combined = default
+    for name in ("batch", "compiled", "dtype", "tile"):
+        alone = {
+            config: result
+            for config, result in measured.items()
+            if all(
+                getattr(config, other) == getattr(default, other)
+                for other in ("batch", "compiled", "dtype", "tile", "full_resolution")
+                if other != name
+            )
+        }
+        fastest = min(alone, key=lambda config: alone[config].median)
+        combined = replace(combined, **{name: getattr(fastest, name)})
+    return combined
 
 
 def section_sweep(state: State) -> None:
@@ -941,7 +942,7 @@ def section_sweep(state: State) -> None:
             result = state.bench.measure(state.reference_images, config, state.repeats)
             state.sweep[config] = (varied, result)
     valid = {c: m for c, (_, m) in state.sweep.items() if not m.error}
-    if valid and (combined := best_together(valid)) not in state.sweep:
+    if default in valid and (combined := best_together(default, valid)) not in state.sweep:
         progress(f"sweep: the best of each factor together: {combined.describe()}")
         result = state.bench.measure(state.reference_images, combined, state.repeats)
         state.sweep[combined] = ("best together", result)

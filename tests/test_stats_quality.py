@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from streamdenoise.stats.filters import gaussian_blur
-from streamdenoise.stats.picker import pick_particles
+from streamdenoise.stats.filters import difference_of_gaussians, fast_fft_length, gaussian_blur
+from streamdenoise.stats.picker import blob_response, pick_particles, pick_peaks
 from streamdenoise.stats.quality import (
     affine_fit,
     background_flatness,
@@ -115,3 +115,35 @@ def test_picking_score_by_hand() -> None:
     assert score.average_precision == pytest.approx((1 / 1 + 2 / 3) / 4)
     assert score.f1 == pytest.approx(max(2 * 1 * 0.25 / 1.25, 2 * (2 / 3) * 0.5 / (2 / 3 + 0.5)))
     assert picking_score(np.array([], dtype=bool), 3).average_precision == 0.0
+
+
+def test_fast_fft_length_is_the_next_7_smooth_length():
+    def smooth(n: int) -> bool:
+        for prime in (2, 3, 5, 7):
+            while n % prime == 0:
+                n //= prime
+        return n == 1
+
+    for n in (1, 11, 13, 97, 1051, 4099):
+        length = fast_fft_length(n)
+        assert length >= n and smooth(length)
+        assert not any(smooth(m) for m in range(n, length))
+
+
+def test_difference_of_gaussians_is_the_difference_of_two_blurs():
+    rng = np.random.default_rng(3)
+    image = rng.normal(size=(97, 131)) + np.linspace(0, 5, 131)[None, :]
+    band = difference_of_gaussians(image, 2.0, 3.2)
+    expected = gaussian_blur(image, 2.0) - gaussian_blur(image, 3.2)
+    assert band.shape == image.shape
+    assert np.allclose(band[12:-12, 12:-12], expected[12:-12, 12:-12], atol=1e-9)
+    assert np.allclose(gaussian_blur(np.full((37, 53), 4.0), 5.0), 4.0)
+
+
+def test_inverted_image_picks_are_the_negated_response_picks():
+    rng = np.random.default_rng(4)
+    image = rng.normal(size=(128, 128))
+    direct = pick_particles(-image, DIAMETER)
+    shared = pick_peaks(-blob_response(image, DIAMETER), DIAMETER)
+    assert len(direct[0]) > 0
+    assert np.array_equal(direct[0], shared[0]) and np.array_equal(direct[1], shared[1])

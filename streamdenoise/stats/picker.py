@@ -39,7 +39,27 @@ def pick_particles(
     closer than `min_distance` (default 0.8·D) to a better one are dropped; those within
     `exclude_border` (default D/2) of the edge are ignored.
     """
-    response = blob_response(image, diameter)
+    return pick_peaks(
+        blob_response(image, diameter),
+        diameter,
+        min_distance=min_distance,
+        threshold=threshold,
+        max_picks=max_picks,
+        exclude_border=exclude_border,
+    )
+
+
+def pick_peaks(
+    response: np.ndarray,
+    diameter: float,
+    *,
+    min_distance: float | None = None,
+    threshold: float = -math.inf,
+    max_picks: int | None = None,
+    exclude_border: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`pick_particles` on a detector response (H, W) already computed by
+    `blob_response` (so one response can serve several pickings)."""
     min_distance = 0.8 * diameter if min_distance is None else min_distance
     border = int(diameter / 2 if exclude_border is None else exclude_border)
     h, w = response.shape

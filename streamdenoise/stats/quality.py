@@ -162,9 +162,11 @@ def separability(
     rng: np.random.Generator,
     excluded=None,
     negatives: int = 2000,
+    response: np.ndarray | None = None,
 ) -> Separability:
-    """Blob-detector response at true particle centres vs random background points."""
-    response = blob_response(image, diameter)
+    """Blob-detector response at true particle centres vs random background points
+    (`response`: `blob_response(image, diameter)` when the caller has it already)."""
+    response = blob_response(image, diameter) if response is None else response
     points = np.round(coordinates).astype(int)
     positive = response[points[:, 1], points[:, 0]]
     free = np.argwhere(background_mask(response.shape, coordinates, diameter, excluded))

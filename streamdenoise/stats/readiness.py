@@ -44,8 +44,8 @@ from typing import Literal
 
 import numpy as np
 
-from streamdenoise.stats.filters import gaussian_blur
-from streamdenoise.stats.picker import pick_particles
+from streamdenoise.stats.filters import fast_fft_length, gaussian_blur
+from streamdenoise.stats.picker import blob_response, pick_peaks
 from streamdenoise.stats.quality import (
     _disk_masks,
     background_flatness,
@@ -262,7 +262,7 @@ def _dilate(mask: np.ndarray, radius: float) -> np.ndarray:
     r = math.ceil(radius)
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     disk = (xx**2 + yy**2 <= radius**2).astype(np.float64)
-    shape = (mask.shape[0] + 2 * r, mask.shape[1] + 2 * r)
+    shape = (fast_fft_length(mask.shape[0] + 2 * r), fast_fft_length(mask.shape[1] + 2 * r))
     overlap = np.fft.irfft2(
         np.fft.rfft2(mask.astype(np.float64), s=shape) * np.fft.rfft2(disk, s=shape), s=shape
     )
@@ -310,16 +310,17 @@ def fdr_threshold(targets: np.ndarray, decoys: np.ndarray, fdr: float) -> float:
 
 
 def find_candidates(
-    denoised: np.ndarray, diameter: float, excluded: np.ndarray
+    response: np.ndarray, diameter: float, excluded: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Candidate particles: (coordinates (N, 2) (x, y) pixels, scores (N,) robust z), best
     first, outside `excluded` (H, W bool), at the `CANDIDATE_FDR` threshold of the picker's
     dark-blob peaks (targets) against its bright-blob peaks (decoys, the same picker on the
-    inverted image)."""
+    inverted image). `response`: `blob_response` of the denoised image; the inverted
+    image's response is its negative (the detector is linear, its scale symmetric)."""
     found = []
     for sign in (1.0, -1.0):
-        coordinates, scores = pick_particles(
-            sign * denoised,
+        coordinates, scores = pick_peaks(
+            sign * response,
             diameter,
             min_distance=CANDIDATE_SEPARATION * diameter,
             threshold=CANDIDATE_FLOOR,
@@ -422,7 +423,8 @@ def micrograph_statistics(
     excluded = _dilate(carbon, CARBON_MARGIN * diameter)
     border = max(int(diameter / 2), 1)
     excluded[:border], excluded[-border:], excluded[:, :border], excluded[:, -border:] = (True,) * 4
-    coordinates, scores = find_candidates(denoised, diameter, excluded)
+    response = blob_response(denoised, diameter)
+    coordinates, scores = find_candidates(response, diameter, excluded)
     area_um2 = (~excluded).sum() * pixel_size**2 / 1e8
     neighbours = nearest_neighbour_distances(coordinates)
     nan = float("nan")
@@ -435,9 +437,15 @@ def micrograph_statistics(
     if len(coordinates) and background_mask(raw.shape, coordinates, diameter, excluded).any():
         raw_found, found = (
             separability(
-                image, coordinates, diameter, np.random.default_rng(0), excluded, NEGATIVES
+                image,
+                coordinates,
+                diameter,
+                np.random.default_rng(0),
+                excluded,
+                NEGATIVES,
+                response=image_response,
             )
-            for image in (raw, denoised)
+            for image, image_response in ((raw, None), (denoised, response))
         )
         contrast = {
             "cnr_raw": raw_found.cnr,
