@@ -48,7 +48,12 @@ from results import RESULTS, cached_micrographs, markdown_table, write_section
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from streamdenoise.engine.batches import default_batch_size, prepare_model, run_batches
+from streamdenoise.engine.batches import (
+    compile_by_default,
+    default_batch_size,
+    prepare_model,
+    run_batches,
+)
 from streamdenoise.engine.device import resolve_device
 from streamdenoise.engine.profiling import record_stages
 from streamdenoise.io import read_micrograph, write_mrc_atomic
@@ -56,13 +61,13 @@ from streamdenoise.model.guidance import cache_directory
 from streamdenoise.model.inference import tweedie
 from streamdenoise.model.modelfile import default_model_path, load_model
 from streamdenoise.model.pipeline import DenoiseSettings, denoise_prepared, fit_tile, prepare
-from streamdenoise.model.tiling import plan_tiles
+from streamdenoise.model.tiling import DEFAULT_MAX_TILE, plan_tiles
 from streamdenoise.physics.session import DETECTORS, SessionSpec
 
 MIB = 2**20
 OVERLAP = 32
 """Tile overlap in pixels (the default)."""
-DEFAULT_TILE = 512
+DEFAULT_TILE = DEFAULT_MAX_TILE
 """Maximum tile side in pixels (the default)."""
 GROUP = 4
 """Micrographs whose tiles share network batches in one call (the daemon's default)."""
@@ -427,10 +432,17 @@ class Bench:
         self.flops = FlopCount(self.eager)
         self.default_batch = default_batch_size(device)
         self.default_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        self.default_compiled = compile_by_default(device)
 
     def default_config(self, full_resolution: bool = False) -> Config:
         """The configuration the daemon runs when nothing is set."""
-        return Config(self.default_batch, False, self.default_dtype, DEFAULT_TILE, full_resolution)
+        return Config(
+            self.default_batch,
+            self.default_compiled,
+            self.default_dtype,
+            DEFAULT_TILE,
+            full_resolution,
+        )
 
     def network(self, config: Config) -> nn.Module:
         """The model for `config`: the eager one, or a freshly compiled one."""
@@ -904,7 +916,7 @@ def sweep_plan(state: State) -> list[tuple[str, Config]]:
     batches = batches[:2] if state.quick else batches
     tiles = [128, 256] if state.quick else [256, 384, 512, 1024]
     plan = [("batch", replace(default, batch=b)) for b in batches]
-    plan.append(("compiled", replace(default, compiled=True)))
+    plan.append(("compiled", replace(default, compiled=not default.compiled)))
     if bf16_support(state.device)[0]:
         plan += [("precision", replace(default, dtype=d)) for d in (torch.float32, torch.bfloat16)]
     return plan + [("max tile", replace(default, tile=t)) for t in tiles]

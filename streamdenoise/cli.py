@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from streamdenoise import __version__
 from streamdenoise.errors import StreamDenoiseError
+from streamdenoise.model.tiling import DEFAULT_MAX_TILE
 
 app = typer.Typer(
     help="Live score-based denoising of cryo-EM micrographs.",
@@ -212,7 +213,9 @@ def denoise(
         typer.Option(help="Pixel size of the inputs in Å, for TIFFs or MRC headers without one."),
     ] = None,
     device: DeviceOption = "auto",
-    tile: Annotated[int, typer.Option(help="Live mode tile side in pixels (binned).")] = 512,
+    tile: Annotated[
+        int, typer.Option(help="Live mode largest tile side in pixels (binned).")
+    ] = DEFAULT_MAX_TILE,
     overlap: Annotated[int, typer.Option(help="Live mode tile overlap in pixels.")] = 32,
     batch_size: Annotated[
         int | None, typer.Option(help="Tiles per network call (default: 1 on CPU, 8 on GPU).")
@@ -522,7 +525,9 @@ def watch(
         bool | None,
         typer.Option(
             "--compile/--no-compile",
-            help="torch.compile the model (slower start, faster per micrograph).",
+            help="torch.compile the model: slower start, faster per micrograph (default: "
+            "compile when this machine can, i.e. Triton on a GPU or a C++ compiler on a CPU; "
+            "if that fails, run eagerly).",
         ),
     ] = None,
     particle_diameter: Annotated[

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from streamdenoise.errors import FileProblem
+from streamdenoise.model.tiling import DEFAULT_MAX_TILE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,7 +31,9 @@ class WatchConfig:
     ready micrographs go first; bin / pixel_size: working pixel size (default: the model's);
     particle_diameter: Å, for the picking statistics (default 150 Å); statistics: compute
     them and write candidate coordinates; readiness: verdict thresholds (a TOML table,
-    keys of `ReadinessThresholds`).
+    keys of `ReadinessThresholds`); tile: largest tile side in working pixels; compile:
+    torch.compile the model (None: when this machine can, see
+    `streamdenoise.engine.batches.compile_by_default`).
     """
 
     watch_dir: Path
@@ -52,7 +55,7 @@ class WatchConfig:
     mode: str = "live"
     batch_size: int | None = None
     max_micrographs_per_batch: int = 4
-    tile: int = 512
+    tile: int = DEFAULT_MAX_TILE
     overlap: int = 32
     float16: bool = False
     suffix: str = ""
@@ -64,7 +67,7 @@ class WatchConfig:
     particle_diameter: float | None = None
     statistics: bool = True
     readiness: dict[str, float] = field(default_factory=dict)
-    compile: bool = False
+    compile: bool | None = None
     stop_file: str = "STOP"
 
     def __post_init__(self) -> None:

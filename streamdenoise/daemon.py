@@ -138,7 +138,12 @@ class Daemon:
     def _load_model(self):
         import torch
 
-        from streamdenoise.engine.batches import default_batch_size, prepare_model
+        from streamdenoise.engine.batches import (
+            compile_by_default,
+            default_batch_size,
+            is_compiled,
+            prepare_model,
+        )
         from streamdenoise.engine.device import resolve_device
         from streamdenoise.model.modelfile import default_model_path, load_model
         from streamdenoise.model.pipeline import DenoiseSettings
@@ -161,9 +166,12 @@ class Daemon:
             float16=self.config.float16,
             suffix=self.config.suffix,
         )
-        self.model = prepare_model(
-            self.loaded.model, self.device, compile_model=self.config.compile
+        compile_model = (
+            self.config.compile
+            if self.config.compile is not None
+            else compile_by_default(self.device)
         )
+        self.model = prepare_model(self.loaded.model, self.device, compile_model=compile_model)
         self.output_options = OutputOptions(
             float16=self.config.float16,
             zarr=self.config.zarr,
@@ -174,12 +182,25 @@ class Daemon:
             else None,
             thresholds=ReadinessThresholds.from_dict(self.config.readiness),
         )
-        # Warm-up: one batch of the largest tile (compiling the model when asked), so the
-        # first micrograph is not slow.
-        self.notifier.status("compiling the model" if self.config.compile else "warming up")
+        # Warm-up: one batch of the largest tile (compiling the model), so the first
+        # micrograph is not slow; a micrograph whose fitted tile is smaller compiles that
+        # size once more. A compilation that fails when nobody asked for it falls back to
+        # the eager model; one that was asked for is an error.
+        self.notifier.status("compiling the model" if compile_model else "warming up")
+        warm_up = torch.zeros(
+            self.settings.batch_size, 1, self.config.tile, self.config.tile, device=self.device
+        )
         with torch.inference_mode():
-            tile = self.config.tile
-            self.model(torch.zeros(self.settings.batch_size, 1, tile, tile, device=self.device))
+            try:
+                self.model(warm_up)
+            except Exception as error:
+                if not compile_model or self.config.compile:
+                    raise
+                log.warning("torch.compile failed (%s); running the model eagerly", error)
+                self.model = prepare_model(self.loaded.model, self.device, compile_model=False)
+                self.model(warm_up)
+        mode = "compiled" if is_compiled(self.model) else "eager"
+        log.info("model ready on %s (%s)", self.device, mode)
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> int:

@@ -28,6 +28,7 @@ GOOD = 4
 
 def start_daemon(watch: Path, out: Path, *extra: str) -> subprocess.Popen:
     args = [EXECUTABLE, "watch", str(watch), "--out", str(out), "--device", "cpu", "--headless"]
+    args.append("--no-compile")  # compiling each daemon of these tests would only slow them
     args += [
         "--settle",
         "0.5",

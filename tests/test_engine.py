@@ -11,6 +11,7 @@ import torch
 
 from streamdenoise.engine import batches
 from streamdenoise.engine.batches import (
+    compile_by_default,
     default_batch_size,
     is_compiled,
     prepare_model,
@@ -88,6 +89,16 @@ def test_compiled_models_are_recognised() -> None:
     model = _model()
     assert not is_compiled(model)
     assert is_compiled(torch.compile(model, backend="eager"))
+
+
+def test_cpu_compiles_by_default_only_with_a_cxx_compiler(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CXX", raising=False)
+    assert not compile_by_default(CPU)
+    compiler = tmp_path / "g++"
+    compiler.write_text("#!/bin/sh\n")
+    compiler.chmod(0o755)
+    assert compile_by_default(CPU)
 
 
 def test_default_batch_size_per_device() -> None:

@@ -219,13 +219,15 @@ def test_example_config() -> None:
     settings = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     keys = {
         "watch_dir", "out_dir", "device", "include", "exclude", "polling", "settle_seconds",
-        "rescan_interval", "bin", "model", "mode", "batch_size", "float16", "headless",
+        "rescan_interval", "bin", "model", "mode", "float16", "headless",
         "particle_diameter", "status_interval",
     }  # fmt: skip
     assert keys <= set(settings)
-    # bin and pixel_size exclude each other: pixel_size is documented, commented out.
-    assert "pixel_size" not in settings
-    assert "# pixel_size = " in EXAMPLE.read_text(encoding="utf-8")
+    # Documented but commented out: pixel_size (bin and pixel_size exclude each other), and
+    # batch_size and compile (their defaults follow the device).
+    for key in ("pixel_size", "batch_size", "compile"):
+        assert key not in settings
+        assert f"# {key} = " in EXAMPLE.read_text(encoding="utf-8")
     assert settings["headless"] is True
     assert all(isinstance(glob, str) for glob in settings["include"] + settings["exclude"])
 

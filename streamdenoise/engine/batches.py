@@ -13,7 +13,10 @@ and batches run in turn.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -44,6 +47,16 @@ micrographs start there instead of failing again."""
 def default_batch_size(device: torch.device) -> int:
     """Tiles per network call when none is configured: 1 on a CPU, 8 on a GPU."""
     return CUDA_BATCH_SIZE if device.type == "cuda" else CPU_BATCH_SIZE
+
+
+def compile_by_default(device: torch.device) -> bool:
+    """Whether to torch.compile when the user did not say: where inductor can build code.
+    On CUDA it needs Triton; on a CPU a C++ compiler ($CXX, g++, c++ or clang++). Compiled
+    was the fastest configuration measured on a CPU (benchmarks/RESULTS.md, "Throughput")."""
+    if device.type == "cuda":
+        return importlib.util.find_spec("triton") is not None
+    compilers = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+    return any(name and shutil.which(name) for name in compilers)
 
 
 def prepare_model(model: nn.Module, device: torch.device, *, compile_model: bool) -> nn.Module:

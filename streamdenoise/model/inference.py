@@ -22,6 +22,7 @@ from torch import nn
 from streamdenoise.engine.batches import default_batch_size, is_compiled, run_batches
 from streamdenoise.engine.profiling import stage
 from streamdenoise.model.tiling import (
+    DEFAULT_MAX_TILE,
     WindowKind,
     blend_tiles,
     extract_tiles,
@@ -187,7 +188,7 @@ def live_denoise_many(
     images: Sequence[np.ndarray],
     model: nn.Module,
     *,
-    tile: int = 512,
+    tile: int = DEFAULT_MAX_TILE,
     overlap: int = 32,
     batch_size: int | None = None,
     device: torch.device | str | None = None,
@@ -231,7 +232,7 @@ def live_denoise(
     image: np.ndarray,
     model: nn.Module,
     *,
-    tile: int = 512,
+    tile: int = DEFAULT_MAX_TILE,
     overlap: int = 32,
     batch_size: int | None = None,
     device: torch.device | str | None = None,

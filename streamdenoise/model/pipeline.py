@@ -22,6 +22,7 @@ from streamdenoise.model.inference import (
     live_denoise_many,
     normalize,
 )
+from streamdenoise.model.tiling import DEFAULT_MAX_TILE
 from streamdenoise.physics.binning import bin_image
 
 Mode = Literal["live", "faithful"]
@@ -73,7 +74,7 @@ class DenoiseSettings:
     mode: Mode = "live"
     bin_factor: float | None = None
     target_pixel_size: float | None = None
-    tile: int = 512
+    tile: int = DEFAULT_MAX_TILE
     overlap: int = 32
     batch_size: int | None = None
     dtype: torch.dtype | None = None
