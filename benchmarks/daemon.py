@@ -204,7 +204,7 @@ def main() -> None:
     body = (
         f"Input: 4096² float32 MRC at 0.93 Å/px (64 MiB, simulated, {args.pool} distinct "
         "micrographs cycled under new names), written with temporary + rename; the daemon "
-        "(default model, live mode, device " + args.device + ") bins to ~4 Å/px (1024²) and "
+        "(default model, live mode, device " + args.device + ") bins to ~4 Å/px (952²) and "
         "writes float16 MRC, OME-Zarr, thumbnail, sidecar and the STAR file.\n\n"
         + markdown_table(["figure", "value"], rows)
     )

@@ -1,7 +1,8 @@
 """Throughput of the denoiser against the machine's limits and against Topaz-Denoise.
 
     python benchmarks/throughput.py [--device auto|cpu|cuda] [--micrographs 2]
-        [--max-batch 8] [--topaz-python .venv-topaz/bin/python] [--quick] [--no-write]
+        [--max-batch 8] [--topaz-python .venv-topaz/bin/python] [--model MODEL.pt]
+        [--quick] [--no-write]
 
 1. The machine's limits: the best fp32 (and on CUDA bf16) 4096² matrix-product rate in
    GFLOP/s, and the disk's write (fsync) and read (page cache dropped) bandwidth on the
@@ -423,9 +424,9 @@ Image = tuple[np.ndarray, float]
 class Bench:
     """The loaded model, its prepared forms and FLOP counter, on one device."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, model_path: Path | None = None) -> None:
         self.device = device
-        loaded = load_model(default_model_path(), device)
+        loaded = load_model(model_path or default_model_path(), device)
         self.model_pixel = loaded.pixel_size
         self.eager = prepare_model(loaded.model, device, compile_model=False)
         self.multiple = int(getattr(loaded.model, "size_multiple", 1))
@@ -1189,6 +1190,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N].")
     parser.add_argument("--topaz-python", default=None, help="Python of a topaz-em venv.")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="Model file (default: the shipped model)."
+    )
     parser.add_argument("--micrographs", type=int, default=2, help="Per input size.")
     parser.add_argument("--max-batch", type=int, default=8, help="Largest batch in the sweep.")
     parser.add_argument("--repeats", type=int, default=3, help="Timed passes, binned.")
@@ -1215,14 +1219,15 @@ def run(args: argparse.Namespace) -> None:
         args=args,
         device=device,
         report=report,
-        bench=Bench(device),
+        bench=Bench(device, args.model),
         quick=args.quick,
         count=1 if args.quick else max(1, args.micrographs),
         repeats=2 if args.quick else max(1, args.repeats),
         reference="small" if args.quick else "falcon4i",
     )
     report.line(
-        "Live denoising with the shipped default model on simulated micrographs (cached). "
+        f"Live denoising with {args.model or 'the shipped default model'} on simulated "
+        "micrographs (cached). "
         "Each measurement: one warm-up network call (it compiles a compiled model), then "
         f"timed passes over all micrographs, up to {GROUP} sharing network batches as in "
         f"the daemon. Compilations start from an empty inductor cache unless "

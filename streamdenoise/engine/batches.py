@@ -34,10 +34,10 @@ Compute = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """compute(tiles (B, T, T) float32, per-tile values (B,) float32) → (B, T, T), on the device."""
 
 CPU_BATCH_SIZE = 1
-"""Tiles per call on a CPU: the activations of one 512² tile fit the caches, and the measured
+"""Tiles per call on a CPU: the activations of one 384² tile fit the caches, and the measured
 time per pixel grows with the batch (benchmarks/RESULTS.md, "Throughput")."""
 CUDA_BATCH_SIZE = 8
-"""Tiles per call on a GPU: enough 512² tiles to fill an H100-class device."""
+"""Tiles per call on a GPU: eight 384² tiles (1.2 Mpx) keep an H100-class device busy."""
 
 _largest_batch_that_fit: dict[tuple[str, int], int] = {}
 """(device, tile side) → the batch size an out-of-memory error reduced it to, so later
