@@ -525,9 +525,9 @@ def watch(
         bool | None,
         typer.Option(
             "--compile/--no-compile",
-            help="torch.compile the model: slower start, faster per micrograph on a GPU "
-            "(default: compile on a GPU when Triton is installed, falling back to the eager "
-            "model if that fails; never on a CPU, where it measured no faster).",
+            help="torch.compile the model: slower start, faster per micrograph (default: "
+            "compile when this machine can, i.e. Triton on a GPU or a C++ compiler on a CPU; "
+            "if that fails, run eagerly).",
         ),
     ] = None,
     particle_diameter: Annotated[

@@ -91,13 +91,14 @@ def test_compiled_models_are_recognised() -> None:
     assert is_compiled(torch.compile(model, backend="eager"))
 
 
-def test_compiles_by_default_only_on_cuda_with_triton(monkeypatch) -> None:
+def test_cpu_compiles_by_default_only_with_a_cxx_compiler(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CXX", raising=False)
     assert not compile_by_default(CPU)
-    monkeypatch.setattr(batches.importlib.util, "find_spec", lambda name: None)
-    assert not compile_by_default(torch.device("cuda", 0))
-    monkeypatch.setattr(batches.importlib.util, "find_spec", lambda name: object())
-    assert compile_by_default(torch.device("cuda", 0))
-    assert not compile_by_default(CPU)
+    compiler = tmp_path / "g++"
+    compiler.write_text("#!/bin/sh\n")
+    compiler.chmod(0o755)
+    assert compile_by_default(CPU)
 
 
 def test_default_batch_size_per_device() -> None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -48,11 +50,13 @@ def default_batch_size(device: torch.device) -> int:
 
 
 def compile_by_default(device: torch.device) -> bool:
-    """Whether to torch.compile when the user did not say: on CUDA when Triton (inductor's
-    GPU code generator) is installed; never on a CPU, where the compiled network measured
-    no faster than the eager one in channels_last (within ±10 %, benchmarks/RESULTS.md
-    "Throughput") and would need a C++ compiler and a compile per micrograph size."""
-    return device.type == "cuda" and importlib.util.find_spec("triton") is not None
+    """Whether to torch.compile when the user did not say: where inductor can build code.
+    On CUDA it needs Triton; on a CPU a C++ compiler ($CXX, g++, c++ or clang++). Compiled
+    was the fastest configuration measured on a CPU (benchmarks/RESULTS.md, "Throughput")."""
+    if device.type == "cuda":
+        return importlib.util.find_spec("triton") is not None
+    compilers = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+    return any(name and shutil.which(name) for name in compilers)
 
 
 def prepare_model(model: nn.Module, device: torch.device, *, compile_model: bool) -> nn.Module:
