@@ -182,10 +182,10 @@ class Daemon:
             else None,
             thresholds=ReadinessThresholds.from_dict(self.config.readiness),
         )
-        # Warm-up: one batch of the largest tile (compiling the model), so the first
-        # micrograph is not slow; a micrograph whose fitted tile is smaller compiles that
-        # size once more. A compilation that fails when nobody asked for it falls back to
-        # the eager model; one that was asked for is an error.
+        # Warm-up: one batch of the largest tile, so the first micrograph is not slow. A
+        # compiled model compiles here, and once more for each smaller fitted tile that
+        # micrographs need; a compilation that fails when nobody asked for it falls back
+        # to the eager model, one that was asked for is an error.
         self.notifier.status("compiling the model" if compile_model else "warming up")
         warm_up = torch.zeros(
             self.settings.batch_size, 1, self.config.tile, self.config.tile, device=self.device

@@ -25,7 +25,7 @@ import numpy as np
 
 DEFAULT_MAX_TILE = 384
 """Largest tile side (pixels of the working image) when none is configured: on a 2-core CPU
-384 measured faster than 256, 512 and 1024 (61 % vs 46 % of the matrix-product rate at 512,
+384 measured faster than 512 and 1024 (55–61 % vs 41–46 % of the matrix-product rate at 512,
 benchmarks/RESULTS.md "Throughput"); a GPU batches eight of them per call."""
 
 WindowKind = Literal["cosine", "flat"]
