@@ -1044,7 +1044,7 @@ def section_topaz(state: State) -> None:
             ],
         ],
     )
-    state.quality = quality_figures()
+    state.quality = [] if state.args.model else quality_figures()
     rows = [
         [dose, method, methods[method]["PSNR dB"], methods[method]["AP"]]
         for dose, methods in state.quality
@@ -1054,6 +1054,10 @@ def section_topaz(state: State) -> None:
     if rows:
         title = "Quality beside the speed (the Quality section of RESULTS.md)"
         state.report.table(["dose", "method", "PSNR dB", "AP"], rows, title=title)
+    elif state.args.model:
+        state.report.line(
+            'The Quality section is of the shipped model: see "Model choice" for this one.'
+        )
     else:
         state.report.line("No Quality figures in RESULTS.md: run benchmarks/quality.py.")
 

@@ -51,8 +51,9 @@ def default_batch_size(device: torch.device) -> int:
 
 def compile_by_default(device: torch.device) -> bool:
     """Whether to torch.compile when the user did not say: where inductor can build code.
-    On CUDA it needs Triton; on a CPU a C++ compiler ($CXX, g++, c++ or clang++). Compiled
-    was the fastest configuration measured on a CPU (benchmarks/RESULTS.md, "Throughput")."""
+    On CUDA it needs Triton; on a CPU a C++ compiler ($CXX, g++, c++ or clang++). On a
+    2-core CPU the compiled network was faster in 4 of 5 comparisons (12 % on average) and
+    the daemon sustained 1,760–1,811/h against 1,635/h eager (docs/performance.md)."""
     if device.type == "cuda":
         return importlib.util.find_spec("triton") is not None
     compilers = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]

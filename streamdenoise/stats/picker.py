@@ -9,6 +9,7 @@ Deliberately simple and fixed, so that it measures the image, not the picker.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -25,28 +26,11 @@ def blob_response(image: np.ndarray, diameter: float) -> np.ndarray:
 
 
 def pick_particles(
-    image: np.ndarray,
-    diameter: float,
-    *,
-    min_distance: float | None = None,
-    threshold: float = -math.inf,
-    max_picks: int | None = None,
-    exclude_border: float | None = None,
+    image: np.ndarray, diameter: float, **options: Any
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pick dark particles of `diameter` pixels in `image` (H, W).
-
-    Returns (coordinates (N, 2) as (x, y) pixels, scores (N,)), best first. Candidates
-    closer than `min_distance` (default 0.8·D) to a better one are dropped; those within
-    `exclude_border` (default D/2) of the edge are ignored.
-    """
-    return pick_peaks(
-        blob_response(image, diameter),
-        diameter,
-        min_distance=min_distance,
-        threshold=threshold,
-        max_picks=max_picks,
-        exclude_border=exclude_border,
-    )
+    """Pick dark particles of `diameter` pixels in `image` (H, W): `pick_peaks` (with its
+    keyword `options`) on the image's `blob_response`."""
+    return pick_peaks(blob_response(image, diameter), diameter, **options)
 
 
 def pick_peaks(
@@ -58,8 +42,14 @@ def pick_peaks(
     max_picks: int | None = None,
     exclude_border: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`pick_particles` on a detector response (H, W) already computed by
-    `blob_response` (so one response can serve several pickings)."""
+    """Peaks of a detector response (H, W) from `blob_response` for particles of
+    `diameter` pixels (one response can serve several pickings).
+
+    Returns (coordinates (N, 2) as (x, y) pixels, scores (N,)), best first, the peaks above
+    `threshold`. Candidates closer than `min_distance` (default 0.8·D) to a better one are
+    dropped; those within `exclude_border` (default D/2) of the edge are ignored; at most
+    `max_picks` are kept.
+    """
     min_distance = 0.8 * diameter if min_distance is None else min_distance
     border = int(diameter / 2 if exclude_border is None else exclude_border)
     h, w = response.shape
