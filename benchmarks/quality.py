@@ -124,7 +124,7 @@ def topaz_denoise(images: list[np.ndarray], python: str) -> tuple[list[np.ndarra
 
 def live(image: np.ndarray, model) -> np.ndarray:
     """Live mode exactly as `streamdenoise denoise` and the daemon run it (4 Å in, 4 Å out)."""
-    return denoise_image(image, 4.0, model, 4.0, DenoiseSettings())[0]
+    return denoise_image(image, 4.0, model, 4.0, DenoiseSettings())[0].image
 
 
 def tuned_gaussian(truths: list) -> tuple[float, Callable[[np.ndarray], np.ndarray]]:

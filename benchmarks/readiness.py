@@ -200,7 +200,7 @@ def main() -> None:
         )
         if pixel != PIXEL_SIZE:
             raise SystemExit(f"the model works at {pixel} Å/px, this benchmark at {PIXEL_SIZE}")
-        return denoised
+        return denoised.image
 
     start = time.perf_counter()
     counts = np.geomspace(5, 400, args.micrographs).round().astype(int)

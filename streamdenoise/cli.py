@@ -182,6 +182,15 @@ DeviceOption = Annotated[
         "that cannot be used is an error."
     ),
 ]
+GuardOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--guard/--no-guard",
+        help="Do-no-harm guard (live mode, default on): keep the binned input unchanged "
+        "where the model's residual is not noise (more power than the noise, or "
+        "anticorrelated with the output), and say so in the sidecar and the dashboard.",
+    ),
+]
 
 
 @app.command()
@@ -222,6 +231,7 @@ def denoise(
     ] = None,
     suffix: Annotated[str, typer.Option(help="Appended to each output file's stem.")] = "",
     float16: Annotated[bool, typer.Option("--float16", help="Write float16 (mode 12).")] = False,
+    guard: GuardOption = None,
 ) -> None:
     """Denoise micrographs once (no daemon); writes MRCs with the working pixel size."""
     import numpy as np
@@ -240,6 +250,7 @@ def denoise(
             tile=tile,
             overlap=overlap,
             batch_size=batch_size,
+            guard=guard is not False,
         )
         torch_device = resolve_device(device)
         loaded = load_model(model or default_model_path(), device=torch_device)
@@ -263,8 +274,10 @@ def denoise(
                 )
                 target = out / f"{path.stem}{suffix}.mrc"
                 dtype = np.float16 if float16 else np.float32
-                write_mrc_atomic(target, denoised, working_pixel, dtype=dtype)
+                write_mrc_atomic(target, denoised.image, working_pixel, dtype=dtype)
                 progress.update(task, info=f"{target.name} {working_pixel:.2f} Å/px")
+                if denoised.guard is not None and not denoised.guard.passed:
+                    console.print(f"[yellow]{path}:[/] {denoised.guard.summary()}")
             except (StreamDenoiseError, ValueError, OSError) as error:
                 failures += 1
                 console.print(f"[bold red]failed:[/] {error}")
@@ -541,6 +554,7 @@ def watch(
             help="Compute picking-readiness statistics and write candidate coordinates.",
         ),
     ] = None,
+    guard: GuardOption = None,
 ) -> None:
     """Denoise every micrograph that appears in DIR, live, until stopped (SIGTERM drains)."""
     from streamdenoise.config import load_config
@@ -570,6 +584,7 @@ def watch(
         "compile": compile_model,
         "particle_diameter": particle_diameter,
         "statistics": statistics,
+        "guard": guard,
     }
     try:
         config = load_config(config_file, overrides)
@@ -771,6 +786,7 @@ def batch(
     mode: Annotated[str, typer.Option(help="live or faithful.")] = "live",
     float16: Annotated[bool, typer.Option("--float16", help="Write float16 (mode 12).")] = False,
     zarr: Annotated[bool, typer.Option("--zarr/--no-zarr", help="Write OME-Zarr groups.")] = True,
+    guard: GuardOption = None,
 ) -> None:
     """Reprocess a whole dataset on a Dask cluster, with the daemon's outputs and journal
     (micrographs already done, by the daemon or an earlier batch, are skipped)."""
@@ -800,6 +816,7 @@ def batch(
                 mode=mode,  # type: ignore[arg-type]
                 bin_factor=binning,
                 target_pixel_size=pixel_size,
+                guard=guard is not False,
             ),
             input_pixel_size=input_pixel_size,
             float16=float16,

@@ -68,6 +68,7 @@ class WatchConfig:
     statistics: bool = True
     readiness: dict[str, float] = field(default_factory=dict)
     compile: bool | None = None
+    guard: bool = True
     stop_file: str = "STOP"
 
     def __post_init__(self) -> None:

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,6 +42,9 @@ from streamdenoise.snapshot import MicrographSummary, Snapshot, summary_line
 from streamdenoise.stats.readiness import ReadinessThresholds, session_statistics
 from streamdenoise.watch import Discovery, Journal, ReadinessTracker
 from streamdenoise.watch.discovery import is_network_filesystem
+
+if TYPE_CHECKING:
+    from streamdenoise.model.inference import Denoised
 
 log = logging.getLogger("streamdenoise.daemon")
 RECENT = 20
@@ -75,6 +79,7 @@ class _Counters:
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT))
     statistics: deque = field(default_factory=lambda: deque(maxlen=SESSION_WINDOW))
     queue_depths: deque = field(default_factory=lambda: deque(maxlen=SESSION_WINDOW))
+    guard_fallbacks: int = 0
 
 
 class Daemon:
@@ -158,6 +163,7 @@ class Daemon:
             tile=self.config.tile,
             overlap=self.config.overlap,
             batch_size=self.config.batch_size or default_batch_size(self.device),
+            guard=self.config.guard,
         )
         self.params_hash = processing_params_hash(
             model_path,
@@ -373,7 +379,7 @@ class Daemon:
             self._fail(item, str(error))
             return None
 
-    def _write(self, item: _Ready, prepared, denoised: np.ndarray, seconds: float) -> None:
+    def _write(self, item: _Ready, prepared, denoised: Denoised, seconds: float) -> None:
         try:
             results = write_results(
                 self.layout, item.path, prepared, denoised, seconds, self.output_options
@@ -390,6 +396,10 @@ class Daemon:
             self._counters.queue_depths.append(len(self._ready) + len(self._pending))
         self._counters.latencies.append(latency)
         self._counters.finished_at.append(time.time())
+        guard = denoised.guard
+        if guard is not None and not guard.passed:
+            self._counters.guard_fallbacks += 1
+            log.warning("%s: %s", item.path, guard.summary())
         self._remember(
             MicrographSummary(
                 item.path.name,
@@ -401,6 +411,7 @@ class Daemon:
                 verdict=None if statistics is None else statistics.verdict,
                 candidates=None if statistics is None else statistics.candidates,
                 cnr=None if statistics is None else statistics.cnr,
+                guard=None if guard is None else ("passed" if guard.passed else "fallback"),
             )
         )
 
@@ -463,6 +474,7 @@ class Daemon:
             latency_p95=float(np.percentile(latencies, 95)) if latencies else None,
             memory_mib=resident_memory_mib(),
             recent=tuple(self._counters.recent),
+            guard_fallbacks=self._counters.guard_fallbacks,
             warnings=warnings,
             session=session,
         )

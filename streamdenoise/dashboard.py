@@ -71,12 +71,20 @@ def render(snapshot: Snapshot) -> Panel:
             "-" if item.cnr is None or item.cnr != item.cnr else f"{item.cnr:.1f}",
             _seconds(item.latency),
             "-" if item.noise_sigma is None else f"{item.noise_sigma:.3f}",
-            (item.error or "")[:60],
+            (item.error or ("guard: input kept" if item.guard == "fallback" else ""))[:60],
         )
     parts = [header, figures]
     if snapshot.session:
         parts.append(session_line(snapshot))
     parts.append(recent)
+    if snapshot.guard_fallbacks:
+        parts.append(
+            Text(
+                f"⚠ do-no-harm guard: the input was kept for {snapshot.guard_fallbacks} "
+                "micrograph(s) (the model's residual was not noise; see their sidecars)",
+                style="yellow",
+            )
+        )
     parts += [Text(f"⚠ {warning}", style="yellow") for warning in snapshot.warnings]
     return Panel(Group(*parts), title=f"streamdenoise {snapshot.version}", border_style="blue")
 

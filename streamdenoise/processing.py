@@ -16,6 +16,7 @@ from streamdenoise import __version__
 from streamdenoise.engine.profiling import stage
 from streamdenoise.io import read_micrograph
 from streamdenoise.io.picks import write_box, write_coordinates_star
+from streamdenoise.model.inference import Denoised
 from streamdenoise.model.pipeline import DenoiseSettings, Prepared, denoise_prepared, prepare
 from streamdenoise.outputs import OutputLayout, write_micrograph_outputs
 from streamdenoise.stats.readiness import (
@@ -49,6 +50,7 @@ def processing_params_hash(
         input_pixel_size=input_pixel_size,
         tile=settings.tile,
         overlap=settings.overlap,
+        guard=settings.guard,
         float16=float16,
         suffix=suffix,
     )
@@ -98,13 +100,16 @@ def write_results(
     layout: OutputLayout,
     source: Path,
     prepared: Prepared,
-    denoised: np.ndarray,
+    result: Denoised,
     seconds: float,
     options: OutputOptions,
 ) -> Results:
-    """Compute the picking statistics and write every output of one denoised micrograph."""
+    """Compute the picking statistics and write every output of one denoised micrograph
+    (the sidecar records the do-no-harm guard's verdict)."""
+    denoised = result.image
     record: dict[str, object] = {
         "noise_sigma": prepared.sigma,
+        "guard": None if result.guard is None else result.guard.to_dict(),
         "shape": list(denoised.shape),
         "processing_seconds": seconds,
         "model": options.model_label,

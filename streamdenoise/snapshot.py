@@ -23,6 +23,8 @@ class MicrographSummary:
     verdict: str | None = None
     candidates: int | None = None
     cnr: float | None = None
+    guard: str | None = None
+    """The do-no-harm guard: "passed", "fallback" (the binned input was kept) or None."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Snapshot:
     latency_p95: float | None = None
     memory_mib: float = 0.0
     recent: tuple[MicrographSummary, ...] = ()
+    guard_fallbacks: int = 0
     warnings: tuple[str, ...] = ()
     session: dict | None = None
 
@@ -80,6 +83,8 @@ def summary_line(snapshot: Snapshot) -> str:
             f"picks {picks or 0:.0f}/micrograph, CNR {cnr or 0:.1f}"
         )
     warnings = "".join(f"; WARNING {w}" for w in snapshot.warnings)
+    if snapshot.guard_fallbacks:
+        warnings = f"; guard kept the input for {snapshot.guard_fallbacks}" + warnings
     return (
         f"{snapshot.state}: {snapshot.done} done, {snapshot.queued + snapshot.pending} waiting, "
         f"{snapshot.failed} failed, {snapshot.quarantined} quarantined; "

@@ -49,11 +49,11 @@ def test_poisson_noise_level_for_counts_and_fallback() -> None:
 def test_binning_to_the_model_pixel_size_keeps_the_pixel_size(model) -> None:
     image = np.random.default_rng(1).poisson(10.0, (400, 300)).astype(np.float32)
     denoised, pixel = denoise_image(image, 1.0, model, 4.0, DenoiseSettings())
-    assert denoised.shape == (100, 75) and pixel == pytest.approx(4.0)
+    assert denoised.image.shape == (100, 75) and pixel == pytest.approx(4.0)
     denoised, pixel = denoise_image(image, 1.0, model, 4.0, DenoiseSettings(bin_factor=2))
-    assert denoised.shape == (200, 150) and pixel == pytest.approx(2.0)
+    assert denoised.image.shape == (200, 150) and pixel == pytest.approx(2.0)
     coarse, pixel = denoise_image(image, 5.0, model, 4.0, DenoiseSettings())
-    assert coarse.shape == image.shape and pixel == 5.0  # never upsampled
+    assert coarse.image.shape == image.shape and pixel == 5.0  # never upsampled
 
 
 def test_batching_across_micrographs_changes_nothing(model) -> None:
@@ -64,5 +64,5 @@ def test_batching_across_micrographs_changes_nothing(model) -> None:
     together = denoise_prepared(prepared, model, settings)
     for p, batched in zip(prepared, together, strict=True):
         alone = live_denoise(p.image, model, tile=64, overlap=16, batch_size=5, sigma=p.sigma)
-        assert np.allclose(batched, alone, atol=1e-5)
-        assert not np.allclose(batched, p.image)  # the model did something
+        assert np.allclose(batched.image, alone, atol=1e-5)
+        assert not np.allclose(batched.image, p.image)  # the model did something

@@ -5,7 +5,9 @@ micrograph (`normalize`), denoised in normalised units, and mapped back to the i
 and std (`denormalize`). The network outputs the score in normalised units (1/intensity).
 
 Two modes, both over `streamdenoise.model.tiling`:
-- `live_denoise`: large tiles, smooth blending, one Tweedie step x̂ = y + σ̂² s_θ(y).
+- `live_denoise`: large tiles, smooth blending, one Tweedie step x̂ = y + σ̂² s_θ(y), kept
+  only where the do-no-harm guard (`streamdenoise.stats.guard`) finds the residual y − x̂
+  consistent with noise; elsewhere the input is returned unchanged.
 - `faithful_denoise`: the reference code's 192² tiles at stride 96, plainly averaged, with K
   fixed-point steps x_k = x_{k−1} + η σ(x_{k−1})² s_θ(x_{k−1}), σ(x) = a + b x.
 """
@@ -13,6 +15,7 @@ Two modes, both over `streamdenoise.model.tiling`:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -28,6 +31,7 @@ from streamdenoise.model.tiling import (
     extract_tiles,
     plan_tiles,
 )
+from streamdenoise.stats.guard import GuardReport, check_residual
 
 # Normalised value = clip((x − mean) / std, ±NORM_CLIP) / NORM_SCALE, so std ≈ 0.2.
 NORM_CLIP = 5.0
@@ -184,6 +188,15 @@ def _run_tiled(
         return [blend_tiles(done[bounds[i] : bounds[i + 1]], plan) for i, plan in enumerate(plans)]
 
 
+@dataclass(frozen=True)
+class Denoised:
+    """A denoised micrograph: image (H, W) float32 in the input's scale, and the do-no-harm
+    guard's report (None where no guard ran: faithful mode, or the guard turned off)."""
+
+    image: np.ndarray
+    guard: GuardReport | None = None
+
+
 def live_denoise_many(
     images: Sequence[np.ndarray],
     model: nn.Module,
@@ -194,11 +207,15 @@ def live_denoise_many(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     sigmas: Sequence[float | None] | None = None,
-) -> list[np.ndarray]:
+    guard: bool = True,
+) -> list[Denoised]:
     """`live_denoise` of several micrographs whose tiles share network batches.
 
     images: (H_i, W_i) arrays; sigmas: σ̂ per image in normalised units (None entries are
-    estimated). Returns the denoised (H_i, W_i) float32 arrays in the inputs' scales.
+    estimated); guard: check each output with `check_residual` and return the input
+    unchanged where it fails. Returns one `Denoised` per image, (H_i, W_i) float32 in the
+    input's scale. The blended score is the tiles' blend of scores: blending is linear
+    and σ̂ is one value per image, so this equals blending the tiles' Tweedie outputs.
     """
     with stage("normalise"):
         normalised = [normalize(image) for image in images]
@@ -208,10 +225,10 @@ def live_denoise_many(
             for (normed, _, _), sigma in zip(normalised, sigmas, strict=True)
         ]
 
-    def update(y: torch.Tensor, sigma: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor:
-        return tweedie(y, score_fn(y), sigma[:, None, None])
+    def update(y: torch.Tensor, _: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor:
+        return score_fn(y)
 
-    outputs = _run_tiled(
+    scores = _run_tiled(
         [normed for normed, _, _ in normalised],
         noise,
         model,
@@ -221,11 +238,18 @@ def live_denoise_many(
         dtype,
         update,
     )
-    with stage("normalise"):
-        return [
-            denormalize(out, mean, std)
-            for out, (_, mean, std) in zip(outputs, normalised, strict=True)
-        ]
+    results = []
+    for score, (normed, mean, std), sigma in zip(scores, normalised, noise, strict=True):
+        denoised = tweedie(normed, score, sigma)
+        report = None
+        if guard and sigma > 0:
+            with stage("guard"):
+                report = check_residual(normed, denoised, sigma)
+            if not report.passed:
+                denoised = normed
+        with stage("normalise"):
+            results.append(Denoised(denormalize(denoised, mean, std), report))
+    return results
 
 
 def live_denoise(
@@ -238,8 +262,9 @@ def live_denoise(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     sigma: float | None = None,
+    guard: bool = True,
 ) -> np.ndarray:
-    """Live mode: one Tweedie step per pixel over smoothly blended tiles.
+    """Live mode: one Tweedie step per pixel over smoothly blended tiles, guarded.
 
     Args:
         image: (H, W) micrograph, any intensity scale (float32 expected).
@@ -253,6 +278,8 @@ def live_denoise(
             On other devices only None / float32 are accepted.
         sigma: noise std σ̂ in normalised units; None estimates it with
             `estimate_noise_sigma`.
+        guard: return the input unchanged where the do-no-harm guard fails
+            (`live_denoise_many`); False always returns the Tweedie step.
 
     Returns:
         (H, W) float32 denoised micrograph in the input's mean/std scale.
@@ -266,7 +293,8 @@ def live_denoise(
         device=device,
         dtype=dtype,
         sigmas=[sigma],
-    )[0]
+        guard=guard,
+    )[0].image
 
 
 def faithful_denoise(

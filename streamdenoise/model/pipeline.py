@@ -17,6 +17,7 @@ from torch import nn
 from streamdenoise.engine.profiling import stage
 from streamdenoise.model.inference import (
     NORM_SCALE,
+    Denoised,
     estimate_noise_sigma,
     faithful_denoise,
     live_denoise_many,
@@ -78,6 +79,7 @@ class DenoiseSettings:
     overlap: int = 32
     batch_size: int | None = None
     dtype: torch.dtype | None = None
+    guard: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in ("live", "faithful"):
@@ -129,15 +131,22 @@ def denoise_prepared(
     model: nn.Module,
     settings: DenoiseSettings,
     device: torch.device | str | None = None,
-) -> list[np.ndarray]:
+) -> list[Denoised]:
     """Denoise binned micrographs; in live mode their tiles share network batches.
 
-    Returns the denoised float32 images at the working pixel size, in the inputs' scale.
+    Returns the denoised float32 images at the working pixel size, in the inputs' scale,
+    each with its guard report (live mode).
     """
     if settings.mode == "faithful":
         return [
-            faithful_denoise(
-                p.image, model, batch_size=settings.batch_size, device=device, dtype=settings.dtype
+            Denoised(
+                faithful_denoise(
+                    p.image,
+                    model,
+                    batch_size=settings.batch_size,
+                    device=device,
+                    dtype=settings.dtype,
+                )
             )
             for p in prepared
         ]
@@ -153,6 +162,7 @@ def denoise_prepared(
         batch_size=settings.batch_size,
         device=device,
         dtype=settings.dtype,
+        guard=settings.guard,
     )
 
 
@@ -163,11 +173,11 @@ def denoise_image(
     model_pixel_size: float,
     settings: DenoiseSettings,
     device: torch.device | str | None = None,
-) -> tuple[np.ndarray, float]:
+) -> tuple[Denoised, float]:
     """Bin `image` (H, W) at `pixel_size` Å/px and denoise it.
 
-    Returns the denoised float32 image (h, w) at the working pixel size, and that pixel
-    size in Å/px.
+    Returns the denoised float32 image (h, w) at the working pixel size with its guard
+    report, and that pixel size in Å/px.
     """
     prepared = prepare(image, pixel_size, model_pixel_size, settings)
     return denoise_prepared([prepared], model, settings, device)[0], prepared.pixel_size

@@ -1,0 +1,361 @@
+"""Real-data benchmark: does denoising help picking on real micrographs?
+
+    python benchmarks/real_data.py APOFERRITIN_DIR [--epu EPU_DIR] [--topaz-python PY]
+        [--model MODEL] [--adapt-steps 300] [--micrographs 19]
+
+APOFERRITIN_DIR: the folder `cryo-EM Dataset` of the AutoCryoPicker repository (how to get
+it: ../shared/data/apoferritin-empiar10146/README.md); the truth (hand-labelled centres,
+`<name>.csv`) is read from `--truth` (default: that README's folder). Nineteen real
+EMPIAR-10146 micrographs at 1.5 Å/px, apoferritin D = 120 Å. Each micrograph is binned
+(Fourier crop) to the model's working pixel size (4 Å/px) and every method is judged there:
+
+- raw (binned), Gaussian blur σ = 6 Å, Topaz-Denoise `unet` (with --topaz-python, on the
+  binned micrographs), the default model exactly as `streamdenoise denoise` runs it, and the
+  model adapted to the session (`streamdenoise.model.training.adapt` on the 19 micrographs,
+  noisy only, no truth: swapped in only when its held-out loss improves);
+- metrics per micrograph, averaged: average precision and best F1 of the project's fixed
+  picker (`stats.picker`, difference of Gaussians at D) and of the data README's LoG picker
+  (σ = 0.4·D/√2, suppression within D/2), picks matched within D/2; detection ROC AUC of
+  each detector at true centres against background points; the do-no-harm guard's verdict.
+
+EPU_DIR (optional): real EPU micrographs without truth (the two in the mrcfile 1.5.4 source
+archive's tests/test_data: `pip download --no-deps --no-binary :all: mrcfile==1.5.4`). For
+each: the residual-vs-structure correlation (raw − denoised against denoised, both
+high-passed at D/2 with a nominal D = 150 Å) and the low-frequency background fraction.
+
+Montages raw | Gaussian | Topaz | ours go to benchmarks/real_data/*.png; the tables to the
+"Real data" section of benchmarks/RESULTS.md. Reading the PNG micrographs needs Pillow
+(`pip install -e ".[benchmarks]"`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from quality import topaz_denoise
+from results import markdown_table, write_section
+
+from streamdenoise.io import read_mrc
+from streamdenoise.io.png import encode_png, to_uint8
+from streamdenoise.model.modelfile import default_model_path, load_model
+from streamdenoise.model.pipeline import DenoiseSettings, denoise_image
+from streamdenoise.model.training import adapt, prepare_image
+from streamdenoise.physics.binning import bin_to_pixel_size
+from streamdenoise.stats.filters import gaussian_blur, gaussian_transfer
+from streamdenoise.stats.guard import residual_structure_correlation
+from streamdenoise.stats.picker import blob_response, pick_peaks
+from streamdenoise.stats.quality import (
+    low_frequency_fraction,
+    match_picks,
+    picking_score,
+    roc_auc,
+)
+
+HERE = Path(__file__).parent
+DEFAULT_TRUTH = HERE.parent.parent / "shared" / "data" / "apoferritin-empiar10146"
+MONTAGES = HERE / "real_data"
+APOFERRITIN_PIXEL_SIZE = 1.5  # Å/px of the PNGs (see the truth folder's README)
+APOFERRITIN_DIAMETER = 120.0  # Å
+EPU_DIAMETER = 150.0  # Å, nominal (no truth): the scale of the high-pass and LF cut
+GAUSSIAN_SIGMA = 6.0  # Å
+NOISY_SUBFOLDER = "Apoferritin_cryo-EM_Dataset_without_averaging"
+METRICS = ("DoG AP", "DoG F1", "DoG AUC", "LoG AP", "LoG F1", "LoG AUC")
+
+
+@dataclass(frozen=True)
+class RealMicrograph:
+    """A real micrograph (H, W) float32 at `pixel_size` Å/px and its true particle centres
+    (N, 2) as (x, y) pixels of that image (empty without truth)."""
+
+    name: str
+    image: np.ndarray
+    pixel_size: float
+    truth: np.ndarray
+
+
+def load_apoferritin(folder: Path, truth_folder: Path, count: int) -> list[RealMicrograph]:
+    """The labelled apoferritin micrographs: PNGs from `folder` (or its noisy subfolder),
+    centres from `truth_folder/<name>.csv`."""
+    from PIL import Image
+
+    images = folder / NOISY_SUBFOLDER if (folder / NOISY_SUBFOLDER).is_dir() else folder
+    micrographs = []
+    for table in sorted(truth_folder.glob("*.csv"))[:count]:
+        name = table.name.removesuffix(".csv")
+        path = images / f"{name}.png"
+        if not path.is_file():
+            raise SystemExit(f"{path}: missing (see {truth_folder / 'README.md'})")
+        with open(table, newline="") as handle:
+            truth = np.array([[float(r["x"]), float(r["y"])] for r in csv.DictReader(handle)])
+        image = np.asarray(Image.open(path), dtype=np.float32)
+        micrographs.append(RealMicrograph(name, image, APOFERRITIN_PIXEL_SIZE, truth))
+    if not micrographs:
+        raise SystemExit(f"no truth tables (*.csv) in {truth_folder}")
+    return micrographs
+
+
+def load_epu(folder: Path) -> list[RealMicrograph]:
+    """Every MRC in `folder`, as float32, with the header's pixel size."""
+    micrographs = []
+    for path in sorted(folder.glob("*.mrc")):
+        micrograph = read_mrc(path)
+        micrographs.append(
+            RealMicrograph(
+                path.stem,
+                np.asarray(micrograph.data, dtype=np.float32),
+                float(micrograph.pixel_size),
+                np.zeros((0, 2)),
+            )
+        )
+    return micrographs
+
+
+def log_response(image: np.ndarray, diameter: float) -> np.ndarray:
+    """The data README's detector: scale-normalised Laplacian of Gaussian, σ = 0.4·D/√2
+    (D in pixels), positive at dark blobs; (H, W) float64 in units of its robust std."""
+    sigma = 0.4 * diameter / math.sqrt(2)
+    data = np.asarray(image, dtype=np.float64)
+    fy = np.fft.fftfreq(data.shape[0])[:, None]
+    fx = np.fft.rfftfreq(data.shape[1])[None, :]
+    # σ²∇² of the blur: positive at a dark blob (a minimum of the image).
+    transfer = -4 * math.pi**2 * sigma**2 * (fx**2 + fy**2) * gaussian_transfer(data.shape, sigma)
+    response = np.fft.irfft2(np.fft.rfft2(data - data.mean()) * transfer, s=data.shape)
+    spread = 1.4826 * float(np.median(np.abs(response - np.median(response))))
+    return (response - np.median(response)) / max(spread, 1e-12)
+
+
+def detector_scores(
+    response: np.ndarray, truth: np.ndarray, diameter: float, suppression: float
+) -> dict[str, float]:
+    """AP, best F1 and detection AUC of one detector response (H, W) against the truth
+    (N, 2) pixels, for particles of `diameter` pixels."""
+    picks, _ = pick_peaks(
+        response, diameter, min_distance=suppression, max_picks=4 * max(len(truth), 1)
+    )
+    score = picking_score(match_picks(picks, truth, 0.5 * diameter), len(truth))
+    points = np.clip(np.round(truth).astype(int), 0, np.array(response.shape[::-1]) - 1)
+    positive = response[points[:, 1], points[:, 0]]
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0 : response.shape[0], 0 : response.shape[1]]
+    # Background points: farther than D/2 from every true centre.
+    distance = np.full(response.shape, np.inf)
+    for x, y in truth:
+        distance = np.minimum(distance, (xx - x) ** 2 + (yy - y) ** 2)
+    free = np.argwhere(distance > (0.5 * diameter) ** 2)
+    chosen = free[rng.choice(len(free), size=min(2000, len(free)), replace=False)]
+    negative = response[chosen[:, 0], chosen[:, 1]]
+    return {"AP": score.average_precision, "F1": score.f1, "AUC": roc_auc(positive, negative)}
+
+
+def picking_metrics(image: np.ndarray, truth: np.ndarray, diameter: float) -> dict[str, float]:
+    """Both pickers' AP, best F1 and AUC on `image` (H, W) with truth (N, 2) px, D px."""
+    project = detector_scores(blob_response(image, diameter), truth, diameter, 0.8 * diameter)
+    log = detector_scores(log_response(image, diameter), truth, diameter, 0.5 * diameter)
+    return {f"DoG {k}": v for k, v in project.items()} | {f"LoG {k}": v for k, v in log.items()}
+
+
+Method = Callable[[list[RealMicrograph]], tuple[list[np.ndarray], list[str]]]
+
+
+def binned(micrograph: RealMicrograph, working: float) -> np.ndarray:
+    """The micrograph Fourier-binned to `working` Å/px, float32."""
+    return bin_to_pixel_size(micrograph.image, micrograph.pixel_size, working)[0]
+
+
+def model_method(loaded, settings: DenoiseSettings) -> Method:
+    """The model as `streamdenoise denoise` runs it: each output with its guard verdict."""
+
+    def run(micrographs: list[RealMicrograph]) -> tuple[list[np.ndarray], list[str]]:
+        outputs, verdicts = [], []
+        for m in micrographs:
+            denoised, _ = denoise_image(
+                m.image, m.pixel_size, loaded.model, loaded.pixel_size, settings
+            )
+            outputs.append(denoised.image)
+            verdicts.append(denoised.guard.summary() if denoised.guard else "")
+        return outputs, verdicts
+
+    return run
+
+
+def timed(method: Method, micrographs: list[RealMicrograph]):
+    """(outputs, notes, seconds per micrograph)."""
+    start = time.perf_counter()
+    outputs, notes = method(micrographs)
+    return outputs, notes, (time.perf_counter() - start) / len(micrographs)
+
+
+def montage(panels: list[np.ndarray], size: int) -> bytes:
+    """PNG of the top-left `size`² of each panel side by side, 8 px gaps."""
+    crops = [to_uint8(p[:size, :size]) for p in panels]
+    gap = np.full((crops[0].shape[0], 8), 255, np.uint8)
+    row = [crops[0]]
+    for crop in crops[1:]:
+        row += [gap, crop]
+    return encode_png(np.concatenate(row, axis=1))
+
+
+def run_methods(
+    micrographs: list[RealMicrograph], working: float, methods: dict[str, Method]
+) -> dict[str, tuple[list[np.ndarray], list[str], float]]:
+    """Every method's binned outputs, notes and seconds per micrograph."""
+    results = {}
+    for label, method in methods.items():
+        results[label] = timed(method, micrographs)
+        print(f"  {label}: {results[label][2]:.2f} s per micrograph", flush=True)
+    return results
+
+
+def baseline_methods(working: float, topaz_python: str | None) -> dict[str, Method]:
+    """Raw, Gaussian σ = 6 Å and (with a topaz-em Python) Topaz-Denoise unet."""
+
+    def raw(ms):
+        return [binned(m, working) for m in ms], [""] * len(ms)
+
+    def gaussian(ms):
+        blurred = [
+            gaussian_blur(binned(m, working), GAUSSIAN_SIGMA / working).astype(np.float32)
+            for m in ms
+        ]
+        return blurred, [""] * len(ms)
+
+    methods: dict[str, Method] = {"raw": raw, f"Gaussian σ = {GAUSSIAN_SIGMA:g} Å": gaussian}
+    if topaz_python:
+
+        def topaz(ms):
+            outputs, _ = topaz_denoise([binned(m, working) for m in ms], topaz_python)
+            return outputs, [""] * len(ms)
+
+        methods["Topaz-Denoise unet"] = topaz
+    return methods
+
+
+def apoferritin_section(args, loaded, settings: DenoiseSettings) -> str:
+    working = loaded.pixel_size
+    micrographs = load_apoferritin(args.apoferritin, args.truth, args.micrographs)
+    diameter = APOFERRITIN_DIAMETER / working
+    print(f"apoferritin: {len(micrographs)} micrographs, D = {diameter:.1f} px", flush=True)
+    methods = baseline_methods(working, args.topaz_python)
+    methods["streamdenoise default model"] = model_method(loaded, settings)
+    notes = []
+    if args.adapt_steps > 0:
+        start = time.perf_counter()
+        session = [prepare_image(m.image, m.pixel_size, working) for m in micrographs]
+        result = adapt(loaded.model, session, steps=args.adapt_steps, crop=128)
+        seconds = time.perf_counter() - start
+        swapped = result.improved
+        notes.append(
+            f"Session adaptation: {args.adapt_steps} steps on {len(session)} micrographs in "
+            f"{seconds:.0f} s; held-out AR-DAE loss {result.loss_before:.4f} → "
+            f"{result.loss_after:.4f} ({'swapped in' if swapped else 'not swapped in'})."
+        )
+        adapted = type(loaded)(
+            loaded.path, result.model if swapped else loaded.model, working, {}, {}
+        )
+        methods["streamdenoise adapted to the session"] = model_method(adapted, settings)
+    results = run_methods(micrographs, working, methods)
+    rows = []
+    for label, (outputs, verdicts, seconds) in results.items():
+        scores = [
+            picking_metrics(out, m.truth * out.shape[1] / m.image.shape[1], diameter)
+            for out, m in zip(outputs, micrographs, strict=True)
+        ]
+        mean = {key: float(np.mean([s[key] for s in scores])) for key in scores[0]}
+        guarded = sum("fallback" in v for v in verdicts)
+        rows.append(
+            [label]
+            + [f"{mean[k]:.3f}" for k in METRICS]
+            + [f"{seconds:.2f}", f"{guarded}/{len(verdicts)}" if any(verdicts) else "–"]
+        )
+        print("  " + " | ".join(map(str, rows[-1])), flush=True)
+    MONTAGES.mkdir(exist_ok=True)
+    panels = [results[label][0][0] for label in results]
+    (MONTAGES / "apoferritin.png").write_bytes(montage(panels, 450))
+    header = ["method", *METRICS, "s / micrograph", "guard fallbacks"]
+    return (
+        f"### Apoferritin (EMPIAR-10146, {len(micrographs)} micrographs, "
+        f"{sum(len(m.truth) for m in micrographs)} labelled particles, judged at "
+        f"{working:g} Å/px, D = {diameter:.0f} px)\n\n"
+        + markdown_table(header, rows)
+        + "\n\n"
+        + "\n".join(f"- {n}" for n in notes)
+        + f"\n\nMontage (first micrograph; {' | '.join(results)}): "
+        "[real_data/apoferritin.png](real_data/apoferritin.png)\n"
+    )
+
+
+def epu_section(args, loaded, settings: DenoiseSettings) -> str:
+    working = loaded.pixel_size
+    micrographs = load_epu(args.epu)
+    diameter = EPU_DIAMETER / working
+    methods = baseline_methods(working, args.topaz_python)
+    methods["streamdenoise default model"] = model_method(loaded, settings)
+    print(f"EPU: {len(micrographs)} micrographs", flush=True)
+    results = run_methods(micrographs, working, methods)
+    raw = results["raw"][0]
+    rows = []
+    for label, (outputs, verdicts, seconds) in results.items():
+        for i, m in enumerate(micrographs):
+            correlation = (
+                residual_structure_correlation(raw[i], outputs[i], diameter)
+                if label != "raw"
+                else float("nan")
+            )
+            rows.append(
+                [
+                    m.name,
+                    label,
+                    "–" if label == "raw" else f"{correlation:.3f}",
+                    f"{low_frequency_fraction(outputs[i], diameter):.3f}",
+                    f"{seconds:.2f}",
+                    verdicts[i] or "–",
+                ]
+            )
+    MONTAGES.mkdir(exist_ok=True)
+    links = []
+    for i, m in enumerate(micrographs):
+        panels = [results[label][0][i] for label in results]
+        (MONTAGES / f"epu_{m.name}.png").write_bytes(montage(panels, 512))
+        links.append(f"[real_data/epu_{m.name}.png](real_data/epu_{m.name}.png)")
+    header = ["micrograph", "method", "residual–structure r", "LF fraction", "s", "guard"]
+    return (
+        f"### EPU micrographs (no truth; judged at {working:g} Å/px, nominal D = "
+        f"{EPU_DIAMETER:g} Å)\n\n"
+        + markdown_table(header, rows)
+        + f"\n\nMontages ({' | '.join(results)}): "
+        + ", ".join(links)
+        + "\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("apoferritin", type=Path, help="AutoCryoPicker's 'cryo-EM Dataset'.")
+    parser.add_argument("--truth", type=Path, default=DEFAULT_TRUTH)
+    parser.add_argument("--epu", type=Path, default=None, help="Folder of EPU MRC files.")
+    parser.add_argument("--topaz-python", default=None, help="Python of a topaz-em venv.")
+    parser.add_argument("--model", type=Path, default=None, help="Default: the shipped model.")
+    parser.add_argument("--adapt-steps", type=int, default=300)
+    parser.add_argument("--micrographs", type=int, default=19)
+    parser.add_argument("--no-write", action="store_true", help="Print only.")
+    args = parser.parse_args()
+    loaded = load_model(args.model or default_model_path())
+    settings = DenoiseSettings()
+    sections = [apoferritin_section(args, loaded, settings)]
+    if args.epu:
+        sections.append(epu_section(args, loaded, settings))
+    body = "\n".join(sections)
+    print(body)
+    if not args.no_write:
+        write_section("Real data", body)
+
+
+if __name__ == "__main__":
+    main()
