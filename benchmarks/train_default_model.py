@@ -1,19 +1,30 @@
 """Train the default model shipped in the package (streamdenoise/data/default_model.pt).
 
-    python benchmarks/train_default_model.py [--steps 3000] [--base-channels 16]
-        [--upsample highres|lowres] [--out PATH] [--resume]
+    python benchmarks/train_default_model.py [--steps 3000] [--micrographs 240]
+        [--base-channels 16] [--upsample highres|lowres] [--out PATH] [--resume]
 
-Simulates sessions from five real structures (CFTR 6MSM, 19HC, 1A28, 1BD2, 3PWP; 3KPR is
-kept out for the quality benchmark) at doses 15–60 e⁻/Å² and defoci 0.8–2.5 µm, at the
-working pixel size of 4 Å/px, then trains the score U-Net with the clean-target
-denoising score-matching loss (METHOD §2, "learn the clean-data score where clean data
-exists"). Resumable from its checkpoint; prints how long it took. Fits in well under an
-hour on a 2-core CPU.
+A wide simulated prior, not one simulator's five proteins: every training micrograph
+(768² at the working pixel size of 4 Å/px) draws
+- its particles from real structures (CFTR 6MSM, 19HC, 1A28, 1BD2, 3PWP; 3KPR is kept out
+  for the quality benchmark) or synthetic shapes (`streamdenoise.physics.shapes`: hollow
+  shells, rings, rods and filament segments, random smooth complexes) of largest extent
+  80–400 Å (log-uniform), at random densities, with aggregates, carbon edges, empty areas;
+- a dose of 5–80 e⁻/Å² (log-uniform), defocus 0.5–3 µm, B-factor 50–250 Å² (the signal
+  envelope of dose weighting), ice 200–700 Å;
+- its noise (`streamdenoise.physics.noise`): Poisson counts, plus with probability ½ read
+  and inelastic noise of 0–3× the shot noise's std, with probability ½ the low-pass
+  correlation of motion correction's interpolation (4–40 frames), and always a random
+  gain and offset (rescaled, not counts).
+The network sees each micrograph divided by its noise std (`noise_unit_input`), so one
+network serves every noise level: clean-target denoising score matching at unit noise
+(METHOD §2, "learn the clean-data score where clean data exists"). Resumable from its
+checkpoint; the training set is cached; the model file records all of the above.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -26,64 +37,114 @@ from streamdenoise.model.guidance import cache_directory
 from streamdenoise.model.modelfile import save_model
 from streamdenoise.model.training import TrainConfig, TrainingImage, prepare_image, train
 from streamdenoise.model.unet import ScoreUNet, UNetConfig
-from streamdenoise.physics.density import load_reference
-from streamdenoise.physics.session import SessionSpec, micrograph_params
-from streamdenoise.physics.simulator import simulate_micrograph
+from streamdenoise.physics.density import load_reference, scatterers_from_map
+from streamdenoise.physics.noise import add_read_noise, correlate, rescale
+from streamdenoise.physics.shapes import SHAPES, random_shape
+from streamdenoise.physics.simulator import MicrographParams, simulate_micrograph
 
 TRAINING_STRUCTURES = ["6msm", "19hc", "1a28", "1bd2", "3pwp"]
 WORKING_PIXEL_SIZE = 4.0
 DEFAULT_BASE_CHANNELS = 16
-DOSES = (15.0, 25.0, 40.0, 60.0)
+SIZE = 768
+DIAMETERS = (80.0, 400.0)  # Å, synthetic shapes
+DOSES = (5.0, 80.0)  # e⁻/Å²
+DEFOCUS = (0.5, 3.0)  # µm
+B_FACTORS = (50.0, 250.0)  # Å²
+ICE = (200.0, 700.0)  # Å
+READ_NOISE = (0.0, 3.0)  # × the shot noise's std
+FRAMES = (4, 40)
+STRUCTURE_SHARE = 0.3
 
 
-def simulate_training_set(per_structure: int, seed: int) -> tuple[list, list, list[str]]:
-    """Simulated (noisy, clean) pairs at 4 Å/px: training images, validation, sources.
+def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    return float(math.exp(rng.uniform(math.log(bounds[0]), math.log(bounds[1]))))
 
-    Kept in the cache directory (one .npz per `per_structure` and `seed`), so training
-    several candidate networks on the same data simulates it once."""
-    cached = cache_directory() / f"training-set-{per_structure}-{seed}.npz"
+
+def simulate_one(index: int, seed: int, structures: dict) -> tuple[TrainingImage, str]:
+    """One training micrograph of the wide prior (module docstring): (image, description)."""
+    rng = np.random.default_rng([seed, index])
+    if structures and rng.random() < STRUCTURE_SHARE:
+        name = str(rng.choice(sorted(structures)))
+        scatterers = structures[name]
+    else:
+        name, volume = random_shape(_log_uniform(rng, DIAMETERS), WORKING_PIXEL_SIZE, rng)
+        scatterers = scatterers_from_map(volume, WORKING_PIXEL_SIZE, name)
+    diameter_px = scatterers.diameter / WORKING_PIXEL_SIZE
+    capacity = (SIZE / diameter_px) ** 2
+    defocus = rng.uniform(*DEFOCUS) * 1e4
+    astigmatism = rng.uniform(0, 500)
+    params = MicrographParams(
+        shape=(SIZE, SIZE),
+        pixel_size=WORKING_PIXEL_SIZE,
+        detector_pixel_size=1.0,
+        seed=int(rng.integers(2**31)),
+        dose=_log_uniform(rng, DOSES),
+        defocus_u=defocus + astigmatism / 2,
+        defocus_v=defocus - astigmatism / 2,
+        astigmatism_angle=float(rng.uniform(0, 180)),
+        b_factor=float(rng.uniform(*B_FACTORS)),
+        ice_thickness=float(rng.uniform(*ICE)),
+        ice_gradient=float(rng.uniform(0.0, 0.4)),
+        carbon_edge=float(rng.uniform(-0.45, -0.15)) if rng.random() < 0.2 else None,
+        particles=max(1, round(capacity * rng.uniform(0.05, 0.8))),
+        aggregate_fraction=float(rng.choice([0.0, 0.1, 0.3])),
+        empty_fraction=float(rng.choice([0.0, 0.0, 0.3])),
+    )
+    sim = simulate_micrograph(scatterers, params)
+    noisy, clean = sim.noisy, sim.clean
+    notes = [name, f"{scatterers.diameter:.0f} Å", f"{params.dose:.0f} e/Å²"]
+    if rng.random() < 0.5:
+        factor = float(rng.uniform(*READ_NOISE))
+        noisy, clean = add_read_noise(noisy, clean, factor, rng)
+        notes.append(f"read noise ×{factor:.1f}")
+    if rng.random() < 0.5:
+        frames = int(rng.integers(FRAMES[0], FRAMES[1] + 1))
+        noisy, clean = correlate(noisy, clean, frames, rng)
+        notes.append(f"correlated ({frames} frames)")
+    noisy, clean = rescale(noisy, clean, _log_uniform(rng, (0.01, 100.0)), rng.uniform(-50, 50))
+    image = prepare_image(noisy, WORKING_PIXEL_SIZE, WORKING_PIXEL_SIZE, clean, noise_unit=True)
+    return image, ", ".join(notes)
+
+
+def simulate_training_set(count: int, seed: int) -> tuple[list, list, list[str]]:
+    """The wide prior's (noisy, clean) pairs at 4 Å/px in unit-noise scaling: training
+    images, validation images, and one description per image.
+
+    Kept in the cache directory (one .npz per `count` and `seed`), so training several
+    candidate networks on the same data simulates it once."""
+    cached = cache_directory() / f"wide-prior-{count}-{seed}.npz"
     if cached.is_file():
         with np.load(cached) as stored:
             images = [
                 TrainingImage(stored[f"noisy_{i}"], stored[f"clean_{i}"])
                 for i in range(int(stored["count"]))
             ]
-            sources = [str(name) for name in stored["sources"]]
-        return *split_validation(images), sources
+            notes = [str(note) for note in stored["notes"]]
+        return *split_validation(images), notes
     paths = structure_paths(TRAINING_STRUCTURES)
-    references = [load_reference(paths[name]) if name in paths else None for name in paths]
-    images = []
-    sources = []
-    for r, (name, reference) in enumerate(zip(paths, references, strict=True)):
-        sources.append(name)
-        for dose_index, dose in enumerate(DOSES):
-            spec = SessionSpec(
-                count=per_structure,
-                seed=seed + 100 * r + dose_index,
-                detector="falcon4i",
-                pixel_size=1.0,
-                binning=4,
-                dose=dose,
-                carbon_edge_fraction=0.25,
-                aggregate_fraction=0.1,
-            )
-            for index in range(per_structure):
-                params = micrograph_params(spec, index)
-                sim = simulate_micrograph(reference, params)
-                images.append(
-                    prepare_image(sim.noisy, params.pixel_size, WORKING_PIXEL_SIZE, sim.clean)
-                )
+    structures = {name: load_reference(path) for name, path in paths.items()}
+    images, notes = [], []
+    with Progress(
+        TextColumn("simulating"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), TimeRemainingColumn(),
+    ) as progress:  # fmt: skip
+        task = progress.add_task("simulate", total=count)
+        for index in range(count):
+            image, note = simulate_one(index, seed, structures)
+            images.append(image)
+            notes.append(note)
+            progress.advance(task)
     arrays = {f"noisy_{i}": image.noisy for i, image in enumerate(images)}
     arrays |= {f"clean_{i}": image.clean for i, image in enumerate(images)}
     partial = cached.with_name(f".{cached.stem}.partial.npz")
-    np.savez(partial, count=len(images), sources=np.array(sources), **arrays)
+    np.savez(partial, count=len(images), notes=np.array(notes), **arrays)
     partial.replace(cached)
-    return *split_validation(images), sources
+    return *split_validation(images), notes
 
 
 def split_validation(images: list[TrainingImage]) -> tuple[list, list]:
-    """(training, validation): every len/4-th image, four in all, held out."""
-    validation = images[:: max(len(images) // 4, 1)][:4]
+    """(training, validation): every len/8-th image, eight in all, held out."""
+    validation = images[:: max(len(images) // 8, 1)][:8]
     training = [image for image in images if not any(image is v for v in validation)]
     return training, validation
 
@@ -103,9 +164,7 @@ def main() -> None:
         default="highres",
         help="Upsampling convolution at the fine (default) or the coarse resolution.",
     )
-    parser.add_argument(
-        "--per-structure", type=int, default=2, help="Micrographs per dose per structure."
-    )
+    parser.add_argument("--micrographs", type=int, default=240, help="Training set size.")
     parser.add_argument("--out", type=Path, default=Path("streamdenoise/data/default_model.pt"))
     parser.add_argument("--checkpoint", type=Path, default=Path("runs/default_model.ckpt"))
     parser.add_argument("--resume", action="store_true")
@@ -113,7 +172,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.perf_counter()
-    training, validation, sources = simulate_training_set(args.per_structure, args.seed)
+    training, validation, notes = simulate_training_set(args.micrographs, args.seed)
     simulated = time.perf_counter() - start
     print(
         f"simulated {len(training)} training + {len(validation)} validation micrographs "
@@ -126,6 +185,7 @@ def main() -> None:
             channel_multipliers=(1, 2, 4),
             norm_groups=0,
             upsample=args.upsample,
+            noise_unit_input=True,
         )
     )
     config = TrainConfig(
@@ -170,11 +230,22 @@ def main() -> None:
         pixel_size=WORKING_PIXEL_SIZE,
         provenance={
             "trained_by": "benchmarks/train_default_model.py",
-            "objective": "clean-target denoising score matching on simulated pairs",
-            "structures": sources,
+            "objective": "clean-target denoising score matching at unit noise on "
+            "simulated pairs (a wide prior)",
+            "structures": TRAINING_STRUCTURES,
+            "structure_share": STRUCTURE_SHARE,
+            "shapes": sorted(SHAPES),
+            "shape_diameters_A": list(DIAMETERS),
             "doses_e_per_A2": list(DOSES),
-            "defocus_um": [0.8, 2.5],
+            "defocus_um": list(DEFOCUS),
+            "b_factors_A2": list(B_FACTORS),
+            "ice_thickness_A": list(ICE),
+            "noise": "Poisson counts; read/inelastic noise 0-3x shot noise std (p 0.5); "
+            "motion-correction interpolation correlation, 4-40 frames (p 0.5); random gain "
+            "and offset",
+            "micrograph_size": SIZE,
             "micrographs": len(training),
+            "micrograph_notes": notes,
             "steps": state.step,
             "crop": config.crop,
             "batch": config.batch,

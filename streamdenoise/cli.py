@@ -295,6 +295,15 @@ def train(
         Path | None,
         typer.Option(help="Reference map (MRC) or model (PDB/mmCIF): adds target guidance."),
     ] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Adapt this model file to the given micrographs (a session's own, noisy "
+            "only) instead of training from scratch: fine-tunes a copy with the AR-DAE loss "
+            "on all but the last quarter, and writes OUT only if the held-out loss on that "
+            "quarter improves (else exits 1). Works at the model's pixel size."
+        ),
+    ] = None,
     clean_dir: Annotated[
         Path | None,
         typer.Option(
@@ -332,18 +341,25 @@ def train(
     ] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """Train a score model (plain, or target-guided with --reference)."""
+    """Train a score model (plain, or target-guided with --reference), or adapt one to a
+    session (--init)."""
     from streamdenoise.engine.device import resolve_device
     from streamdenoise.io import read_micrograph
     from streamdenoise.model.guidance import TemplateSpec, load_templates
-    from streamdenoise.model.modelfile import save_model
+    from streamdenoise.model.modelfile import load_model, save_model
     from streamdenoise.model.training import TrainConfig, prepare_image
     from streamdenoise.model.training import train as run_training
     from streamdenoise.model.unet import ScoreUNet, UNetConfig
     from streamdenoise.physics.density import load_reference
 
+    if init is not None and clean_dir is not None:
+        raise _fail(ValueError("--init adapts on noisy micrographs alone; drop --clean-dir"))
     try:
         torch_device = resolve_device(device)
+        initial = None
+        if init is not None:
+            initial = load_model(init, device=torch_device)
+            pixel_size = initial.pixel_size
         images = []
         for path in micrographs:
             micrograph = read_micrograph(path, pixel_size=input_pixel_size)
@@ -369,6 +385,9 @@ def train(
         )
     except (StreamDenoiseError, ValueError) as error:
         raise _fail(error) from None
+    if initial is not None:
+        _adapt_model(initial, images, config, templates, out, torch_device, micrographs)
+        return
     held_out = images[-1:] if len(images) > 1 else images
     training_images = images[:-1] if len(images) > 1 else images
     checkpoint = out.with_name(out.name + ".ckpt")
@@ -411,6 +430,51 @@ def train(
     )
     checkpoint.unlink(missing_ok=True)
     console.print(f"Wrote {out} ({state.step} steps)")
+
+
+def _adapt_model(initial, images, config, templates, out: Path, device, sources) -> None:
+    """`train --init`: adapt `initial` (a LoadedModel) to `images`; write OUT if the
+    held-out loss improved, else exit 1 without writing."""
+    from streamdenoise.model.modelfile import save_model
+    from streamdenoise.model.training import adapt
+
+    with console.status(f"adapting {initial.path.name}: {config.steps} steps"):
+        try:
+            result = adapt(
+                initial.model,
+                images,
+                steps=config.steps,
+                batch=config.batch,
+                crop=config.crop,
+                learning_rate=config.learning_rate,
+                seed=config.seed,
+                templates=templates,
+                device=device,
+            )
+        except ValueError as error:
+            raise _fail(error) from None
+    losses = f"held-out loss {result.loss_before:.4f} → {result.loss_after:.4f}"
+    if not result.improved:
+        console.print(f"[yellow]Not written:[/] adaptation did not improve the {losses}")
+        raise typer.Exit(code=1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_model(
+        out,
+        result.model,
+        pixel_size=initial.pixel_size,
+        provenance={
+            "trained_by": "streamdenoise train --init",
+            "initial_model": str(initial.path),
+            "initial_provenance": initial.provenance,
+            "micrographs": [str(p) for p in sources],
+            "objective": "AR-DAE DSM adaptation (noisy data only)",
+            "guidance": templates is not None,
+            "steps": config.steps,
+            "held_out_loss_before": result.loss_before,
+            "held_out_loss_after": result.loss_after,
+        },
+    )
+    console.print(f"Wrote {out}: {losses}")
 
 
 def _setup_logging(rich_console: bool) -> None:

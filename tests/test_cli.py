@@ -127,3 +127,29 @@ def test_train_with_and_without_reference(session: Path, tmp_path: Path, guided:
     assert loaded.pixel_size == 4.0 and loaded.provenance["guidance"] is guided
     assert loaded.provenance["steps"] == 4
     assert not out.with_name("model.pt.ckpt").exists()
+
+
+@pytest.mark.parametrize("learning_rate, written", [("2e-3", True), ("0", False)])
+def test_train_init_adapts_a_model_and_writes_it_only_if_it_improves(
+    session: Path, tmp_path: Path, learning_rate: str, written: bool
+) -> None:
+    from streamdenoise.model.modelfile import load_model, save_model
+    from streamdenoise.model.unet import ScoreUNet, UNetConfig
+
+    initial = tmp_path / "initial.pt"
+    network = ScoreUNet(UNetConfig(base_channels=4, channel_multipliers=(1, 2), norm_groups=0))
+    save_model(initial, network, pixel_size=4.0, provenance={"trained_by": "test"})
+    micrographs = [str(p) for p in sorted((session / "micrographs").glob("*.mrc"))]
+    out = tmp_path / "adapted.pt"
+    result = run(
+        "train", *micrographs, "--init", str(initial), "--out", str(out), "--steps", "30",
+        "--crop", "64", "--batch", "4", "--learning-rate", learning_rate, "--device", "cpu",
+    )  # fmt: skip
+    if written:
+        assert result.returncode == 0, result.stderr
+        provenance = load_model(out).provenance
+        assert provenance["initial_model"] == str(initial)
+        assert provenance["held_out_loss_after"] < provenance["held_out_loss_before"]
+    else:
+        assert result.returncode == 1 and "Not written" in result.stderr
+        assert not out.exists()

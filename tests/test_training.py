@@ -128,3 +128,13 @@ def test_adapt_leaves_the_resident_model_untouched(pairs) -> None:
     assert result.improved == (result.loss_after < result.loss_before)
     with pytest.raises(ValueError, match="at least two"):
         adapt(resident, pairs[:1])
+
+
+def test_adaptation_swap_rule(pairs) -> None:
+    """Swapped in only when the held-out loss improves: an untrained (zero-score) model
+    learns from the session; with a zero learning rate nothing changes and it is kept."""
+    untrained = ScoreUNet(TINY)
+    learned = adapt(untrained, pairs, steps=40, batch=4, crop=32, learning_rate=2e-3)
+    assert learned.loss_after < learned.loss_before and learned.improved
+    frozen = adapt(untrained, pairs, steps=5, batch=4, crop=32, learning_rate=0.0)
+    assert frozen.loss_after == pytest.approx(frozen.loss_before) and not frozen.improved

@@ -122,6 +122,20 @@ def tweedie(y: ArrayT, score: ArrayT, sigma: float | ArrayT) -> ArrayT:
     return y + sigma**2 * score
 
 
+def normalised_score(
+    model: nn.Module, score_fn: ScoreFn, y: torch.Tensor, sigma: torch.Tensor | float
+) -> torch.Tensor:
+    """The score of normalised micrographs y (B, T, T) whatever the model's input scaling.
+
+    A model with `noise_unit_input` scores z = y / σ̂ (unit noise); since p_y(y) =
+    p_z(y / σ̂) / σ̂, the score in y is s_z(y / σ̂) / σ̂. sigma: σ̂ (normalised units), a
+    float or a tensor broadcastable against y.
+    """
+    if getattr(model, "noise_unit_input", False):
+        return score_fn(y / sigma) / sigma
+    return score_fn(y)
+
+
 def _model_device(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
@@ -225,8 +239,8 @@ def live_denoise_many(
             for (normed, _, _), sigma in zip(normalised, sigmas, strict=True)
         ]
 
-    def update(y: torch.Tensor, _: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor:
-        return score_fn(y)
+    def update(y: torch.Tensor, sigma: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor:
+        return normalised_score(model, score_fn, y, sigma[:, None, None])
 
     scores = _run_tiled(
         [normed for normed, _, _ in normalised],

@@ -29,7 +29,7 @@ from streamdenoise.model.guidance import (
     template_features,
     tsm_loss,
 )
-from streamdenoise.model.inference import normalize
+from streamdenoise.model.inference import NORM_SCALE, estimate_noise_sigma, normalize
 from streamdenoise.model.losses import dsm_loss_clean, dsm_loss_noisy, sigma_schedule
 from streamdenoise.physics.binning import bin_to_pixel_size
 
@@ -50,15 +50,30 @@ def prepare_image(
     pixel_size: float,
     working_pixel_size: float,
     clean: np.ndarray | None = None,
+    *,
+    noise_unit: bool = False,
 ) -> TrainingImage:
     """Bin (Fourier crop) to the working pixel size and normalise; the clean image, if
-    given, is binned alike and mapped with the noisy image's mean and std."""
+    given, is binned alike and mapped with the noisy image's mean and std.
+
+    noise_unit: for a model with `noise_unit_input`, divide both by the noise std in
+    normalised units: the std of noisy − clean when the clean image is known, else the
+    estimate the denoiser uses (`estimate_noise_sigma`)."""
     binned, _ = bin_to_pixel_size(noisy, pixel_size, working_pixel_size)
     normed, mean, std = normalize(binned)
     clean_normed = None
     if clean is not None:
         clean_binned, _ = bin_to_pixel_size(clean, pixel_size, working_pixel_size)
-        clean_normed = ((clean_binned - mean) / (5.0 * std)).astype(np.float32)
+        clean_normed = ((clean_binned - mean) / (NORM_SCALE * std)).astype(np.float32)
+    if noise_unit:
+        sigma = (
+            float(np.std(normed - clean_normed))
+            if clean_normed is not None
+            else estimate_noise_sigma(normed)
+        )
+        normed = (normed / sigma).astype(np.float32)
+        if clean_normed is not None:
+            clean_normed = (clean_normed / sigma).astype(np.float32)
     return TrainingImage(normed, clean_normed)
 
 
@@ -121,10 +136,13 @@ class TrainState:
 
 
 def _validation_loss(
-    model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor | None]], seed: int
+    model: nn.Module,
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor | None]],
+    seed: int,
+    sigma_a: float,
 ) -> float:
     """Held-out loss on fixed crops with fixed noise: clean DSM if clean, else AR-DAE at
-    σ_a = 0.05 (the end of the default schedule)."""
+    `sigma_a` (the end of the schedule)."""
     generator = torch.Generator().manual_seed(seed)
     total = 0.0
     with torch.no_grad():
@@ -132,7 +150,7 @@ def _validation_loss(
             if x is not None:
                 total += float(dsm_loss_clean(model, y, x))
             else:
-                total += float(dsm_loss_noisy(model, y, 0.05, generator=generator))
+                total += float(dsm_loss_noisy(model, y, sigma_a, generator=generator))
     return total / len(batches)
 
 
@@ -242,6 +260,7 @@ def train(
                     for a, b in validation_batches
                 ],
                 config.seed,
+                config.sigma_end,
             )
             model.train()
             state.history.append(
@@ -261,10 +280,14 @@ def train(
     return state
 
 
+ADAPT_SIGMA_FRACTION = 0.25
+"""AR-DAE perturbation during adaptation, as a fraction of the micrographs' noise std."""
+
+
 @dataclass(frozen=True)
 class AdaptationResult:
     """Outcome of on-the-fly adaptation: the candidate model and the held-out
-    score-matching losses (AR-DAE at σ_a = 0.05, fixed crops and noise) before and after."""
+    score-matching losses (AR-DAE at a fixed σ_a, fixed crops and noise) before and after."""
 
     model: nn.Module
     loss_before: float
@@ -289,9 +312,11 @@ def adapt(
     templates: TemplateSet | None = None,
     device: torch.device | str = "cpu",
 ) -> AdaptationResult:
-    """Fine-tune a copy of the resident `model` on this session's micrographs (noisy only).
+    """Fine-tune a copy of the resident `model` on this session's micrographs (noisy only,
+    prepared with `prepare_image(..., noise_unit=model.noise_unit_input)`).
 
-    The micrographs are split: the last `held_out_fraction` (at least one) is held out and
+    The AR-DAE perturbation is a quarter of the noise std (`ADAPT_SIGMA_FRACTION`). The
+    micrographs are split: the last `held_out_fraction` (at least one) is held out and
     scores both models with the same crops and noise. With `templates`, the target-guided
     term is added from the first step (ramped over a third of the steps). The resident
     model is not modified; swap in `result.model` when `result.improved`.
@@ -304,15 +329,19 @@ def adapt(
     rng = np.random.default_rng(seed + 1)
     device = torch.device(device)
     batches = [_to_device(sample_crops(held_out, batch, crop, rng), device) for _ in range(4)]
-    before = _validation_loss(model.to(device).eval(), batches, seed)
+    # Noise std in the model's input units: 1 for unit-noise inputs, ≈ 0.2 otherwise
+    # (nearly all of a micrograph's variance is noise; normalised images have std 0.2).
+    noise_std = 1.0 if getattr(model, "noise_unit_input", False) else 1.0 / NORM_SCALE
+    sigma_a = ADAPT_SIGMA_FRACTION * noise_std
+    before = _validation_loss(model.to(device).eval(), batches, seed, sigma_a)
     candidate = copy.deepcopy(model)
     config = TrainConfig(
         steps=steps,
         batch=batch,
         crop=crop,
         learning_rate=learning_rate,
-        sigma_start=0.05,
-        sigma_end=0.05,
+        sigma_start=sigma_a,
+        sigma_end=sigma_a,
         validation_every=max(steps, 1),
         checkpoint_every=max(steps, 1),
         seed=seed,
@@ -320,5 +349,5 @@ def adapt(
         guidance_ramp=max(steps // 3, 1),
     )
     train(candidate, train_images, config, validation=held_out, templates=templates, device=device)
-    after = _validation_loss(candidate.eval(), batches, seed)
+    after = _validation_loss(candidate.eval(), batches, seed, sigma_a)
     return AdaptationResult(candidate, before, after)

@@ -50,6 +50,10 @@ class UNetConfig:
         downsample: "conv" (3×3 convolution, stride 2) or "avgpool" (2×2 average pooling).
         upsample: "lowres" (3×3 convolution to the finer level's channels, then nearest
             ×2) or "highres" (nearest ×2, then a 3×3 convolution keeping the channels).
+        noise_unit_input: the network sees each micrograph divided by its noise std σ̂
+            (unit noise: the signal's amplitude tells the signal-to-noise ratio, so one
+            network serves every noise level) and returns the score of that image; False:
+            it sees the normalised micrograph itself (`streamdenoise.model.inference`).
     """
 
     base_channels: int = 32
@@ -58,6 +62,7 @@ class UNetConfig:
     norm_groups: int = 8
     downsample: DownsampleKind = "conv"
     upsample: UpsampleKind = "highres"
+    noise_unit_input: bool = False
 
     def __post_init__(self) -> None:
         # Accept a list (as read back from JSON or a model file) and store a tuple.
@@ -81,6 +86,10 @@ class UNetConfig:
             raise ValueError(
                 "UNetConfig.channel_multipliers must be a non-empty sequence of ints >= 1, "
                 f"got {self.channel_multipliers!r}"
+            )
+        if not isinstance(self.noise_unit_input, bool):
+            raise ValueError(
+                f"UNetConfig.noise_unit_input must be a bool, got {self.noise_unit_input!r}"
             )
         if self.downsample not in ("conv", "avgpool"):
             raise ValueError(
@@ -222,6 +231,11 @@ class ScoreUNet(nn.Module):
         self.head = nn.Conv2d(ch[0], 1, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+
+    @property
+    def noise_unit_input(self) -> bool:
+        """Whether inputs are micrographs divided by their noise std (`UNetConfig`)."""
+        return self.config.noise_unit_input
 
     @property
     def size_multiple(self) -> int:
