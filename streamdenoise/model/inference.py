@@ -31,13 +31,12 @@ from streamdenoise.model.tiling import (
     extract_tiles,
     plan_tiles,
 )
-from streamdenoise.stats.guard import GuardReport, check_residual
+from streamdenoise.stats.guard import GUARD_BANDS, GuardReport, check_residual
+from streamdenoise.stats.noise import estimate_noise_spectrum
 
 # Normalised value = clip((x − mean) / std, ±NORM_CLIP) / NORM_SCALE, so std ≈ 0.2.
 NORM_CLIP = 5.0
 NORM_SCALE = 5.0
-# Inner radius (cycles/pixel) of the Fourier annulus used by `estimate_noise_sigma`.
-NOISE_ANNULUS = 0.35
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
@@ -74,38 +73,11 @@ def denormalize(normed: np.ndarray, mean: float, std: float) -> np.ndarray:
 
 
 def estimate_noise_sigma(normed: np.ndarray) -> float:
-    """Noise std σ̂ of a normalised micrograph, in normalised units.
-
-    Method: the mean power of the outermost Fourier annulus, |k| > 0.35 cycles/pixel, after a
-    separable Hann window (which keeps the edge discontinuity of a non-periodic image, e.g.
-    an ice gradient, from leaking into high frequencies), divided by the window's energy.
-
-    Assumptions: (1) the shot noise is white, so its power is the same in every Fourier bin
-    and equals σ² per pixel; (2) the particle/ice signal is negligible in that annulus after
-    CTF envelope, detector MTF and B-factor damping. Where (2) fails the estimate is biased
-    upward by the signal's share of the power there; where the detector's noise power
-    falls towards Nyquist (counting detectors), it is biased downward. After Fourier-crop
-    binning the annulus holds frequencies that were below Nyquist in the raw data, where the
-    noise spectrum is flat.
-
-    Args:
-        normed: (H, W) normalised micrograph (see `normalize`), H, W >= 8.
-
-    Returns:
-        σ̂ > 0 (0 only for a perfectly smooth image).
-    """
-    img = np.asarray(normed, dtype=np.float64)
-    if img.ndim != 2 or min(img.shape) < 8:
-        raise ValueError(f"need a 2-D image of at least 8×8 pixels, got shape {img.shape}")
-    h, w = img.shape
-    window = np.outer(np.hanning(h), np.hanning(w))
-    spectrum = np.fft.rfft2((img - img.mean()) * window)
-    ky = np.fft.fftfreq(h)[:, None]
-    kx = np.fft.rfftfreq(w)[None, :]
-    outer = ky**2 + kx**2 > NOISE_ANNULUS**2
-    # For white noise of variance σ², E|F_k|² = σ² Σ window² in every bin.
-    power = np.abs(spectrum[outer]) ** 2
-    return float(np.sqrt(power.mean() / np.sum(window**2)))
+    """Noise std σ̂ per pixel of a normalised micrograph (H, W), H, W >= 8, in normalised
+    units: the noise spectrum fitted at high frequencies, white or low-pass correlated by
+    motion correction's interpolation (`streamdenoise.stats.noise`). Right for counts,
+    scaled and correlated noise; biased upward by signal left near Nyquist."""
+    return estimate_noise_spectrum(normed).pixel_sigma
 
 
 def tweedie(y: ArrayT, score: ArrayT, sigma: float | ArrayT) -> ArrayT:
@@ -258,7 +230,8 @@ def live_denoise_many(
         report = None
         if guard and sigma > 0:
             with stage("guard"):
-                report = check_residual(normed, denoised, sigma)
+                shape = estimate_noise_spectrum(normed).band_shape(normed.shape, GUARD_BANDS)
+                report = check_residual(normed, denoised, sigma, noise_shape=shape)
             if not report.passed:
                 denoised = normed
         with stage("normalise"):

@@ -1,0 +1,101 @@
+"""The noise spectrum of one micrograph, from the micrograph alone. Pure numpy.
+
+Model: white shot (and read-out) noise of variance σ_w² per pixel, passed through the
+interpolation of motion correction: every frame is shifted by a sub-pixel amount d and
+resampled linearly before the frames are summed, which multiplies the noise power along
+each axis by E_d[|(1 − d) + d·e^{−2πik}|²] = 1 − 2m(1 − cos 2πk), m = E[d(1 − d)] ∈ [0, ¼]:
+
+    N(k_x, k_y) = σ_w² · f_m(k_x) · f_m(k_y),    f_m(k) = 1 − 2m(1 − cos 2πk).
+
+m = 0 is white noise (counting data, or data binned well below the detector's Nyquist);
+m = 1/6 is the average over uniformly random shifts. The per-pixel noise variance is the
+spectrum's mean, σ² = σ_w² (1 − 2m)².
+
+Both parameters are fitted (maximum likelihood for a periodogram, exponentially distributed
+about the spectrum) to the Hann-windowed periodogram at |k| > `NOISE_ANNULUS` cycles/px,
+where the particle and ice signal is negligible after the CTF envelope, the detector MTF
+and the B-factor. Signal left there biases σ upward by its share of the power; a scale
+factor (gain) or an offset changes nothing but σ's units.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+NOISE_ANNULUS = 0.3
+"""Inner radius (cycles/pixel) of the Fourier region the noise model is fitted to."""
+COARSE_STEP = 0.04
+FINE_STEP = 0.01
+MAX_INTERPOLATION = 0.24
+"""m is searched on a coarse then a fine grid up to this (¼ would null Nyquist)."""
+MAX_COEFFICIENTS = 60_000
+"""The fit uses at most this many Fourier coefficients (an even subsample), for speed."""
+
+
+def interpolation_power(k: np.ndarray, m: float) -> np.ndarray:
+    """f_m(k) = 1 − 2m(1 − cos 2πk): one axis's noise power after linear interpolation."""
+    return 1.0 - 2.0 * m * (1.0 - np.cos(2 * math.pi * k))
+
+
+@dataclass(frozen=True)
+class NoiseSpectrum:
+    """Fitted noise model: white variance σ_w² per pixel and interpolation parameter m."""
+
+    white_variance: float
+    interpolation: float
+
+    @property
+    def pixel_sigma(self) -> float:
+        """σ, the per-pixel noise std: √(σ_w²) (1 − 2m)."""
+        return math.sqrt(self.white_variance) * (1.0 - 2.0 * self.interpolation)
+
+    def band_shape(self, shape: tuple[int, int], bands: int) -> np.ndarray:
+        """Mean noise power of each of `bands` radial bands (up to Nyquist) of an rfft2 of
+        an image of `shape`, relative to σ² (1 everywhere for white noise): (bands,)."""
+        fy = np.fft.fftfreq(shape[0])[:, None]
+        fx = np.fft.rfftfreq(shape[1])[None, :]
+        power = interpolation_power(fy, self.interpolation) * interpolation_power(
+            fx, self.interpolation
+        )
+        index = np.floor(np.hypot(fx, fy) / 0.5 * bands).astype(np.int64)
+        valid = (index < bands) & ((fx != 0) | (fy != 0))
+        total = np.bincount(index[valid], power[valid], minlength=bands)
+        count = np.bincount(index[valid], minlength=bands)
+        relative = total / np.maximum(count, 1) / (1.0 - 2.0 * self.interpolation) ** 2
+        return np.where(count > 0, relative, 1.0)
+
+
+def estimate_noise_spectrum(image: np.ndarray) -> NoiseSpectrum:
+    """Fit the noise model to one image (H, W), H, W >= 8 (module docstring)."""
+    data = np.asarray(image, dtype=np.float64)
+    if data.ndim != 2 or min(data.shape) < 8:
+        raise ValueError(f"need a 2-D image of at least 8×8 pixels, got shape {data.shape}")
+    h, w = data.shape
+    window = np.outer(np.hanning(h), np.hanning(w))
+    periodogram = np.abs(np.fft.rfft2((data - data.mean()) * window)) ** 2 / np.sum(window**2)
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    outer = np.broadcast_to(fy**2 + fx**2 > NOISE_ANNULUS**2, periodogram.shape)
+    stride = max(1, int(np.count_nonzero(outer)) // MAX_COEFFICIENTS)
+    power = periodogram[outer][::stride]
+    # 1 − cos 2πk per axis: f_m = 1 − 2m·c.
+    cy = (1 - np.cos(2 * math.pi * np.broadcast_to(fy, periodogram.shape)[outer]))[::stride]
+    cx = (1 - np.cos(2 * math.pi * np.broadcast_to(fx, periodogram.shape)[outer]))[::stride]
+
+    def fit(m: float) -> tuple[float, float]:
+        """(log-likelihood, σ_w²) of the model with interpolation m."""
+        shape = (1 - 2 * m * cy) * (1 - 2 * m * cx)
+        scale = float(np.mean(power / shape))
+        if scale <= 0:
+            return -math.inf, 0.0
+        return -float(np.sum(np.log(scale * shape))) - power.size, scale
+
+    coarse = np.arange(0.0, MAX_INTERPOLATION + 1e-9, COARSE_STEP)
+    centre = max(coarse, key=lambda m: fit(m)[0])
+    fine = np.arange(centre - COARSE_STEP, centre + COARSE_STEP + 1e-9, FINE_STEP)
+    fine = fine[(fine >= 0) & (fine <= MAX_INTERPOLATION)]
+    best = max(fine, key=lambda m: fit(m)[0])
+    return NoiseSpectrum(fit(best)[1], float(best))
