@@ -184,7 +184,7 @@ def main() -> None:
         if args.topaz_python:
             outputs["Topaz-Denoise unet"] = topaz_denoise(noisy, args.topaz_python)
         outputs["faithful (default model)"] = timed(
-            lambda image: faithful_denoise(image, loaded.model), noisy
+            lambda image: faithful_denoise(image, loaded.model).image, noisy
         )
         outputs["live (default model)"] = timed(lambda image: live(image, loaded.model), noisy)
         session = [prepare_image(n, 4.0, 4.0) for n in noisy]

@@ -204,7 +204,8 @@ def denoise(
         str,
         typer.Option(
             help="live: one Tweedie step over large blended tiles (fast); faithful: the "
-            "reference code's 192² tiles with 5 fixed-point steps (about 20× slower)."
+            "reference code's 192² tiles with 5 smaller steps along the score, summing to "
+            "one Tweedie step at the estimated noise level (about 20× slower)."
         ),
     ] = "live",
     binning: Annotated[
@@ -366,7 +367,12 @@ def train(
             clean = None
             if clean_dir is not None:
                 clean = read_micrograph(clean_dir / f"{path.stem}_clean.mrc").data
-            images.append(prepare_image(micrograph.data, micrograph.pixel_size, pixel_size, clean))
+            noise_unit = initial is not None and initial.model.noise_unit_input
+            images.append(
+                prepare_image(
+                    micrograph.data, micrograph.pixel_size, pixel_size, clean, noise_unit=noise_unit
+                )
+            )
         templates = None
         if reference is not None:
             defocus = None if template_defocus is None else template_defocus * 1e4

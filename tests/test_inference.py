@@ -178,28 +178,39 @@ def test_live_denoise_rejects_bad_arguments() -> None:
 def test_faithful_denoise_with_zero_score_returns_the_input() -> None:
     image = _micrograph(250, 200)
     out = faithful_denoise(image, ScoreUNet(TINY).eval(), tile=96, stride=48, steps=2)
-    np.testing.assert_allclose(out, image, rtol=2e-7, atol=0)
+    np.testing.assert_allclose(out.image, image, rtol=2e-7, atol=0)
 
 
-def test_faithful_denoise_runs_the_fixed_point_steps() -> None:
+def test_faithful_denoise_steps_sum_to_one_tweedie_step() -> None:
     image = _micrograph(120, 100)
     _, _, std = normalize(image)
     model = _ConstantScore(0.1)
-    out = faithful_denoise(
-        image, model, tile=64, stride=32, steps=3, step_size=0.5, a=0.4, b=0.0, batch_size=8
-    )
-    # b = 0: each step adds 0.5·0.4²·0.1 in normalised units
-    np.testing.assert_allclose(out - image, 3 * 0.5 * 0.4**2 * 0.1 * 5 * std, rtol=0, atol=2e-5)
+    out = faithful_denoise(image, model, tile=64, stride=32, steps=3, sigma=0.2, batch_size=8)
+    # A constant score: three steps of σ̂²/3 · 0.1 add up to live mode's σ̂² · 0.1.
+    np.testing.assert_allclose(out.image - image, 0.2**2 * 0.1 * 5 * std, rtol=0, atol=2e-5)
+    live = live_denoise(image, _ConstantScore(0.1), tile=64, overlap=8, sigma=0.2)
+    np.testing.assert_allclose(out.image, live, rtol=0, atol=2e-5)
     # 9 tiles (rows 0, 32, 56 × cols 0, 32, 36) in batches of 8 and 1 (an eager model gets
     # no padding), 3 passes each
     assert model.shapes == [(8, 1, 64, 64)] * 3 + [(1, 1, 64, 64)] * 3
-    # b ≠ 0: σ(x) = a + b·x depends on the pixel value; compare with the recurrence
+    with pytest.raises(ValueError, match="steps"):
+        faithful_denoise(image, model, steps=0)
+
+
+def test_faithful_denoise_follows_the_score_between_steps() -> None:
+    class _Restoring(_ConstantScore):
+        """Score −x: pulls every pixel toward 0, harder the farther it is."""
+
+        def forward(self, y: torch.Tensor) -> torch.Tensor:
+            return -y
+
+    image = _micrograph(96, 96)
     normed, mean, std = normalize(image)
     x = normed.astype(np.float64)
-    for _ in range(2):
-        x = x + 0.7 * (0.4 + 0.5 * x) ** 2 * 0.1
-    out = faithful_denoise(image, _ConstantScore(0.1), tile=64, stride=32, steps=2, b=0.5)
-    np.testing.assert_allclose(out, denormalize(x, mean, std), rtol=1e-5)
+    for _ in range(4):
+        x = x + 0.3**2 / 4 * -x
+    out = faithful_denoise(image, _Restoring(0.0), tile=64, stride=32, steps=4, sigma=0.3)
+    np.testing.assert_allclose(out.image, denormalize(x, mean, std), rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.cuda

@@ -9,7 +9,8 @@ Two modes, both over `streamdenoise.model.tiling`:
   only where the do-no-harm guard (`streamdenoise.stats.guard`) finds the residual y − x̂
   consistent with noise; elsewhere the input is returned unchanged.
 - `faithful_denoise`: the reference code's 192² tiles at stride 96, plainly averaged, with K
-  fixed-point steps x_k = x_{k−1} + η σ(x_{k−1})² s_θ(x_{k−1}), σ(x) = a + b x.
+  fixed-point steps x_k = x_{k−1} + (σ̂²/K) s_θ(x_{k−1}) (the reference's noise level
+  corrected; see there), guarded alike.
 """
 
 from __future__ import annotations
@@ -226,14 +227,7 @@ def live_denoise_many(
     )
     results = []
     for score, (normed, mean, std), sigma in zip(scores, normalised, noise, strict=True):
-        denoised = tweedie(normed, score, sigma)
-        report = None
-        if guard and sigma > 0:
-            with stage("guard"):
-                shape = estimate_noise_spectrum(normed).band_shape(normed.shape, GUARD_BANDS)
-                report = check_residual(normed, denoised, sigma, noise_shape=shape)
-            if not report.passed:
-                denoised = normed
+        denoised, report = _guarded(normed, tweedie(normed, score, sigma), sigma, guard)
         with stage("normalise"):
             results.append(Denoised(denormalize(denoised, mean, std), report))
     return results
@@ -291,38 +285,56 @@ def faithful_denoise(
     tile: int = 192,
     stride: int = 96,
     steps: int = 5,
-    step_size: float = 0.7,
-    a: float = 0.4,
-    b: float = 0.01,
+    sigma: float | None = None,
+    guard: bool = True,
     batch_size: int | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
-) -> np.ndarray:
-    """Faithful mode (the reference code): K fixed-point steps per tile, averaged overlaps.
+) -> Denoised:
+    """Faithful mode: the reference code's scheme with the noise level it lacked.
 
-    Per tile, x_0 = y and x_k = x_{k−1} + step_size · σ(x_{k−1})² · s_θ(x_{k−1}) with the
-    signal-dependent noise level σ(x) = a + b·x (elementwise, normalised units). Tiles of
-    `tile` pixels every `stride` pixels, overlapping values plainly averaged.
+    Per tile of `tile` pixels every `stride` pixels (overlaps plainly averaged), K = `steps`
+    fixed-point steps x_0 = y, x_k = x_{k−1} + (σ̂²/K)·s_θ(x_{k−1}): Euler steps along the
+    score whose sum is one Tweedie step, re-evaluating the score as the image moves (K = 1
+    is live mode's update on small tiles). The reference code used σ(x) = 0.4 + 0.01·x
+    with a step of 0.7 per iteration: about twice the noise std of a normalised
+    micrograph, its five steps summing to 3.5× Tweedie's, which over-smoothed until
+    picking failed (AP 0.07 in benchmarks/RESULTS.md); that variant is not offered.
 
     Args:
         image: (H, W) micrograph, any intensity scale.
-        model, batch_size, device, dtype: as in `live_denoise`.
+        model, batch_size, device, dtype, sigma, guard: as in `live_denoise`.
         tile, stride: tile side and step between tiles, pixels (0 < stride <= tile).
-        steps: number of fixed-point steps K (>= 0).
-        step_size, a, b: η, and σ(x) = a + b·x.
+        steps: K >= 1.
 
     Returns:
-        (H, W) float32 denoised micrograph in the input's mean/std scale.
+        The (H, W) float32 denoised micrograph in the input's scale, with its guard report.
     """
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    normed, mean, std = normalize(image)
+    noise = sigma if sigma is not None else estimate_noise_sigma(normed)
 
-    def update(x: torch.Tensor, _: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor:
+    def update(x: torch.Tensor, values: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor:
+        level = values[:, None, None]
         for _ in range(steps):
-            x = x + step_size * (a + b * x) ** 2 * score_fn(x)
+            x = x + level**2 / steps * normalised_score(model, score_fn, x, level)
         return x
 
-    normed, mean, std = normalize(image)
     plan_args: tuple[int, int, WindowKind] = (tile, tile - stride, "flat")
-    out = _run_tiled([normed], [0.0], model, plan_args, batch_size, device, dtype, update)[0]
-    return denormalize(out, mean, std)
+    out = _run_tiled([normed], [noise], model, plan_args, batch_size, device, dtype, update)[0]
+    out, report = _guarded(normed, out, noise, guard)
+    return Denoised(denormalize(out, mean, std), report)
+
+
+def _guarded(
+    normed: np.ndarray, denoised: np.ndarray, sigma: float, guard: bool
+) -> tuple[np.ndarray, GuardReport | None]:
+    """The do-no-harm guard on one normalised micrograph (H, W) and its denoised version:
+    (the output to keep, the report or None where no guard ran)."""
+    if not guard or sigma <= 0:
+        return denoised, None
+    with stage("guard"):
+        shape = estimate_noise_spectrum(normed).band_shape(normed.shape, GUARD_BANDS)
+        report = check_residual(normed, denoised, sigma, noise_shape=shape)
+    return (denoised if report.passed else normed), report

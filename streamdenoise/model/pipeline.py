@@ -139,14 +139,14 @@ def denoise_prepared(
     """
     if settings.mode == "faithful":
         return [
-            Denoised(
-                faithful_denoise(
-                    p.image,
-                    model,
-                    batch_size=settings.batch_size,
-                    device=device,
-                    dtype=settings.dtype,
-                )
+            faithful_denoise(
+                p.image,
+                model,
+                sigma=p.sigma,
+                guard=settings.guard,
+                batch_size=settings.batch_size,
+                device=device,
+                dtype=settings.dtype,
             )
             for p in prepared
         ]
