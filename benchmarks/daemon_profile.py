@@ -55,6 +55,7 @@ PIPELINE = [
     "tile",
     "model",
     "blend",
+    "guard",
     "statistics",
     "write MRC",
     "write OME-Zarr",

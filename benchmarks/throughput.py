@@ -83,7 +83,7 @@ TARGET_MATMUL_SHARE = 0.5
 TOPAZ_FILES = 4
 """At least this many files in Topaz-Denoise's N-file run (fewer: the difference t_N − t_1
 drowns in the noise of t_1)."""
-STAGES = ("bin", "noise estimate", "normalise", "tile", "model", "blend")
+STAGES = ("bin", "noise estimate", "normalise", "tile", "model", "blend", "guard")
 TOPAZ_FLOPS_SCRIPT = """
 import json, torch
 from torch.utils.flop_counter import FlopCounterMode

@@ -176,7 +176,7 @@ def test_process_micrograph_reports_every_stage(tmp_path: Path) -> None:
             layout,
             OutputOptions(diameter_angstrom=40.0),
         )
-    expected = {"read", "bin", "noise estimate", "normalise", "tile", "model", "blend"}
+    expected = {"read", "bin", "noise estimate", "normalise", "tile", "model", "blend", "guard"}
     expected |= {"statistics", "write MRC", "write OME-Zarr", "write thumbnail"}
     expected |= {"write sidecar", "write picks"}
     assert set(seconds) == expected
