@@ -182,6 +182,16 @@ DeviceOption = Annotated[
         "that cannot be used is an error."
     ),
 ]
+BackgroundOption = Annotated[
+    float | None,
+    typer.Option(
+        "--flatten-background",
+        help="Remove slowly varying background (ice gradients, thickness) from the output: "
+        "subtract its Gaussian low-pass of this σ in Å (e.g. 3× the particle diameter). "
+        "Off by default: it flattens the background by construction, and did not change "
+        "picking in benchmarks/RESULTS.md.",
+    ),
+]
 GuardOption = Annotated[
     bool | None,
     typer.Option(
@@ -233,6 +243,7 @@ def denoise(
     suffix: Annotated[str, typer.Option(help="Appended to each output file's stem.")] = "",
     float16: Annotated[bool, typer.Option("--float16", help="Write float16 (mode 12).")] = False,
     guard: GuardOption = None,
+    flatten_background: BackgroundOption = None,
 ) -> None:
     """Denoise micrographs once (no daemon); writes MRCs with the working pixel size."""
     import numpy as np
@@ -252,6 +263,7 @@ def denoise(
             overlap=overlap,
             batch_size=batch_size,
             guard=guard is not False,
+            background_scale=flatten_background,
         )
         torch_device = resolve_device(device)
         loaded = load_model(model or default_model_path(), device=torch_device)
@@ -625,6 +637,7 @@ def watch(
         ),
     ] = None,
     guard: GuardOption = None,
+    flatten_background: BackgroundOption = None,
 ) -> None:
     """Denoise every micrograph that appears in DIR, live, until stopped (SIGTERM drains)."""
     from streamdenoise.config import load_config
@@ -655,6 +668,7 @@ def watch(
         "particle_diameter": particle_diameter,
         "statistics": statistics,
         "guard": guard,
+        "background_scale": flatten_background,
     }
     try:
         config = load_config(config_file, overrides)
@@ -857,6 +871,7 @@ def batch(
     float16: Annotated[bool, typer.Option("--float16", help="Write float16 (mode 12).")] = False,
     zarr: Annotated[bool, typer.Option("--zarr/--no-zarr", help="Write OME-Zarr groups.")] = True,
     guard: GuardOption = None,
+    flatten_background: BackgroundOption = None,
 ) -> None:
     """Reprocess a whole dataset on a Dask cluster, with the daemon's outputs and journal
     (micrographs already done, by the daemon or an earlier batch, are skipped)."""
@@ -887,6 +902,7 @@ def batch(
                 bin_factor=binning,
                 target_pixel_size=pixel_size,
                 guard=guard is not False,
+                background_scale=flatten_background,
             ),
             input_pixel_size=input_pixel_size,
             float16=float16,

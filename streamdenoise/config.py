@@ -69,6 +69,7 @@ class WatchConfig:
     readiness: dict[str, float] = field(default_factory=dict)
     compile: bool | None = None
     guard: bool = True
+    background_scale: float | None = None
     stop_file: str = "STOP"
 
     def __post_init__(self) -> None:

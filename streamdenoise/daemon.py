@@ -164,6 +164,7 @@ class Daemon:
             overlap=self.config.overlap,
             batch_size=self.config.batch_size or default_batch_size(self.device),
             guard=self.config.guard,
+            background_scale=self.config.background_scale,
         )
         self.params_hash = processing_params_hash(
             model_path,

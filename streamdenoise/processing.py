@@ -51,6 +51,7 @@ def processing_params_hash(
         tile=settings.tile,
         overlap=settings.overlap,
         guard=settings.guard,
+        background_scale=settings.background_scale,
         float16=float16,
         suffix=suffix,
     )

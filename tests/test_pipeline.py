@@ -17,6 +17,7 @@ from streamdenoise.model.pipeline import (
     prepare,
 )
 from streamdenoise.model.unet import ScoreUNet, UNetConfig
+from streamdenoise.stats.filters import flatten_background
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +67,28 @@ def test_batching_across_micrographs_changes_nothing(model) -> None:
         alone = live_denoise(p.image, model, tile=64, overlap=16, batch_size=5, sigma=p.sigma)
         assert np.allclose(batched.image, alone, atol=1e-5)
         assert not np.allclose(batched.image, p.image)  # the model did something
+
+
+def test_flatten_background_removes_a_gradient_and_keeps_particles() -> None:
+    yy, xx = np.mgrid[0:512, 0:512].astype(np.float64)
+    blob = -5.0 * np.exp(-((yy - 256) ** 2 + (xx - 256) ** 2) / (2 * 4.0**2))
+    image = 100.0 + 0.2 * xx + blob
+    flat = flatten_background(image, sigma=40.0)
+    assert flat.dtype == np.float32 and flat.mean() == pytest.approx(image.mean(), rel=1e-6)
+    away = (slice(200, 300), slice(140, 200))  # background beside the blob, 3σ from the edges
+    assert np.ptp(flat[away]) < 0.1 * np.ptp(image[away])  # the gradient is gone
+    assert flat[256, 256] - flat[256, 220] == pytest.approx(-5.0, abs=0.5)
+    with pytest.raises(ValueError):
+        flatten_background(image, 0.0)
+
+
+def test_background_scale_is_applied_after_denoising() -> None:
+    identity = ScoreUNet(UNetConfig(base_channels=4, channel_multipliers=(1, 2), norm_groups=0))
+    image = np.random.default_rng(3).poisson(30.0, (128, 128)).astype(np.float32)
+    settings = DenoiseSettings(tile=64, overlap=16, background_scale=120.0)
+    prepared = prepare(image, 4.0, 4.0, settings)
+    result = denoise_prepared([prepared], identity.eval(), settings)[0]
+    expected = flatten_background(prepared.image, 120.0 / 4.0)
+    np.testing.assert_allclose(result.image, expected, rtol=1e-5, atol=1e-3)
+    with pytest.raises(ValueError, match="background"):
+        DenoiseSettings(background_scale=-1.0)

@@ -7,7 +7,7 @@ give the same output for the same model and settings.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -25,6 +25,7 @@ from streamdenoise.model.inference import (
 )
 from streamdenoise.model.tiling import DEFAULT_MAX_TILE
 from streamdenoise.physics.binning import bin_image
+from streamdenoise.stats.filters import flatten_background
 
 Mode = Literal["live", "faithful"]
 COUNTS_CONSISTENCY = (0.5, 2.0)
@@ -70,7 +71,9 @@ class DenoiseSettings:
     """How to denoise: mode, binning (an integer/fractional factor, or a target pixel size
     in Å; neither: the model's training pixel size, never upsampling), tiling in pixels of
     the binned image, tiles per network call (None: the device's default, 1 on a CPU and 8
-    on a GPU), and the autocast dtype on GPU."""
+    on a GPU), the autocast dtype on GPU, whether the do-no-harm guard may keep the input
+    (`streamdenoise.stats.guard`), and an optional background scale in Å: subtract the
+    output's Gaussian low-pass of that σ (ice gradients, thickness), keeping its mean."""
 
     mode: Mode = "live"
     bin_factor: float | None = None
@@ -80,6 +83,7 @@ class DenoiseSettings:
     batch_size: int | None = None
     dtype: torch.dtype | None = None
     guard: bool = True
+    background_scale: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("live", "faithful"):
@@ -92,6 +96,8 @@ class DenoiseSettings:
             raise ValueError(f"batch size must be ≥ 1, got {self.batch_size}")
         if self.target_pixel_size is not None and self.target_pixel_size <= 0:
             raise ValueError(f"target pixel size must be > 0, got {self.target_pixel_size}")
+        if self.background_scale is not None and self.background_scale <= 0:
+            raise ValueError(f"background scale must be > 0 Å, got {self.background_scale}")
 
     def binning_factor(self, pixel_size: float, model_pixel_size: float) -> float:
         """The factor (≥ 1) that takes `pixel_size` (Å/px) to the working pixel size."""
@@ -138,7 +144,7 @@ def denoise_prepared(
     each with its guard report (live mode).
     """
     if settings.mode == "faithful":
-        return [
+        results = [
             faithful_denoise(
                 p.image,
                 model,
@@ -150,20 +156,28 @@ def denoise_prepared(
             )
             for p in prepared
         ]
-    height = max(p.image.shape[0] for p in prepared)
-    width = max(p.image.shape[1] for p in prepared)
-    multiple = getattr(model, "size_multiple", 1)
-    return live_denoise_many(
-        [p.image for p in prepared],
-        model,
-        sigmas=[p.sigma for p in prepared],
-        tile=fit_tile(height, width, settings.tile, settings.overlap, multiple),
-        overlap=settings.overlap,
-        batch_size=settings.batch_size,
-        device=device,
-        dtype=settings.dtype,
-        guard=settings.guard,
-    )
+    else:
+        height = max(p.image.shape[0] for p in prepared)
+        width = max(p.image.shape[1] for p in prepared)
+        multiple = getattr(model, "size_multiple", 1)
+        results = live_denoise_many(
+            [p.image for p in prepared],
+            model,
+            sigmas=[p.sigma for p in prepared],
+            tile=fit_tile(height, width, settings.tile, settings.overlap, multiple),
+            overlap=settings.overlap,
+            batch_size=settings.batch_size,
+            device=device,
+            dtype=settings.dtype,
+            guard=settings.guard,
+        )
+    if settings.background_scale is None:
+        return results
+    with stage("flatten background"):
+        return [
+            replace(r, image=flatten_background(r.image, settings.background_scale / p.pixel_size))
+            for r, p in zip(results, prepared, strict=True)
+        ]
 
 
 def denoise_image(

@@ -57,3 +57,12 @@ def difference_of_gaussians(image: np.ndarray, sigma_small: float, sigma_large: 
     if min(sigma_small, sigma_large) <= 0:
         raise ValueError(f"both σ must be positive, got {sigma_small} and {sigma_large}")
     return _filtered(image, (sigma_small, sigma_large), (1.0, -1.0))
+
+
+def flatten_background(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Remove the slowly varying background of (H, W): image − its Gaussian low-pass of
+    std `sigma` pixels (> 0), plus the image's mean. Returns float32 (H, W)."""
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    data = np.asarray(image, dtype=np.float64)
+    return (data - gaussian_blur(data, sigma) + data.mean()).astype(np.float32)
