@@ -60,9 +60,14 @@ def difference_of_gaussians(image: np.ndarray, sigma_small: float, sigma_large: 
 
 
 def flatten_background(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Remove the slowly varying background of (H, W): image − its Gaussian low-pass of
-    std `sigma` pixels (> 0), plus the image's mean. Returns float32 (H, W)."""
+    """Remove the slowly varying background of (H, W): the least-squares plane (an ice
+    gradient, which a reflected edge would bend) and then the Gaussian low-pass of std
+    `sigma` pixels (> 0) of what is left; the image's mean is kept. Returns float32."""
     if sigma <= 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
     data = np.asarray(image, dtype=np.float64)
-    return (data - gaussian_blur(data, sigma) + data.mean()).astype(np.float32)
+    yy, xx = np.mgrid[0 : data.shape[0], 0 : data.shape[1]]
+    design = np.stack([np.ones(data.size), yy.ravel(), xx.ravel()], axis=1)
+    coefficients, *_ = np.linalg.lstsq(design, data.ravel(), rcond=None)
+    residual = data - (design @ coefficients).reshape(data.shape)
+    return (residual - gaussian_blur(residual, sigma) + data.mean()).astype(np.float32)
