@@ -10,8 +10,9 @@ EMPIAR-10146 micrographs at 1.5 Å/px, apoferritin D = 120 Å. Each micrograph i
 (Fourier crop) to the model's working pixel size (4 Å/px) and every method is judged there:
 
 - raw (binned), Gaussian blur σ = 6 Å, Topaz-Denoise `unet` (with --topaz-python, on the
-  binned micrographs), the default model exactly as `streamdenoise denoise` runs it, and the
-  model adapted to the session (`streamdenoise.model.training.adapt` on the 19 micrographs,
+  binned micrographs), the default model exactly as `streamdenoise denoise` runs it (and
+  with the do-no-harm guard off, to show what the guard does), and the model adapted to
+  the session (`streamdenoise.model.training.adapt` on the 19 micrographs,
   noisy only, no truth: swapped in only when its held-out loss improves);
 - metrics per micrograph, averaged: average precision and best F1 of the project's fixed
   picker (`stats.picker`, difference of Gaussians at D) and of the data README's LoG picker
@@ -35,7 +36,7 @@ import csv
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -244,6 +245,7 @@ def apoferritin_section(args, loaded, settings: DenoiseSettings) -> str:
     print(f"apoferritin: {len(micrographs)} micrographs, D = {diameter:.1f} px", flush=True)
     methods = baseline_methods(working, args.topaz_python)
     methods["streamdenoise default model"] = model_method(loaded, settings)
+    methods["the same, guard off"] = model_method(loaded, replace(settings, guard=False))
     notes = []
     if args.adapt_steps > 0:
         start = time.perf_counter()

@@ -1,24 +1,31 @@
 """Train the default model shipped in the package (streamdenoise/data/default_model.pt).
 
-    python benchmarks/train_default_model.py [--steps 3000] [--micrographs 240]
+    python benchmarks/train_default_model.py [--prior structures|wide] [--steps 3000]
         [--base-channels 16] [--upsample highres|lowres] [--out PATH] [--resume]
+        wide only: [--micrographs 240] [--structure-share 0.3] [--doses 5 80]
+                   [--read-noise 3]
 
-A wide simulated prior, not one simulator's five proteins: every training micrograph
-(768² at the working pixel size of 4 Å/px) draws
-- its particles from real structures (CFTR 6MSM, 19HC, 1A28, 1BD2, 3PWP; 3KPR is kept out
-  for the quality benchmark) or synthetic shapes (`streamdenoise.physics.shapes`: hollow
-  shells, rings, rods and filament segments, random smooth complexes) of largest extent
-  80–400 Å (log-uniform), at random densities, with aggregates, carbon edges, empty areas;
-- a dose of 5–80 e⁻/Å² (log-uniform), defocus 0.5–3 µm, B-factor 50–250 Å² (the signal
-  envelope of dose weighting), ice 200–700 Å;
-- its noise (`streamdenoise.physics.noise`): Poisson counts, plus with probability ½ read
-  and inelastic noise of 0–3× the shot noise's std, with probability ½ the low-pass
-  correlation of motion correction's interpolation (4–40 frames), and always a random
-  gain and offset (rescaled, not counts).
-The network sees each micrograph divided by its noise std (`noise_unit_input`), so one
-network serves every noise level: clean-target denoising score matching at unit noise
-(METHOD §2, "learn the clean-data score where clean data exists"). Resumable from its
-checkpoint; the training set is cached; the model file records all of the above.
+Two simulated priors, both trained with clean-target denoising score matching (METHOD §2,
+"learn the clean-data score where clean data exists"):
+
+- `structures` (the shipped model): five real structures (CFTR 6MSM, 19HC, 1A28, 1BD2,
+  3PWP; 3KPR is kept out for the quality benchmark) at doses 15–60 e⁻/Å², defocus
+  0.8–2.5 µm, 1024² at 4 Å/px (4096² at 1 Å/px binned), Poisson counts; the network sees
+  each micrograph normalised by its own std.
+- `wide` (measured, not shipped: benchmarks/RESULTS.md "Real data"): every micrograph
+  (768² at 4 Å/px) draws its particles from those structures or synthetic shapes
+  (`streamdenoise.physics.shapes`: hollow shells, rings, rods and filament segments,
+  random smooth complexes) of 80–400 Å (log-uniform), random densities, aggregates, carbon
+  edges, empty areas; a dose of 5–80 e⁻/Å², defocus 0.5–3 µm, B-factor 50–250 Å² (the
+  signal envelope of dose weighting), ice 200–700 Å; and its noise
+  (`streamdenoise.physics.noise`): Poisson counts, with probability ½ read/inelastic noise
+  up to 3× the shot noise's std, with probability ½ the low-pass correlation of motion
+  correction's interpolation (4–40 frames), always a random gain and offset. The network
+  sees each micrograph divided by its noise std (`noise_unit_input`), so one network
+  serves every noise level.
+
+Training sets are cached; training resumes from its checkpoint; the model file records
+the recipe.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +47,13 @@ from streamdenoise.model.training import TrainConfig, TrainingImage, prepare_ima
 from streamdenoise.model.unet import ScoreUNet, UNetConfig
 from streamdenoise.physics.density import load_reference, scatterers_from_map
 from streamdenoise.physics.noise import add_read_noise, correlate, rescale
+from streamdenoise.physics.session import SessionSpec, micrograph_params
 from streamdenoise.physics.shapes import SHAPES, random_shape
 from streamdenoise.physics.simulator import MicrographParams, simulate_micrograph
 
 TRAINING_STRUCTURES = ["6msm", "19hc", "1a28", "1bd2", "3pwp"]
+STRUCTURE_DOSES = (15.0, 25.0, 40.0, 60.0)  # e⁻/Å², the `structures` prior
+PER_STRUCTURE = 2  # micrographs per dose and structure
 WORKING_PIXEL_SIZE = 4.0
 DEFAULT_BASE_CHANNELS = 16
 SIZE = 768
@@ -56,14 +67,33 @@ FRAMES = (4, 40)
 STRUCTURE_SHARE = 0.3
 
 
+@dataclass(frozen=True)
+class WidePrior:
+    """The knobs of the wide prior: share of real structures, dose range (e⁻/Å²) and the
+    largest read/inelastic noise (× the shot noise's std)."""
+
+    structure_share: float = STRUCTURE_SHARE
+    doses: tuple[float, float] = DOSES
+    read_noise: float = READ_NOISE[1]
+
+    @property
+    def key(self) -> str:
+        """Short text for cache file names."""
+        return (
+            f"s{self.structure_share:g}-d{self.doses[0]:g}-{self.doses[1]:g}-r{self.read_noise:g}"
+        )
+
+
 def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
     return float(math.exp(rng.uniform(math.log(bounds[0]), math.log(bounds[1]))))
 
 
-def simulate_one(index: int, seed: int, structures: dict) -> tuple[TrainingImage, str]:
+def simulate_one(
+    index: int, seed: int, structures: dict, prior: WidePrior
+) -> tuple[TrainingImage, str]:
     """One training micrograph of the wide prior (module docstring): (image, description)."""
     rng = np.random.default_rng([seed, index])
-    if structures and rng.random() < STRUCTURE_SHARE:
+    if structures and rng.random() < prior.structure_share:
         name = str(rng.choice(sorted(structures)))
         scatterers = structures[name]
     else:
@@ -78,7 +108,7 @@ def simulate_one(index: int, seed: int, structures: dict) -> tuple[TrainingImage
         pixel_size=WORKING_PIXEL_SIZE,
         detector_pixel_size=1.0,
         seed=int(rng.integers(2**31)),
-        dose=_log_uniform(rng, DOSES),
+        dose=_log_uniform(rng, prior.doses),
         defocus_u=defocus + astigmatism / 2,
         defocus_v=defocus - astigmatism / 2,
         astigmatism_angle=float(rng.uniform(0, 180)),
@@ -94,7 +124,7 @@ def simulate_one(index: int, seed: int, structures: dict) -> tuple[TrainingImage
     noisy, clean = sim.noisy, sim.clean
     notes = [name, f"{scatterers.diameter:.0f} Å", f"{params.dose:.0f} e/Å²"]
     if rng.random() < 0.5:
-        factor = float(rng.uniform(*READ_NOISE))
+        factor = float(rng.uniform(0.0, prior.read_noise))
         noisy, clean = add_read_noise(noisy, clean, factor, rng)
         notes.append(f"read noise ×{factor:.1f}")
     if rng.random() < 0.5:
@@ -106,51 +136,126 @@ def simulate_one(index: int, seed: int, structures: dict) -> tuple[TrainingImage
     return image, ", ".join(notes)
 
 
-def simulate_training_set(count: int, seed: int) -> tuple[list, list, list[str]]:
-    """The wide prior's (noisy, clean) pairs at 4 Å/px in unit-noise scaling: training
-    images, validation images, and one description per image.
-
-    Kept in the cache directory (one .npz per `count` and `seed`), so training several
-    candidate networks on the same data simulates it once."""
-    cached = cache_directory() / f"wide-prior-{count}-{seed}.npz"
+def cached_set(name: str, build) -> tuple[list[TrainingImage], list[str]]:
+    """Training pairs and one note each, from the cache directory's `name`.npz, or built by
+    `build()` and stored there (several candidate networks share one simulation)."""
+    cached = cache_directory() / f"{name}.npz"
     if cached.is_file():
         with np.load(cached) as stored:
             images = [
                 TrainingImage(stored[f"noisy_{i}"], stored[f"clean_{i}"])
                 for i in range(int(stored["count"]))
             ]
-            notes = [str(note) for note in stored["notes"]]
-        return *split_validation(images), notes
-    paths = structure_paths(TRAINING_STRUCTURES)
-    structures = {name: load_reference(path) for name, path in paths.items()}
-    images, notes = [], []
-    with Progress(
-        TextColumn("simulating"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), TimeRemainingColumn(),
-    ) as progress:  # fmt: skip
-        task = progress.add_task("simulate", total=count)
-        for index in range(count):
-            image, note = simulate_one(index, seed, structures)
-            images.append(image)
-            notes.append(note)
-            progress.advance(task)
+            return images, [str(note) for note in stored["notes"]]
+    images, notes = build()
     arrays = {f"noisy_{i}": image.noisy for i, image in enumerate(images)}
     arrays |= {f"clean_{i}": image.clean for i, image in enumerate(images)}
     partial = cached.with_name(f".{cached.stem}.partial.npz")
     np.savez(partial, count=len(images), notes=np.array(notes), **arrays)
     partial.replace(cached)
-    return *split_validation(images), notes
+    return images, notes
 
 
-def split_validation(images: list[TrainingImage]) -> tuple[list, list]:
-    """(training, validation): every len/8-th image, eight in all, held out."""
-    validation = images[:: max(len(images) // 8, 1)][:8]
+def structures_set(seed: int) -> tuple[list[TrainingImage], list[str]]:
+    """The `structures` prior (module docstring): pairs normalised by the image's std."""
+
+    def build() -> tuple[list[TrainingImage], list[str]]:
+        paths = structure_paths(TRAINING_STRUCTURES)
+        images, notes = [], []
+        for r, (name, path) in enumerate(paths.items()):
+            reference = load_reference(path)
+            for dose_index, dose in enumerate(STRUCTURE_DOSES):
+                spec = SessionSpec(
+                    count=PER_STRUCTURE,
+                    seed=seed + 100 * r + dose_index,
+                    detector="falcon4i",
+                    pixel_size=1.0,
+                    binning=4,
+                    dose=dose,
+                    carbon_edge_fraction=0.25,
+                    aggregate_fraction=0.1,
+                )
+                for index in range(PER_STRUCTURE):
+                    params = micrograph_params(spec, index)
+                    sim = simulate_micrograph(reference, params)
+                    images.append(
+                        prepare_image(sim.noisy, params.pixel_size, WORKING_PIXEL_SIZE, sim.clean)
+                    )
+                    notes.append(f"{name}, {dose:g} e/Å²")
+        return images, notes
+
+    return cached_set(f"structures-{PER_STRUCTURE}-{seed}", build)
+
+
+def wide_set(count: int, seed: int, prior: WidePrior) -> tuple[list[TrainingImage], list[str]]:
+    """The `wide` prior's pairs in unit-noise scaling (module docstring)."""
+
+    def build() -> tuple[list[TrainingImage], list[str]]:
+        paths = structure_paths(TRAINING_STRUCTURES)
+        structures = {name: load_reference(path) for name, path in paths.items()}
+        images, notes = [], []
+        with Progress(
+            TextColumn("simulating"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(), TimeRemainingColumn(),
+        ) as progress:  # fmt: skip
+            task = progress.add_task("simulate", total=count)
+            for index in range(count):
+                image, note = simulate_one(index, seed, structures, prior)
+                images.append(image)
+                notes.append(note)
+                progress.advance(task)
+        return images, notes
+
+    return cached_set(f"wide-prior-{prior.key}-{count}-{seed}", build)
+
+
+def split_validation(images: list[TrainingImage], count: int) -> tuple[list, list]:
+    """(training, validation): `count` images, evenly spread, held out."""
+    validation = images[:: max(len(images) // count, 1)][:count]
     training = [image for image in images if not any(image is v for v in validation)]
     return training, validation
 
 
+def structures_recipe() -> dict:
+    """What the `structures` prior is, for the model file."""
+    return {
+        "objective": "clean-target denoising score matching on simulated pairs",
+        "structures": TRAINING_STRUCTURES,
+        "doses_e_per_A2": list(STRUCTURE_DOSES),
+        "defocus_um": [0.8, 2.5],
+        "noise": "Poisson counts",
+        "micrograph_size": 1024,
+    }
+
+
+def wide_recipe(prior: WidePrior) -> dict:
+    """What the `wide` prior is, for the model file."""
+    return {
+        "objective": "clean-target denoising score matching at unit noise on simulated "
+        "pairs (a wide prior)",
+        "structures": TRAINING_STRUCTURES,
+        "structure_share": prior.structure_share,
+        "shapes": sorted(SHAPES),
+        "shape_diameters_A": list(DIAMETERS),
+        "doses_e_per_A2": list(prior.doses),
+        "defocus_um": list(DEFOCUS),
+        "b_factors_A2": list(B_FACTORS),
+        "ice_thickness_A": list(ICE),
+        "noise": f"Poisson counts; read/inelastic noise 0-{prior.read_noise:g}x shot noise "
+        "std (p 0.5); motion-correction interpolation correlation, 4-40 frames (p 0.5); "
+        "random gain and offset",
+        "micrograph_size": SIZE,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--prior",
+        choices=["structures", "wide"],
+        default="structures",
+        help="structures: the shipped model's recipe; wide: the wide prior (docstring).",
+    )
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument(
         "--base-channels",
@@ -165,6 +270,11 @@ def main() -> None:
         help="Upsampling convolution at the fine (default) or the coarse resolution.",
     )
     parser.add_argument("--micrographs", type=int, default=240, help="Training set size.")
+    parser.add_argument("--structure-share", type=float, default=STRUCTURE_SHARE)
+    parser.add_argument("--doses", type=float, nargs=2, default=DOSES, metavar=("MIN", "MAX"))
+    parser.add_argument(
+        "--read-noise", type=float, default=READ_NOISE[1], help="Largest × shot-noise std."
+    )
     parser.add_argument("--out", type=Path, default=Path("streamdenoise/data/default_model.pt"))
     parser.add_argument("--checkpoint", type=Path, default=Path("runs/default_model.ckpt"))
     parser.add_argument("--resume", action="store_true")
@@ -172,7 +282,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     start = time.perf_counter()
-    training, validation, notes = simulate_training_set(args.micrographs, args.seed)
+    wide = args.prior == "wide"
+    prior = WidePrior(args.structure_share, tuple(args.doses), args.read_noise)
+    images, notes = (
+        wide_set(args.micrographs, args.seed, prior) if wide else structures_set(args.seed)
+    )
+    training, validation = split_validation(images, 8 if wide else 4)
     simulated = time.perf_counter() - start
     print(
         f"simulated {len(training)} training + {len(validation)} validation micrographs "
@@ -185,7 +300,7 @@ def main() -> None:
             channel_multipliers=(1, 2, 4),
             norm_groups=0,
             upsample=args.upsample,
-            noise_unit_input=True,
+            noise_unit_input=wide,
         )
     )
     config = TrainConfig(
@@ -230,20 +345,8 @@ def main() -> None:
         pixel_size=WORKING_PIXEL_SIZE,
         provenance={
             "trained_by": "benchmarks/train_default_model.py",
-            "objective": "clean-target denoising score matching at unit noise on "
-            "simulated pairs (a wide prior)",
-            "structures": TRAINING_STRUCTURES,
-            "structure_share": STRUCTURE_SHARE,
-            "shapes": sorted(SHAPES),
-            "shape_diameters_A": list(DIAMETERS),
-            "doses_e_per_A2": list(DOSES),
-            "defocus_um": list(DEFOCUS),
-            "b_factors_A2": list(B_FACTORS),
-            "ice_thickness_A": list(ICE),
-            "noise": "Poisson counts; read/inelastic noise 0-3x shot noise std (p 0.5); "
-            "motion-correction interpolation correlation, 4-40 frames (p 0.5); random gain "
-            "and offset",
-            "micrograph_size": SIZE,
+            "prior": args.prior,
+            **(wide_recipe(prior) if wide else structures_recipe()),
             "micrographs": len(training),
             "micrograph_notes": notes,
             "steps": state.step,
