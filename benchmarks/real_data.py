@@ -1,7 +1,7 @@
 """Real-data benchmark: does denoising help picking on real micrographs?
 
     python benchmarks/real_data.py APOFERRITIN_DIR [--epu EPU_DIR] [--topaz-python PY]
-        [--model MODEL] [--adapt-steps 300] [--micrographs 19]
+        [--model MODEL] [--candidate MODEL ...] [--adapt-steps 300] [--micrographs 19]
 
 APOFERRITIN_DIR: the folder `cryo-EM Dataset` of the AutoCryoPicker repository (how to get
 it: ../shared/data/apoferritin-empiar10146/README.md); the truth (hand-labelled centres,
@@ -11,8 +11,8 @@ EMPIAR-10146 micrographs at 1.5 Å/px, apoferritin D = 120 Å. Each micrograph i
 
 - raw (binned), Gaussian blur σ = 6 Å, Topaz-Denoise `unet` (with --topaz-python, on the
   binned micrographs), the default model exactly as `streamdenoise denoise` runs it (and
-  with the do-no-harm guard off, to show what the guard does), and the model adapted to
-  the session (`streamdenoise.model.training.adapt` on the 19 micrographs,
+  with the do-no-harm guard off, to show what the guard does), candidate models given with
+  --candidate (with and without the guard), and the model adapted to the session (`streamdenoise.model.training.adapt` on the 19 micrographs,
   noisy only, no truth: swapped in only when its held-out loss improves);
 - metrics per micrograph, averaged: average precision and best F1 of the project's fixed
   picker (`stats.picker`, difference of Gaussians at D) and of the data README's LoG picker
@@ -246,6 +246,12 @@ def apoferritin_section(args, loaded, settings: DenoiseSettings) -> str:
     methods = baseline_methods(working, args.topaz_python)
     methods["streamdenoise default model"] = model_method(loaded, settings)
     methods["the same, guard off"] = model_method(loaded, replace(settings, guard=False))
+    for path in args.candidate:
+        candidate = load_model(path)
+        methods[f"candidate {path.name}"] = model_method(candidate, settings)
+        methods[f"candidate {path.name}, guard off"] = model_method(
+            candidate, replace(settings, guard=False)
+        )
     notes = []
     if args.adapt_steps > 0:
         start = time.perf_counter()
@@ -345,6 +351,13 @@ def main() -> None:
     parser.add_argument("--topaz-python", default=None, help="Python of a topaz-em venv.")
     parser.add_argument("--model", type=Path, default=None, help="Default: the shipped model.")
     parser.add_argument("--adapt-steps", type=int, default=300)
+    parser.add_argument(
+        "--candidate",
+        type=Path,
+        action="append",
+        default=[],
+        help="Another model file to measure beside the default (repeatable).",
+    )
     parser.add_argument("--micrographs", type=int, default=19)
     parser.add_argument("--no-write", action="store_true", help="Print only.")
     args = parser.parse_args()
