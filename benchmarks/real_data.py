@@ -12,8 +12,9 @@ EMPIAR-10146 micrographs at 1.5 Å/px, apoferritin D = 120 Å. Each micrograph i
 - raw (binned), Gaussian blur σ = 6 Å, Topaz-Denoise `unet` (with --topaz-python, on the
   binned micrographs), the default model exactly as `streamdenoise denoise` runs it (and
   with the do-no-harm guard off, to show what the guard does), candidate models given with
-  --candidate (with and without the guard), and the model adapted to the session (`streamdenoise.model.training.adapt` on the 19 micrographs,
-  noisy only, no truth: swapped in only when its held-out loss improves);
+  --candidate (with and without the guard), and the model adapted to the session
+  (`streamdenoise.model.training.adapt` on the 19 micrographs, noisy only, no truth:
+  swapped in only when its held-out loss improves);
 - metrics per micrograph, averaged: average precision and best F1 of the project's fixed
   picker (`stats.picker`, difference of Gaussians at D) and of the data README's LoG picker
   (σ = 0.4·D/√2, suppression within D/2), picks matched within D/2; detection ROC AUC of
