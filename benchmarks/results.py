@@ -6,6 +6,7 @@ import datetime as _dt
 import os
 import platform
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def write_section(title: str, body: str, command: str | None = None) -> None:
 
     The section records the command that produced it, the machine and the date.
     """
-    command = command or "python " + " ".join(sys.argv)
+    command = command or "python " + shlex.join(sys.argv)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (
         f"## {title}\n\n"
