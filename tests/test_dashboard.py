@@ -71,3 +71,16 @@ def test_status_round_trip_and_no_torch_import(tmp_path: Path) -> None:
     code = "import sys, streamdenoise.dashboard; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False"  # attaching to a daemon is instant
+
+
+def test_guard_fallbacks_are_shown_everywhere() -> None:
+    kept = MicrographSummary("mic_0002.mrc", "done", 4.0, 0.2, 4.0, 2.0, guard="fallback")
+    base = snapshot()
+    guarded = Snapshot(**{**base.__dict__, "recent": (kept,), "guard_fallbacks": 3})
+    console = Console(record=True, width=160)
+    console.print(render(guarded))
+    text = console.export_text()
+    assert "guard: input kept" in text and "input was kept for 3" in text
+    assert "guard kept the input for 3" in summary_line(guarded)
+    assert "guard" not in summary_line(base)
+    assert Snapshot.from_json(json.loads(json.dumps(guarded.to_json()))) == guarded

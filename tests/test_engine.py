@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mrcfile
@@ -181,3 +182,5 @@ def test_process_micrograph_reports_every_stage(tmp_path: Path) -> None:
     expected |= {"write sidecar", "write picks"}
     assert set(seconds) == expected
     assert all(value >= 0 for value in seconds.values())
+    sidecar = json.loads((tmp_path / "out" / "denoised" / "mic.json").read_text())
+    assert set(sidecar["guard"]) >= {"passed", "residual_power", "invented_power", "summary"}
