@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamdenoise.stats.filters import gaussian_blur
+from streamdenoise.stats.noise import radial_band_index
 
 GUARD_TOLERANCE = 0.05
 """Slack (in units of the noise power) on both ratios before the band's sampling error."""
@@ -84,17 +85,6 @@ class GuardReport:
         }
 
 
-def _band_index(shape: tuple[int, int], bands: int) -> np.ndarray:
-    """Band number (0 … bands−1) of each rfft2 coefficient of an (H, W) image; −1 for DC and
-    for the corners beyond Nyquist."""
-    fy = np.fft.fftfreq(shape[0])[:, None]
-    fx = np.fft.rfftfreq(shape[1])[None, :]
-    k = np.hypot(fx, fy)
-    index = np.floor(k / 0.5 * bands).astype(np.int64)
-    index[(k == 0) | (index >= bands)] = -1
-    return index
-
-
 @dataclass(frozen=True)
 class BandRatios:
     """Per radial band (bands,): ‖r‖² / ‖n‖², max(‖r‖² − r·y, 0) / ‖n‖², and the number of
@@ -131,7 +121,7 @@ def band_ratios(
     window = np.outer(np.hanning(y.shape[0]), np.hanning(y.shape[1]))
     spectrum_y = np.fft.rfft2((y - y.mean()) * window)
     spectrum_r = np.fft.rfft2((r - r.mean()) * window)
-    index = _band_index(y.shape, bands)
+    index = radial_band_index(y.shape, bands)
     # Interior rfft columns stand for two coefficients (their conjugate twins).
     weight = np.full(index.shape, 2.0)
     weight[:, 0] = 1.0

@@ -35,6 +35,17 @@ MAX_COEFFICIENTS = 60_000
 """The fit uses at most this many Fourier coefficients (an even subsample), for speed."""
 
 
+def radial_band_index(shape: tuple[int, int], bands: int) -> np.ndarray:
+    """Band number (0 … bands−1, equal widths up to Nyquist) of each rfft2 coefficient of
+    an (H, W) image; −1 for DC and for the corners beyond Nyquist."""
+    fy = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.rfftfreq(shape[1])[None, :]
+    k = np.hypot(fx, fy)
+    index = np.floor(k / 0.5 * bands).astype(np.int64)
+    index[(k == 0) | (index >= bands)] = -1
+    return index
+
+
 def interpolation_power(k: np.ndarray, m: float) -> np.ndarray:
     """f_m(k) = 1 − 2m(1 − cos 2πk): one axis's noise power after linear interpolation."""
     return 1.0 - 2.0 * m * (1.0 - np.cos(2 * math.pi * k))
@@ -60,8 +71,8 @@ class NoiseSpectrum:
         power = interpolation_power(fy, self.interpolation) * interpolation_power(
             fx, self.interpolation
         )
-        index = np.floor(np.hypot(fx, fy) / 0.5 * bands).astype(np.int64)
-        valid = (index < bands) & ((fx != 0) | (fy != 0))
+        index = radial_band_index(shape, bands)
+        valid = index >= 0
         total = np.bincount(index[valid], power[valid], minlength=bands)
         count = np.bincount(index[valid], minlength=bands)
         relative = total / np.maximum(count, 1) / (1.0 - 2.0 * self.interpolation) ** 2
