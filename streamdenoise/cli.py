@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -268,13 +269,14 @@ def denoise(
         torch_device = resolve_device(device)
         loaded = load_model(model or default_model_path(), device=torch_device)
         network = prepare_model(loaded.model, torch_device, compile_model=False)
+        targets = _denoise_targets(files, out, suffix)
     except (StreamDenoiseError, ValueError) as error:
         raise _fail(error) from None
     out.mkdir(parents=True, exist_ok=True)
     failures = 0
     with _progress() as progress:
         task = progress.add_task("denoising", total=len(files), info="")
-        for path in files:
+        for path, target in zip(files, targets, strict=True):
             try:
                 micrograph = read_micrograph(path, pixel_size=input_pixel_size)
                 denoised, working_pixel = denoise_image(
@@ -285,7 +287,6 @@ def denoise(
                     settings,
                     torch_device,
                 )
-                target = out / f"{path.stem}{suffix}.mrc"
                 dtype = np.float16 if float16 else np.float32
                 write_mrc_atomic(target, denoised.image, working_pixel, dtype=dtype)
                 progress.update(task, info=f"{target.name} {working_pixel:.2f} Å/px")
@@ -298,6 +299,29 @@ def denoise(
     console.print(f"Denoised {len(files) - failures} of {len(files)} micrographs into {out}")
     if failures:
         raise typer.Exit(code=1)
+
+
+def _denoise_targets(files: list[Path], out: Path, suffix: str) -> list[Path]:
+    """The output file of each input (OUT/<stem><suffix>.mrc). Raises ValueError, naming
+    the files, before any work when an output would overwrite an input or another
+    output of the same run."""
+    targets = [out / f"{path.stem}{suffix}.mrc" for path in files]
+    inputs = {os.path.realpath(path): path for path in files}
+    claimed: dict[str, Path] = {}
+    for path, target in zip(files, targets, strict=True):
+        key = os.path.realpath(target)
+        if key in inputs:
+            raise ValueError(
+                f"{target} would overwrite the input {inputs[key]}; choose another --out "
+                "or a --suffix"
+            )
+        if key in claimed:
+            raise ValueError(
+                f"{claimed[key]} and {path} would both be written to {target}; denoise them "
+                "into different --out folders"
+            )
+        claimed[key] = path
+    return targets
 
 
 @app.command()

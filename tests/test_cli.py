@@ -153,3 +153,19 @@ def test_train_init_adapts_a_model_and_writes_it_only_if_it_improves(
     else:
         assert result.returncode == 1 and "Not written" in result.stderr
         assert not out.exists()
+
+
+def test_denoise_refuses_to_overwrite_an_input_or_its_own_outputs(
+    session: Path, tmp_path: Path
+) -> None:
+    micrographs = sorted((session / "micrographs").glob("*.mrc"))
+    original = micrographs[0].read_bytes()
+    result = run("denoise", str(micrographs[0]), "--out", str(micrographs[0].parent))
+    assert result.returncode == 2 and "would overwrite the input" in result.stderr
+    assert micrographs[0].read_bytes() == original
+    twin = tmp_path / "b" / micrographs[0].name
+    twin.parent.mkdir()
+    twin.write_bytes(original)
+    result = run("denoise", str(micrographs[0]), str(twin), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "would both be written to" in result.stderr
+    assert not (tmp_path / "o").exists()  # refused before any work

@@ -171,7 +171,9 @@ def test_non_finite_values(tmp_path: Path) -> None:
 
 def test_pixel_size_from_header_or_caller(tmp_path: Path) -> None:
     no_pixel = write(tmp_path / "nopix.mrc", np.zeros((8, 8), np.float32), voxel=0.0)
-    check_error(no_pixel, "no pixel size in the header; give one (--pixel-size)")
+    check_error(
+        no_pixel, "no pixel size in the header; give the input pixel size (--input-pixel-size)"
+    )
     assert read_mrc(no_pixel, pixel_size=1.1).pixel_size == 1.1
     with_pixel = write(tmp_path / "pix.mrc", np.zeros((8, 8), np.float32), voxel=1.5)
     assert read_mrc(with_pixel, pixel_size=0.7).pixel_size == 0.7  # the caller overrides

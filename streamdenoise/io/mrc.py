@@ -110,7 +110,9 @@ def _checked_pixel_size(path: Path, given: float | None, header: float) -> float
             raise MicrographError(path, f"pixel size must be positive, got {given}")
         return float(given)
     if not (math.isfinite(header) and header > 0):
-        raise MicrographError(path, "no pixel size in the header; give one (--pixel-size)")
+        raise MicrographError(
+            path, "no pixel size in the header; give the input pixel size (--input-pixel-size)"
+        )
     return header
 
 

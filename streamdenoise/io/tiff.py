@@ -34,7 +34,9 @@ def read_tiff(path: str | Path, pixel_size: float | None) -> Micrograph:
     """
     path = Path(path)
     if pixel_size is None or not (math.isfinite(pixel_size) and pixel_size > 0):
-        raise MicrographError(path, "TIFF micrographs need a pixel size > 0 (--pixel-size)")
+        raise MicrographError(
+            path, "TIFF micrographs need an input pixel size > 0 (--input-pixel-size)"
+        )
     try:
         with tifffile.TiffFile(path) as tif:
             pages = len(tif.pages)
