@@ -43,8 +43,8 @@ def test_pixel_size_is_required(tmp_path: Path) -> None:
     path = tmp_path / "m.tif"
     tifffile.imwrite(path, np.zeros((4, 4), np.float32))
     for pixel_size in (None, 0.0, -1.0, float("nan")):
-        check_error(path, "need a pixel size", pixel_size)
-    with pytest.raises(MicrographError, match="need a pixel size"):
+        check_error(path, "need an input pixel size", pixel_size)
+    with pytest.raises(MicrographError, match="need an input pixel size"):
         read_micrograph(path)
 
 
