@@ -12,7 +12,6 @@ micrograph can always find its truth.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from streamdenoise.io import atomic_write_text, write_mrc_atomic, write_star_atomic
+from streamdenoise.io.jsontext import json_text
 from streamdenoise.physics.density import Scatterers
 from streamdenoise.physics.session import SessionSpec, micrograph_params
 from streamdenoise.physics.simulator import simulate_micrograph
@@ -82,7 +82,7 @@ def write_session(
     for directory in (micrographs, truth, staging):
         directory.mkdir(parents=True, exist_ok=True)
     session = {"spec": asdict(spec), "reference": scatterers.source, "rate": rate}
-    atomic_write_text(out / "session.json", json.dumps(session, indent=2) + "\n")
+    atomic_write_text(out / "session.json", json_text(session))
     modes = _mode_cycle(write_mode if rate else "direct")
     start = clock()
     written: list[Path] = []
@@ -108,7 +108,7 @@ def write_session(
             "carbon_area_fraction": float(simulated.carbon_mask.mean()),
             "reference": scatterers.source,
         }
-        atomic_write_text(truth / f"{name}.json", json.dumps(record, indent=2) + "\n")
+        atomic_write_text(truth / f"{name}.json", json_text(record))
         staged = staging / f"{name}.mrc"
         dtype = np.float16 if float16 else np.float32
         write_mrc_atomic(staged, simulated.noisy, params.pixel_size, dtype=dtype)

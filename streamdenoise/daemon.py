@@ -29,6 +29,7 @@ from streamdenoise import __version__
 from streamdenoise.config import WatchConfig
 from streamdenoise.errors import StreamDenoiseError
 from streamdenoise.io import atomic_write_text
+from streamdenoise.io.jsontext import json_text
 from streamdenoise.outputs import OutputLayout, star_row, write_micrographs_star
 from streamdenoise.processing import (
     DEFAULT_DIAMETER,
@@ -487,10 +488,8 @@ class Daemon:
         now = time.monotonic()
         if force or now - self._last_status >= min(self.config.status_interval, 2.0):
             self._last_status = now
-            import json
-
             try:
-                atomic_write_text(self.layout.status, json.dumps(self.snapshot.to_json(), indent=1))
+                atomic_write_text(self.layout.status, json_text(self.snapshot.to_json(), indent=1))
             except OSError as error:
                 log.error("cannot write %s: %s", self.layout.status, error)
             self.notifier.status(summary_line(self.snapshot))

@@ -20,6 +20,7 @@ import numpy as np
 
 from streamdenoise.engine.profiling import stage
 from streamdenoise.io import atomic_write_bytes, atomic_write_text, write_mrc_atomic
+from streamdenoise.io.jsontext import json_text
 from streamdenoise.io.omezarr import write_image_group
 from streamdenoise.io.png import encode_png, to_uint8
 from streamdenoise.io.star import write_star_atomic
@@ -139,7 +140,7 @@ def write_micrograph_outputs(
     sidecar = layout.sidecar(source)
     record = {"source": str(source), "pixel_size_angstrom": pixel_size, **statistics}
     with stage("write sidecar"):
-        atomic_write_text(sidecar, json.dumps(record, indent=2, default=float) + "\n")
+        atomic_write_text(sidecar, json_text(record))
     outputs["sidecar"] = str(sidecar)
     return outputs
 
