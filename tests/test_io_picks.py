@@ -45,7 +45,7 @@ def test_box_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "mic_001.box"
     write_box(path, COORDS, 48)
     lines = path.read_text().splitlines()
-    assert lines[0] == "-14\t-4\t48\t48"
+    assert lines[0] == "-14\t-3\t48\t48"  # -3.5 rounds half up
     rows = np.array([[int(v) for v in line.split("\t")] for line in lines])
     assert (rows[:, 2:] == 48).all()
     assert np.abs(rows[:, :2] + 24 - COORDS).max() <= 0.5  # centres back within rounding
@@ -53,3 +53,10 @@ def test_box_round_trip(tmp_path: Path) -> None:
     assert path.read_text() == ""
     with pytest.raises(ValueError, match="box size"):
         write_box(path, COORDS, 0)
+
+
+def test_box_corners_round_half_up(tmp_path) -> None:
+    path = tmp_path / "m.box"
+    write_box(path, np.array([[100.0, 100.0], [101.0, 101.0]]), 57)
+    lines = [line.split("\t") for line in path.read_text().splitlines()]
+    assert [int(line[0]) for line in lines] == [72, 73]

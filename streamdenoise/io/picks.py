@@ -52,5 +52,6 @@ def write_box(path: str | Path, coords_xy: np.ndarray, box_size_px: int) -> None
     if box_size_px < 1:
         raise ValueError(f"box size must be at least 1 pixel, got {box_size_px}")
     size = int(box_size_px)
-    corners = np.rint(_centres(coords_xy) - size / 2).astype(np.int64)
+    # Round half up (not to even): centres 100 and 101 at box 57 give corners 72 and 73.
+    corners = np.floor(_centres(coords_xy) - size / 2 + 0.5).astype(np.int64)
     atomic_write_text(path, "".join(f"{x}\t{y}\t{size}\t{size}\n" for x, y in corners))
