@@ -76,7 +76,7 @@ class _Ready:
 @dataclass
 class _Counters:
     latencies: deque = field(default_factory=lambda: deque(maxlen=1000))
-    finished_at: deque = field(default_factory=lambda: deque(maxlen=1000))
+    finished_at: deque = field(default_factory=deque)  # the last hour's (pruned when read)
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT))
     statistics: deque = field(default_factory=lambda: deque(maxlen=SESSION_WINDOW))
     queue_depths: deque = field(default_factory=lambda: deque(maxlen=SESSION_WINDOW))
@@ -455,7 +455,9 @@ class Daemon:
                 list(self._counters.statistics), queue_depths=list(self._counters.queue_depths)
             )
             session, warnings = summary.to_dict(), summary.warnings
-        hour_ago = [t for t in self._counters.finished_at if t > now - 3600]
+        finished = self._counters.finished_at
+        while finished and finished[0] <= now - 3600:
+            finished.popleft()
         elapsed = min(3600.0, max(now - self.started, 1.0))
         return Snapshot(
             version=__version__,
@@ -471,7 +473,7 @@ class Daemon:
             quarantined=counts.get("quarantined", 0),
             pending=len(self._pending),
             queued=len(self._ready),
-            rate_per_hour=len(hour_ago) * 3600.0 / elapsed,
+            rate_per_hour=len(finished) * 3600.0 / elapsed,
             latency_median=statistics.median(latencies) if latencies else None,
             latency_p95=float(np.percentile(latencies, 95)) if latencies else None,
             memory_mib=resident_memory_mib(),
