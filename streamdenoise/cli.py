@@ -254,6 +254,7 @@ def denoise(
     from streamdenoise.io import read_micrograph, write_mrc_atomic
     from streamdenoise.model.modelfile import default_model_path, load_model
     from streamdenoise.model.pipeline import DenoiseSettings, denoise_image
+    from streamdenoise.outputs import provenance_labels
 
     try:
         settings = DenoiseSettings(
@@ -288,7 +289,18 @@ def denoise(
                     torch_device,
                 )
                 dtype = np.float16 if float16 else np.float32
-                write_mrc_atomic(target, denoised.image, working_pixel, dtype=dtype)
+                record = {
+                    "streamdenoise": __version__,
+                    "model": str(model or "default"),
+                    "guard": denoised.guard and denoised.guard.to_dict(),
+                }
+                write_mrc_atomic(
+                    target,
+                    denoised.image,
+                    working_pixel,
+                    dtype=dtype,
+                    labels=provenance_labels(record),
+                )
                 progress.update(task, info=f"{target.name} {working_pixel:.2f} Å/px")
                 if denoised.guard is not None and not denoised.guard.passed:
                     console.print(f"[yellow]{path}:[/] {denoised.guard.summary()}")

@@ -104,6 +104,19 @@ def thumbnail(raw: np.ndarray, denoised: np.ndarray, size: int = THUMBNAIL_SIZE)
     )
 
 
+def provenance_labels(record: dict) -> list[str]:
+    """MRC header labels saying what made a denoised micrograph, from its sidecar record
+    (version, model, noise level, the guard's verdict)."""
+    labels = [f"streamdenoise {record.get('streamdenoise', '?')}: denoised"]
+    labels.append(f"model {record.get('model', '?')}")
+    if record.get("noise_sigma") is not None:
+        labels.append(f"noise sigma {float(record['noise_sigma']):.4f} (normalised)")
+    guard = record.get("guard")
+    if guard:
+        labels.append(guard["summary"])
+    return labels
+
+
 def write_micrograph_outputs(
     layout: OutputLayout,
     source: Path,
@@ -120,7 +133,13 @@ def write_micrograph_outputs(
     outputs: dict[str, str] = {}
     mrc = layout.denoised_mrc(source)
     with stage("write MRC"):
-        write_mrc_atomic(mrc, denoised, pixel_size, dtype=np.float16 if float16 else np.float32)
+        write_mrc_atomic(
+            mrc,
+            denoised,
+            pixel_size,
+            dtype=np.float16 if float16 else np.float32,
+            labels=provenance_labels(statistics),
+        )
     outputs["mrc"] = str(mrc)
     if zarr:
         with stage("write OME-Zarr"):

@@ -184,3 +184,7 @@ def test_process_micrograph_reports_every_stage(tmp_path: Path) -> None:
     assert all(value >= 0 for value in seconds.values())
     sidecar = json.loads((tmp_path / "out" / "denoised" / "mic.json").read_text())
     assert set(sidecar["guard"]) >= {"passed", "residual_power", "invented_power", "summary"}
+    with mrcfile.open(tmp_path / "out" / "denoised" / "mic.mrc") as mrc:
+        labels = [bytes(label).decode().strip() for label in mrc.header.label[: mrc.header.nlabl]]
+    assert any(label.startswith("streamdenoise") for label in labels)
+    assert any(label.startswith("guard") for label in labels)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,17 +160,23 @@ def read_mrc(path: str | Path, pixel_size: float | None = None) -> Micrograph:
     return Micrograph(data, _checked_pixel_size(path, pixel_size, header_pixel), path)
 
 
+MAX_LABELS = 9
+"""Labels a writer may add: the header holds ten, and mrcfile uses the first."""
+
+
 def write_mrc_atomic(
     path: str | Path,
     data: np.ndarray,
     pixel_size: float,
     dtype: npt.DTypeLike = np.float32,
+    labels: Sequence[str] = (),
 ) -> None:
     """Write a 2-D image (ny, nx) as MRC mode 2 (float32) or 12 (float16), atomically.
 
-    The header gets `pixel_size` (Å/px) and the data statistics; parent directories are
-    created. Raises ValueError for another dtype, a non-2-D or non-finite image, values
-    beyond the float16 range, or a pixel size that is not positive.
+    The header gets `pixel_size` (Å/px), the data statistics and up to nine `labels`
+    (what made the file; ASCII, cut to 80 characters); parent directories are created.
+    Raises ValueError for another dtype, a non-2-D or non-finite image, values beyond the
+    float16 range, or a pixel size that is not positive.
     """
     dtype = np.dtype(dtype)
     if dtype not in WRITE_DTYPES:
@@ -186,4 +193,6 @@ def write_mrc_atomic(
     with atomic_output(path) as temporary, mrcfile.new(temporary, overwrite=True) as mrc:
         mrc.set_data(image.astype(dtype, copy=False))
         mrc.voxel_size = float(pixel_size)
+        for label in list(labels)[:MAX_LABELS]:
+            mrc.add_label(label.encode("ascii", "replace").decode()[:80])
         mrc.update_header_stats()
