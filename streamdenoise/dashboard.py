@@ -8,8 +8,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Group
@@ -126,10 +128,33 @@ class HeadlessReporter:
             self.logger.info(summary_line(snapshot))
 
 
+STOPPED_UNCLEANLY = "stopped (not cleanly)"
+
+
+def daemon_alive(state_dir: Path) -> bool:
+    """Whether the daemon whose pid is in STATE/.lock still runs (a daemon killed with
+    SIGKILL or by a crash cannot say it stopped)."""
+    try:
+        pid = int((Path(state_dir) / ".lock").read_text().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user (a system service)
+        return True
+    return True
+
+
 def read_status(out_dir: Path) -> Snapshot:
-    """The last snapshot a daemon wrote to OUT/status.json."""
+    """The last snapshot a daemon wrote to OUT/status.json; its state reads "stopped (not
+    cleanly)" when it did not stop and its process is gone."""
     path = Path(out_dir) / "status.json"
-    return Snapshot.from_json(json.loads(path.read_text()))
+    snapshot = Snapshot.from_json(json.loads(path.read_text()))
+    if not snapshot.state.startswith("stopped") and not daemon_alive(Path(out_dir)):
+        snapshot = replace(snapshot, state=STOPPED_UNCLEANLY)
+    return snapshot
 
 
 def follow_status(out_dir: Path, interval: float = 1.0) -> Iterator[Snapshot]:
@@ -143,6 +168,6 @@ def follow_status(out_dir: Path, interval: float = 1.0) -> Iterator[Snapshot]:
         if snapshot is not None and snapshot.updated != last:
             last = snapshot.updated
             yield snapshot
-            if snapshot.state == "stopped":
+            if snapshot.state.startswith("stopped"):
                 return
         time.sleep(interval)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from rich.console import Console
 
-from streamdenoise.dashboard import read_status, render, sparkline
+from streamdenoise.dashboard import follow_status, read_status, render, sparkline
 from streamdenoise.snapshot import MicrographSummary, Snapshot, summary_line
 
 
@@ -67,6 +68,7 @@ def test_summary_line_and_sparkline() -> None:
 
 def test_status_round_trip_and_no_torch_import(tmp_path: Path) -> None:
     (tmp_path / "status.json").write_text(json.dumps(snapshot().to_json()))
+    (tmp_path / ".lock").write_text(f"{os.getpid()}\n")  # a live daemon holds the lock
     assert read_status(tmp_path) == snapshot()
     code = "import sys, streamdenoise.dashboard; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -84,3 +86,14 @@ def test_guard_fallbacks_are_shown_everywhere() -> None:
     assert "guard kept the input for 3" in summary_line(guarded)
     assert "guard" not in summary_line(base)
     assert Snapshot.from_json(json.loads(json.dumps(guarded.to_json()))) == guarded
+
+
+def test_status_of_a_killed_daemon_says_so_and_follow_ends(tmp_path: Path) -> None:
+    (tmp_path / "status.json").write_text(json.dumps(snapshot().to_json()))
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    (tmp_path / ".lock").write_text(gone.stdout)  # its pid: that process has exited
+    assert read_status(tmp_path).state == "stopped (not cleanly)"
+    followed = list(follow_status(tmp_path, interval=0.01))
+    assert [s.state for s in followed] == ["stopped (not cleanly)"]
