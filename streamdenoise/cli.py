@@ -59,6 +59,29 @@ def _fail(error: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _output_directory(path: Path, option: str) -> Path:
+    """Create `path` (parents too) and check it is a writable folder; ValueError naming
+    it and the option otherwise (a file, a read-only place, /proc …)."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path}: not a folder (give a folder for {option})")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot create it ({error.strerror}); check {option}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: cannot write there (permission denied); check {option}")
+    return path
+
+
+def _output_file(path: Path, option: str) -> Path:
+    """Check that the file `path` can be written (its folder is created); ValueError
+    naming it and the option otherwise, so long jobs fail before they start."""
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; give a file name for {option}")
+    _output_directory(path.parent, option)
+    return path
+
+
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Argument(help="Output directory of the simulated session.")],
@@ -271,9 +294,9 @@ def denoise(
         loaded = load_model(model or default_model_path(), device=torch_device)
         network = prepare_model(loaded.model, torch_device, compile_model=False)
         targets = _denoise_targets(files, out, suffix)
+        _output_directory(out, "--out")
     except (StreamDenoiseError, ValueError) as error:
         raise _fail(error) from None
-    out.mkdir(parents=True, exist_ok=True)
     failures = 0
     with _progress() as progress:
         task = progress.add_task("denoising", total=len(files), info="")
@@ -404,6 +427,7 @@ def train(
     if init is not None and clean_dir is not None:
         raise _fail(ValueError("--init adapts on noisy micrographs alone; drop --clean-dir"))
     try:
+        _output_file(out, "--out")
         torch_device = resolve_device(device)
         initial = None
         if init is not None:
@@ -445,7 +469,6 @@ def train(
     held_out = images[-1:] if len(images) > 1 else images
     training_images = images[:-1] if len(images) > 1 else images
     checkpoint = out.with_name(out.name + ".ckpt")
-    out.parent.mkdir(parents=True, exist_ok=True)
     with _progress() as progress:
         task = progress.add_task("training", total=steps, info="")
 
@@ -511,7 +534,6 @@ def _adapt_model(initial, images, config, templates, out: Path, device, sources)
     if not result.improved:
         console.print(f"[yellow]Not written:[/] adaptation did not improve the {losses}")
         raise typer.Exit(code=1)
-    out.parent.mkdir(parents=True, exist_ok=True)
     save_model(
         out,
         result.model,

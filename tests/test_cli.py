@@ -169,3 +169,26 @@ def test_denoise_refuses_to_overwrite_an_input_or_its_own_outputs(
     result = run("denoise", str(micrographs[0]), str(twin), "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "would both be written to" in result.stderr
     assert not (tmp_path / "o").exists()  # refused before any work
+
+
+@pytest.mark.parametrize("kind", ["file", "read-only"])
+def test_denoise_and_train_check_their_outputs_before_work(
+    session: Path, tmp_path: Path, kind: str
+) -> None:
+    micrograph = str(next((session / "micrographs").glob("*.mrc")))
+    if kind == "file":
+        out = tmp_path / "a-file"
+        out.write_text("")
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        out = locked / "new"
+    result = run("denoise", micrograph, "--out", str(out))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(out) in result.stderr and "--out" in result.stderr
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    result = run("train", micrograph, "--out", str(folder), "--steps", "100000")
+    assert result.returncode == 2 and "is a folder" in result.stderr  # before any training
