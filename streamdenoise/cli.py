@@ -108,13 +108,15 @@ def simulate(
         float, typer.Option(help="Mean particles per µm² (each micrograph draws 0.5–1.5×).")
     ] = 1800.0,
     carbon_edge_fraction: Annotated[
-        float, typer.Option(help="Share of micrographs with a carbon edge in view (0–1).")
+        float,
+        typer.Option(min=0.0, max=1.0, help="Share of micrographs with a carbon edge in view."),
     ] = 0.2,
     aggregate_fraction: Annotated[
-        float, typer.Option(help="Share of particles in aggregates (0–1).")
+        float, typer.Option(min=0.0, max=1.0, help="Share of particles in aggregates.")
     ] = 0.05,
     empty_fraction: Annotated[
-        float, typer.Option(help="Share of each micrograph's area without particles (0–1).")
+        float,
+        typer.Option(min=0.0, max=1.0, help="Share of each micrograph's area without particles."),
     ] = 0.0,
     reference: Annotated[
         Path | None,
@@ -383,10 +385,15 @@ def train(
             "session's ground_truth/): trains on clean targets instead of noisy data alone."
         ),
     ] = None,
-    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 2000,
-    batch: Annotated[int, typer.Option(help="Crops per step.")] = 8,
-    crop: Annotated[int, typer.Option(help="Crop side in pixels (binned).")] = 128,
-    learning_rate: Annotated[float, typer.Option(help="Adam learning rate (cosine decay).")] = 5e-4,
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps.")] = 2000,
+    batch: Annotated[int, typer.Option(min=1, help="Crops per step.")] = 8,
+    crop: Annotated[
+        int,
+        typer.Option(min=8, help="Crop side in pixels (binned); at most the smallest side."),
+    ] = 128,
+    learning_rate: Annotated[
+        float, typer.Option(min=0.0, help="Adam learning rate (cosine decay).")
+    ] = 5e-4,
     pixel_size: Annotated[
         float, typer.Option(help="Working pixel size in Å: micrographs are binned to it.")
     ] = 4.0,
@@ -445,6 +452,13 @@ def train(
                     micrograph.data, micrograph.pixel_size, pixel_size, clean, noise_unit=noise_unit
                 )
             )
+        for path, image in zip(micrographs, images, strict=True):
+            if min(image.noisy.shape) < crop:
+                height, width = image.noisy.shape
+                raise ValueError(
+                    f"{path}: {width}×{height} px at {pixel_size:g} Å/px is smaller than "
+                    f"--crop {crop}"
+                )
         templates = None
         if reference is not None:
             defocus = None if template_defocus is None else template_defocus * 1e4
@@ -796,7 +810,7 @@ def demo(
         ),
     ] = None,
     count: Annotated[int, typer.Option("-n", "--count", help="Micrographs to acquire.")] = 8,
-    rate: Annotated[float, typer.Option(help="Seconds between micrographs.")] = 4.0,
+    rate: Annotated[float, typer.Option(min=0.1, help="Seconds between micrographs.")] = 4.0,
     device: DeviceOption = "auto",
     headless: Annotated[
         bool | None,

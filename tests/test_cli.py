@@ -192,3 +192,21 @@ def test_denoise_and_train_check_their_outputs_before_work(
     folder.mkdir()
     result = run("train", micrograph, "--out", str(folder), "--steps", "100000")
     assert result.returncode == 2 and "is a folder" in result.stderr  # before any training
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["simulate", "OUT", "--carbon-edge-fraction", "2"], "--carbon-edge-fraction"),
+        (["demo", "--rate", "-1"], "--rate"),
+        (["train", "MIC", "--out", "m.pt", "--steps", "0"], "--steps"),
+        (["train", "MIC", "--out", "m.pt", "--crop", "4000"], "--crop 4000"),
+    ],
+)
+def test_nonsense_options_are_refused(session: Path, tmp_path: Path, args, names) -> None:
+    micrograph = str(next((session / "micrographs").glob("*.mrc")))
+    args = [micrograph if a == "MIC" else str(tmp_path / a) if a in ("OUT", "m.pt") else a
+            for a in args]  # fmt: skip
+    result = run(*args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert names in result.stderr
