@@ -6,9 +6,10 @@ Simulated sessions of 3KPR (a structure the default model never saw) at 4 Å/px,
 (a 4096² field binned ×4), at 40 and 15 e⁻/Å². Methods: raw; a Gaussian low-pass (σ chosen
 per dose by the best particle-scale PSNR among 1–3 px, i.e. tuned on the truth, the
 baseline's best case); Topaz-Denoise's pretrained `unet` (when --topaz-python is given);
-faithful mode; live mode; live mode after on-the-fly adaptation on the session; the same
-adaptation with target guidance from the 3KPR reference. Metrics (METHOD §6) are means
-over micrographs. Writes the "Quality" section of benchmarks/RESULTS.md.
+faithful mode (the reference scheme, corrected; not a mode of the commands); live mode;
+live mode after on-the-fly adaptation on the session; the same adaptation with target
+guidance from the 3KPR reference. Metrics (METHOD §6) are means over micrographs. Writes
+the "Quality" section of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations

@@ -236,14 +236,6 @@ def denoise(
     model: Annotated[
         Path | None, typer.Option(help="Model file (default: the model shipped in the package).")
     ] = None,
-    mode: Annotated[
-        str,
-        typer.Option(
-            help="live: one Tweedie step over large blended tiles (fast); faithful: the "
-            "reference code's 192² tiles with 5 smaller steps along the score, summing to "
-            "one Tweedie step at the estimated noise level (about 20× slower)."
-        ),
-    ] = "live",
     binning: Annotated[
         float | None, typer.Option("--bin", help="Fourier-bin by this factor before denoising.")
     ] = None,
@@ -283,7 +275,6 @@ def denoise(
 
     try:
         settings = DenoiseSettings(
-            mode=mode,  # type: ignore[arg-type]
             bin_factor=binning,
             target_pixel_size=pixel_size,
             tile=tile,
@@ -669,7 +660,6 @@ def watch(
     input_pixel_size: Annotated[
         float | None, typer.Option(help="Pixel size of the inputs in Å (TIFF, or MRC without one).")
     ] = None,
-    mode: Annotated[str | None, typer.Option(help="live or faithful.")] = None,
     batch_size: Annotated[
         int | None, typer.Option(help="Tiles per network call (default: 1 on CPU, 8 on GPU).")
     ] = None,
@@ -729,7 +719,6 @@ def watch(
         "bin": binning,
         "pixel_size": pixel_size,
         "input_pixel_size": input_pixel_size,
-        "mode": mode,
         "batch_size": batch_size,
         "float16": float16,
         "suffix": suffix,
@@ -939,7 +928,6 @@ def batch(
     input_pixel_size: Annotated[
         float | None, typer.Option(help="Pixel size of the inputs in Å (TIFF, or MRC without one).")
     ] = None,
-    mode: Annotated[str, typer.Option(help="live or faithful.")] = "live",
     float16: Annotated[bool, typer.Option("--float16", help="Write float16 (mode 12).")] = False,
     zarr: Annotated[bool, typer.Option("--zarr/--no-zarr", help="Write OME-Zarr groups.")] = True,
     guard: GuardOption = None,
@@ -970,7 +958,6 @@ def batch(
             model=model,
             device=device,
             settings=DenoiseSettings(
-                mode=mode,  # type: ignore[arg-type]
                 bin_factor=binning,
                 target_pixel_size=pixel_size,
                 guard=guard is not False,

@@ -52,7 +52,6 @@ class WatchConfig:
     input_pixel_size: float | None = None
     bin: float | None = None
     pixel_size: float | None = None
-    mode: str = "live"
     batch_size: int | None = None
     max_micrographs_per_batch: int = 4
     tile: int = DEFAULT_MAX_TILE
@@ -75,8 +74,6 @@ class WatchConfig:
     def __post_init__(self) -> None:
         if self.order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {self.order!r}")
-        if self.mode not in ("live", "faithful"):
-            raise ValueError(f"mode must be 'live' or 'faithful', got {self.mode!r}")
         for name in ("settle_seconds", "rescan_interval", "timeout_seconds", "status_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -94,6 +91,13 @@ class WatchConfig:
         return self.out_dir if self.out_dir is not None else self.watch_dir / "streamdenoise"
 
 
+RETIRED_MODE = (
+    'mode = "faithful" was removed: it lowered picking AP below the raw micrographs at '
+    '15 e⁻/Å² (benchmarks/RESULTS.md, "Quality"); delete the mode setting ("live", the only '
+    "mode, is still accepted)"
+)
+
+
 def load_config(path: Path | None, overrides: dict[str, Any]) -> WatchConfig:
     """Settings from a TOML file (optional) with `overrides` (flags, None = not given) on top.
 
@@ -105,6 +109,8 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> WatchConfig:
             values = tomllib.loads(Path(path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as error:
             raise FileProblem(path, f"cannot read the configuration: {error}") from error
+        if values.pop("mode", "live") != "live":
+            raise FileProblem(path, RETIRED_MODE)
         known = {f.name for f in fields(WatchConfig)}
         unknown = sorted(set(values) - known)
         if unknown:

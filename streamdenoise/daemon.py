@@ -158,7 +158,6 @@ class Daemon:
         model_path = self.config.model or default_model_path()
         self.loaded = load_model(model_path, device=self.device)
         self.settings = DenoiseSettings(
-            mode=self.config.mode,  # type: ignore[arg-type]
             bin_factor=self.config.bin,
             target_pixel_size=self.config.pixel_size,
             tile=self.config.tile,

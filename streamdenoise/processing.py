@@ -44,7 +44,6 @@ def processing_params_hash(
     micrograph done by one is skipped by the other."""
     return params_hash(
         model=model_digest(model_path),
-        mode=settings.mode,
         bin=settings.bin_factor,
         pixel_size=settings.target_pixel_size,
         input_pixel_size=input_pixel_size,

@@ -40,3 +40,12 @@ def test_defaults_and_errors(tmp_path: Path) -> None:
     broken.write_text("watch_dir = \n")
     with pytest.raises(FileProblem, match="cannot read the configuration"):
         load_config(broken, {})
+
+
+def test_the_retired_faithful_mode_is_refused_with_its_reason(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'watch_dir = "{tmp_path}"\nmode = "live"\n')
+    assert load_config(config, {}).watch_dir == tmp_path  # the only mode, still accepted
+    config.write_text(f'watch_dir = "{tmp_path}"\nmode = "faithful"\n')
+    with pytest.raises(ValueError, match=r"faithful.*was removed.*15 e"):
+        load_config(config, {})

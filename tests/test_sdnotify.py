@@ -219,7 +219,7 @@ def test_example_config() -> None:
     settings = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     keys = {
         "watch_dir", "out_dir", "device", "include", "exclude", "polling", "settle_seconds",
-        "rescan_interval", "bin", "model", "mode", "float16", "headless",
+        "rescan_interval", "bin", "model", "float16", "headless",
         "particle_diameter", "status_interval",
     }  # fmt: skip
     assert keys <= set(settings)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal
 
 import numpy as np
 import torch
@@ -19,7 +18,6 @@ from streamdenoise.model.inference import (
     NORM_SCALE,
     Denoised,
     estimate_noise_sigma,
-    faithful_denoise,
     live_denoise_many,
     normalize,
 )
@@ -27,7 +25,6 @@ from streamdenoise.model.tiling import DEFAULT_MAX_TILE
 from streamdenoise.physics.binning import bin_image
 from streamdenoise.stats.filters import flatten_background
 
-Mode = Literal["live", "faithful"]
 COUNTS_CONSISTENCY = (0.5, 2.0)
 """Poisson noise is trusted when the spectral estimate lies within this factor of it."""
 
@@ -68,14 +65,14 @@ def noise_sigma(binned: np.ndarray, raw_mean: float, area_ratio: float) -> float
 
 @dataclass(frozen=True)
 class DenoiseSettings:
-    """How to denoise: mode, binning (an integer/fractional factor, or a target pixel size
-    in Å; neither: the model's training pixel size, never upsampling), tiling in pixels of
-    the binned image, tiles per network call (None: the device's default, 1 on a CPU and 8
-    on a GPU), the autocast dtype on GPU, whether the do-no-harm guard may keep the input
-    (`streamdenoise.stats.guard`), and an optional background scale in Å: subtract the
-    output's Gaussian low-pass of that σ (ice gradients, thickness), keeping its mean."""
+    """How to denoise (one Tweedie step over large blended tiles): binning (an integer or
+    fractional factor, or a target pixel size in Å; neither: the model's training pixel
+    size, never upsampling), tiling in pixels of the binned image, tiles per network call
+    (None: the device's default, 1 on a CPU and 8 on a GPU), the autocast dtype on GPU,
+    whether the do-no-harm guard may keep the input (`streamdenoise.stats.guard`), and an
+    optional background scale in Å: subtract the output's plane and Gaussian low-pass of
+    that σ (ice gradients, thickness), keeping its mean."""
 
-    mode: Mode = "live"
     bin_factor: float | None = None
     target_pixel_size: float | None = None
     tile: int = DEFAULT_MAX_TILE
@@ -86,8 +83,6 @@ class DenoiseSettings:
     background_scale: float | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in ("live", "faithful"):
-            raise ValueError(f"mode must be 'live' or 'faithful', got {self.mode!r}")
         if self.bin_factor is not None and self.target_pixel_size is not None:
             raise ValueError("give a binning factor or a target pixel size, not both")
         if self.bin_factor is not None and self.bin_factor < 1:
@@ -143,34 +138,20 @@ def denoise_prepared(
     Returns the denoised float32 images at the working pixel size, in the inputs' scale,
     each with its guard report (live mode).
     """
-    if settings.mode == "faithful":
-        results = [
-            faithful_denoise(
-                p.image,
-                model,
-                sigma=p.sigma,
-                guard=settings.guard,
-                batch_size=settings.batch_size,
-                device=device,
-                dtype=settings.dtype,
-            )
-            for p in prepared
-        ]
-    else:
-        height = max(p.image.shape[0] for p in prepared)
-        width = max(p.image.shape[1] for p in prepared)
-        multiple = getattr(model, "size_multiple", 1)
-        results = live_denoise_many(
-            [p.image for p in prepared],
-            model,
-            sigmas=[p.sigma for p in prepared],
-            tile=fit_tile(height, width, settings.tile, settings.overlap, multiple),
-            overlap=settings.overlap,
-            batch_size=settings.batch_size,
-            device=device,
-            dtype=settings.dtype,
-            guard=settings.guard,
-        )
+    height = max(p.image.shape[0] for p in prepared)
+    width = max(p.image.shape[1] for p in prepared)
+    multiple = getattr(model, "size_multiple", 1)
+    results = live_denoise_many(
+        [p.image for p in prepared],
+        model,
+        sigmas=[p.sigma for p in prepared],
+        tile=fit_tile(height, width, settings.tile, settings.overlap, multiple),
+        overlap=settings.overlap,
+        batch_size=settings.batch_size,
+        device=device,
+        dtype=settings.dtype,
+        guard=settings.guard,
+    )
     if settings.background_scale is None:
         return results
     with stage("flatten background"):
