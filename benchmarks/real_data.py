@@ -1,7 +1,8 @@
 """Real-data benchmark: does denoising help picking on real micrographs?
 
     python benchmarks/real_data.py APOFERRITIN_DIR [--epu EPU_DIR] [--topaz-python PY]
-        [--model MODEL] [--candidate MODEL ...] [--adapt-steps 300] [--micrographs 19]
+        [--model MODEL] [--candidate MODEL ...] [--adapt-steps 300] [--guided]
+        [--micrographs 19]
 
 APOFERRITIN_DIR: the folder `cryo-EM Dataset` of the AutoCryoPicker repository (how to get
 it: ../shared/data/apoferritin-empiar10146/README.md); the truth (hand-labelled centres,
@@ -14,7 +15,8 @@ EMPIAR-10146 micrographs at 1.5 Å/px, apoferritin D = 120 Å. Each micrograph i
   with the do-no-harm guard off, to show what the guard does), candidate models given with
   --candidate (with and without the guard), and the model adapted to the session
   (`streamdenoise.model.training.adapt` on the 19 micrographs, noisy only, no truth:
-  swapped in only when its held-out loss improves);
+  swapped in only when its held-out loss improves), with --guided also target-guided by a
+  hollow-sphere map of 60/40 Å radii (what apoferritin is close to);
 - metrics per micrograph, averaged: average precision and best F1 of the project's fixed
   picker (`stats.picker`, difference of Gaussians at D) and of the data README's LoG picker
   (σ = 0.4·D/√2, suppression within D/2), picks matched within D/2; detection ROC AUC of
@@ -46,10 +48,13 @@ from results import markdown_table, write_section
 
 from streamdenoise.io import read_mrc
 from streamdenoise.io.png import encode_png, to_uint8
+from streamdenoise.model.guidance import TemplateSet, TemplateSpec, load_templates
 from streamdenoise.model.modelfile import default_model_path, load_model
 from streamdenoise.model.pipeline import DenoiseSettings, denoise_image
 from streamdenoise.model.training import adapt, prepare_image
 from streamdenoise.physics.binning import bin_to_pixel_size
+from streamdenoise.physics.density import scatterers_from_map
+from streamdenoise.physics.shapes import hollow_shell
 from streamdenoise.stats.filters import gaussian_blur, gaussian_transfer
 from streamdenoise.stats.guard import residual_structure_correlation
 from streamdenoise.stats.picker import blob_response, pick_peaks
@@ -68,6 +73,7 @@ APOFERRITIN_DIAMETER = 120.0  # Å
 EPU_DIAMETER = 150.0  # Å, nominal (no truth): the scale of the high-pass and LF cut
 GAUSSIAN_SIGMA = 6.0  # Å
 NOISY_SUBFOLDER = "Apoferritin_cryo-EM_Dataset_without_averaging"
+ADAPT_CROP = 128  # px, the adaptation crops and the guidance templates' box
 METRICS = ("DoG AP", "DoG F1", "DoG AUC", "LoG AP", "LoG F1", "LoG AUC")
 
 
@@ -239,6 +245,37 @@ def baseline_methods(working: float, topaz_python: str | None) -> dict[str, Meth
     return methods
 
 
+def apoferritin_templates(working: float) -> TemplateSet:
+    """Guidance templates from a hollow sphere of 60/40 Å radii (apoferritin is close to
+    one), at the working pixel size, boxed like the adaptation crops."""
+    volume = hollow_shell(60.0, 40.0, 1.5)
+    reference = scatterers_from_map(volume, 1.5, "hollow sphere 60/40 Å")
+    return load_templates(reference, TemplateSpec(pixel_size=working, box=ADAPT_CROP))
+
+
+def adapted_method(
+    loaded, micrographs: list[RealMicrograph], steps: int, templates, settings
+) -> tuple[Method, str]:
+    """Adapt the model to the micrographs (noisy only; with `templates`, target-guided):
+    the adapted model as a method (the resident one where the held-out loss did not
+    improve) and a note with the losses and the time."""
+    noise_unit = bool(getattr(loaded.model, "noise_unit_input", False))
+    start = time.perf_counter()
+    session = [
+        prepare_image(m.image, m.pixel_size, loaded.pixel_size, noise_unit=noise_unit)
+        for m in micrographs
+    ]
+    result = adapt(loaded.model, session, steps=steps, crop=ADAPT_CROP, templates=templates)
+    seconds = time.perf_counter() - start
+    note = (
+        f"{steps} steps on {len(session)} micrographs in {seconds:.0f} s; held-out AR-DAE "
+        f"loss {result.loss_before:.4f} → {result.loss_after:.4f} "
+        f"({'swapped in' if result.improved else 'not swapped in'})."
+    )
+    chosen = replace(loaded, model=result.model if result.improved else loaded.model)
+    return model_method(chosen, settings), note
+
+
 def apoferritin_section(args, loaded, settings: DenoiseSettings) -> str:
     working = loaded.pixel_size
     micrographs = load_apoferritin(args.apoferritin, args.truth, args.micrographs)
@@ -255,20 +292,19 @@ def apoferritin_section(args, loaded, settings: DenoiseSettings) -> str:
         )
     notes = []
     if args.adapt_steps > 0:
-        start = time.perf_counter()
-        session = [prepare_image(m.image, m.pixel_size, working) for m in micrographs]
-        result = adapt(loaded.model, session, steps=args.adapt_steps, crop=128)
-        seconds = time.perf_counter() - start
-        swapped = result.improved
-        notes.append(
-            f"Session adaptation: {args.adapt_steps} steps on {len(session)} micrographs in "
-            f"{seconds:.0f} s; held-out AR-DAE loss {result.loss_before:.4f} → "
-            f"{result.loss_after:.4f} ({'swapped in' if swapped else 'not swapped in'})."
-        )
-        adapted = type(loaded)(
-            loaded.path, result.model if swapped else loaded.model, working, {}, {}
-        )
-        methods["streamdenoise adapted to the session"] = model_method(adapted, settings)
+        plain, note = adapted_method(loaded, micrographs, args.adapt_steps, None, settings)
+        methods["streamdenoise adapted to the session"] = plain
+        notes.append(f"Session adaptation: {note}")
+        if args.guided:
+            templates = apoferritin_templates(working)
+            guided, note = adapted_method(
+                loaded, micrographs, args.adapt_steps, templates, settings
+            )
+            methods["adapted with guidance (hollow-sphere map)"] = guided
+            notes.append(
+                "Guided adaptation (target guidance from a hollow sphere of 60/40 Å radii, "
+                f"the user's reference a facility would have for apoferritin): {note}"
+            )
     results = run_methods(micrographs, working, methods)
     rows = []
     for label, (outputs, verdicts, seconds) in results.items():
@@ -352,6 +388,11 @@ def main() -> None:
     parser.add_argument("--topaz-python", default=None, help="Python of a topaz-em venv.")
     parser.add_argument("--model", type=Path, default=None, help="Default: the shipped model.")
     parser.add_argument("--adapt-steps", type=int, default=300)
+    parser.add_argument(
+        "--guided",
+        action="store_true",
+        help="Also adapt with target guidance from a hollow-sphere map (60/40 Å radii).",
+    )
     parser.add_argument(
         "--candidate",
         type=Path,
