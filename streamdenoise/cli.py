@@ -15,7 +15,9 @@ from streamdenoise.errors import StreamDenoiseError
 from streamdenoise.model.tiling import DEFAULT_MAX_TILE
 
 app = typer.Typer(
-    help="Live score-based denoising of cryo-EM micrographs.",
+    help="Live score-based denoising of cryo-EM micrographs.\n\n"
+    "Exit codes: 0 done; 1 some inputs failed (each named on stderr; denoise, batch); "
+    "2 a usage or environment error (one line naming the option or file).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -991,6 +993,8 @@ def batch(
         f"  RELION STAR:   {result.star or 'none (nothing done)'}\n"
         f"  journal:       {config.layout.journal}"
     )
+    if result.quarantined:  # some inputs failed: exit 1, as `denoise` does
+        raise typer.Exit(code=1)
 
 
 @app.command()

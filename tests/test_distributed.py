@@ -165,3 +165,11 @@ def test_cli_batch_end_to_end(micrographs: list[Path], tmp_path: Path) -> None:
     assert "Done: 3 denoised" in run.stderr and "Dask dashboard" in run.stderr
     assert sorted(star_names(out)) == sorted(str(out / "denoised" / p.name) for p in inputs)
     assert {row[4] for row in journal_rows(out)} == {"done"}
+
+
+def test_cli_batch_exits_1_when_an_input_failed(micrographs: list[Path], tmp_path: Path) -> None:
+    dataset(micrographs, tmp_path / "in", 1)
+    (tmp_path / "in" / "text.mrc").write_text("not a micrograph\n" * 100)
+    run = cli(str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--workers", "1")
+    assert run.returncode == 1, run.stderr
+    assert "quarantined" in run.stderr and "Done: 1 denoised" in run.stderr
