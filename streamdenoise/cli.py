@@ -220,6 +220,14 @@ BackgroundOption = Annotated[
         "picking in benchmarks/RESULTS.md.",
     ),
 ]
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="Where the daemon keeps its journal, status.json and lock, if it was started "
+        "with --state-dir (default: OUT).",
+    ),
+]
 GuardOption = Annotated[
     bool | None,
     typer.Option(
@@ -747,6 +755,7 @@ def watch(
 def status(
     out_dir: Annotated[Path, typer.Argument(help="The daemon's output directory.")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep showing updates.")] = False,
+    state_dir: StateDirOption = None,
 ) -> None:
     """Show the state of a running (or finished) daemon from OUT/status.json."""
     from rich.live import Live
@@ -754,14 +763,15 @@ def status(
     from streamdenoise.dashboard import follow_status, read_status, render
 
     try:
-        snapshot = read_status(out_dir)
+        state = state_dir or out_dir
+        snapshot = read_status(state)
     except (OSError, ValueError) as error:
-        raise _fail(ValueError(f"{out_dir / 'status.json'}: no daemon status ({error})")) from None
+        raise _fail(ValueError(f"{state / 'status.json'}: no daemon status ({error})")) from None
     if not follow:
         Console().print(render(snapshot))
         return
     with Live(render(snapshot), console=Console(), refresh_per_second=2) as live:
-        for update in follow_status(out_dir):
+        for update in follow_status(state):
             live.update(render(update))
 
 
@@ -771,13 +781,14 @@ def quarantine(
     retry: Annotated[
         bool, typer.Option("--retry", help="Put every quarantined file back in the queue.")
     ] = False,
+    state_dir: StateDirOption = None,
 ) -> None:
     """List the files the daemon gave up on, with their reasons (or retry them)."""
     from rich.table import Table
 
     from streamdenoise.watch import Journal
 
-    path = out_dir / "journal.sqlite"
+    path = (state_dir or out_dir) / "journal.sqlite"
     if not path.is_file():
         raise _fail(ValueError(f"{path}: no journal here"))
     with Journal(path) as journal:
@@ -1003,10 +1014,12 @@ def report(
     output: Annotated[
         Path | None, typer.Option("--output", help="HTML file to write (default OUT/report.html).")
     ] = None,
+    state_dir: StateDirOption = None,
 ) -> None:
     """Write an HTML session report (statistics over time, verdicts, example thumbnails)."""
     from streamdenoise.report import write_report
 
-    if not (out_dir / "journal.sqlite").is_file():
-        raise _fail(ValueError(f"{out_dir / 'journal.sqlite'}: no journal here"))
-    console.print(f"Wrote {write_report(out_dir, output)}")
+    state = state_dir or out_dir
+    if not (state / "journal.sqlite").is_file():
+        raise _fail(ValueError(f"{state / 'journal.sqlite'}: no journal here"))
+    console.print(f"Wrote {write_report(state, output or out_dir / 'report.html')}")

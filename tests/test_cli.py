@@ -210,3 +210,21 @@ def test_nonsense_options_are_refused(session: Path, tmp_path: Path, args, names
     result = run(*args)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert names in result.stderr
+
+
+def test_quarantine_status_and_report_follow_state_dir(tmp_path: Path) -> None:
+    from streamdenoise.watch import Journal
+
+    out, state = tmp_path / "out", tmp_path / "state"
+    out.mkdir()
+    state.mkdir()
+    with Journal(state / "journal.sqlite", max_attempts=1) as journal:
+        journal.mark_seen(tmp_path / "bad.mrc", 10, 1, "h")
+        journal.mark_failed(tmp_path / "bad.mrc", "truncated: 8 of 1,024 bytes")
+    assert run("quarantine", str(out)).returncode == 2  # no journal in OUT itself
+    listed = run("quarantine", str(out), "--state-dir", str(state))
+    assert listed.returncode == 0 and "truncated" in listed.stdout + listed.stderr
+    report = run("report", str(out), "--state-dir", str(state))
+    assert report.returncode == 0 and (out / "report.html").is_file()
+    status = run("status", str(out), "--state-dir", str(state))
+    assert status.returncode == 2 and str(state / "status.json") in status.stderr
