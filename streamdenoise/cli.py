@@ -795,7 +795,14 @@ def quarantine(
         entries = journal.quarantined()
         if retry:
             count = journal.retry()
-            console.print(f"{count} file(s) will be processed again by the running daemon")
+            from streamdenoise.dashboard import daemon_alive
+
+            who = (
+                "by the running daemon"
+                if daemon_alive(path.parent)
+                else "when a daemon next runs on this folder"
+            )
+            console.print(f"{count} file(s) will be processed again {who}")
             return
     table = Table("file", "attempts", "reason")
     for entry in entries:

@@ -228,3 +228,5 @@ def test_quarantine_status_and_report_follow_state_dir(tmp_path: Path) -> None:
     assert report.returncode == 0 and (out / "report.html").is_file()
     status = run("status", str(out), "--state-dir", str(state))
     assert status.returncode == 2 and str(state / "status.json") in status.stderr
+    retried = run("quarantine", str(out), "--state-dir", str(state), "--retry")
+    assert retried.returncode == 0 and "when a daemon next runs" in retried.stderr
