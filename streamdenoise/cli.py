@@ -161,6 +161,10 @@ def simulate(
             ice_thickness_range=_range(ice_thickness, "--ice-thickness"),
         )
         scatterers = load_reference(reference)
+        existing = [out / name for name in ("micrographs", "ground_truth", "session.json")]
+        if any(path.exists() for path in existing):
+            raise ValueError(f"{out} already holds a simulated session; give an empty folder")
+        _output_directory(out, "OUT")
     except (StreamDenoiseError, ValueError) as error:
         raise _fail(error) from None
     ny, nx = spec.output_shape

@@ -230,3 +230,10 @@ def test_quarantine_status_and_report_follow_state_dir(tmp_path: Path) -> None:
     assert status.returncode == 2 and str(state / "status.json") in status.stderr
     retried = run("quarantine", str(out), "--state-dir", str(state), "--retry")
     assert retried.returncode == 0 and "when a daemon next runs" in retried.stderr
+
+
+def test_simulate_refuses_an_existing_session(session: Path) -> None:
+    before = sorted(p.name for p in (session / "micrographs").iterdir())
+    result = run("simulate", str(session), "-n", "1", "--detector", "small", "--bin", "4")
+    assert result.returncode == 2 and "already holds a simulated session" in result.stderr
+    assert sorted(p.name for p in (session / "micrographs").iterdir()) == before
