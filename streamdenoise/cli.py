@@ -161,9 +161,13 @@ def simulate(
             ice_thickness_range=_range(ice_thickness, "--ice-thickness"),
         )
         scatterers = load_reference(reference)
-        existing = [out / name for name in ("micrographs", "ground_truth", "session.json")]
-        if any(path.exists() for path in existing):
-            raise ValueError(f"{out} already holds a simulated session; give an empty folder")
+        # A watched micrographs/ folder may exist already; files of a session may not.
+        found = [p for p in (out / "ground_truth", out / "session.json") if p.exists()]
+        found += sorted((out / "micrographs").glob("mic_*.mrc"))
+        if found:
+            raise ValueError(
+                f"{out} already holds a simulated session ({found[0].name} …); give a new folder"
+            )
         _output_directory(out, "OUT")
     except (StreamDenoiseError, ValueError) as error:
         raise _fail(error) from None
