@@ -13,7 +13,7 @@ from streamdenoise.model.pipeline import (
     denoise_image,
     denoise_prepared,
     fit_tile,
-    noise_sigma,
+    noise_level,
     prepare,
 )
 from streamdenoise.model.unet import ScoreUNet, UNetConfig
@@ -41,9 +41,9 @@ def test_poisson_noise_level_for_counts_and_fallback() -> None:
     rng = np.random.default_rng(0)
     counts = rng.poisson(40.0, size=(512, 512)).astype(np.float32)
     expected = np.sqrt(counts.mean()) / (5 * counts.std())
-    assert noise_sigma(counts, float(counts.mean()), 1.0) == pytest.approx(expected, rel=1e-6)
+    assert noise_level(counts, float(counts.mean()), 1.0)[0] == pytest.approx(expected, rel=1e-6)
     scaled = counts * 37.0  # not counts any more: the spectral estimate is used
-    from_spectrum = noise_sigma(scaled, float(scaled.mean()), 1.0)
+    from_spectrum, _ = noise_level(scaled, float(scaled.mean()), 1.0)
     assert from_spectrum == pytest.approx(0.2, rel=0.05)
 
 

@@ -33,7 +33,7 @@ from streamdenoise.model.tiling import (
     plan_tiles,
 )
 from streamdenoise.stats.guard import GUARD_BANDS, GuardReport, check_residual
-from streamdenoise.stats.noise import estimate_noise_spectrum
+from streamdenoise.stats.noise import NoiseSpectrum, estimate_noise_spectrum
 
 # Normalised value = clip((x − mean) / std, ±NORM_CLIP) / NORM_SCALE, so std ≈ 0.2.
 NORM_CLIP = 5.0
@@ -194,12 +194,14 @@ def live_denoise_many(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     sigmas: Sequence[float | None] | None = None,
+    spectra: Sequence[NoiseSpectrum | None] | None = None,
     guard: bool = True,
 ) -> list[Denoised]:
     """`live_denoise` of several micrographs whose tiles share network batches.
 
     images: (H_i, W_i) arrays; sigmas: σ̂ per image in normalised units (None entries are
-    estimated); guard: check each output with `check_residual` and return the input
+    estimated); spectra: each image's fitted noise spectrum where the caller has it (the
+    guard fits it otherwise); guard: check each output with `check_residual` and return the input
     unchanged where it fails. Returns one `Denoised` per image, (H_i, W_i) float32 in the
     input's scale. The blended score is the tiles' blend of scores: blending is linear
     and σ̂ is one value per image, so this equals blending the tiles' Tweedie outputs.
@@ -226,8 +228,11 @@ def live_denoise_many(
         update,
     )
     results = []
-    for score, (normed, mean, std), sigma in zip(scores, normalised, noise, strict=True):
-        denoised, report = _guarded(normed, tweedie(normed, score, sigma), sigma, guard)
+    spectra = spectra if spectra is not None else [None] * len(images)
+    for score, (normed, mean, std), sigma, spectrum in zip(
+        scores, normalised, noise, spectra, strict=True
+    ):
+        denoised, report = _guarded(normed, tweedie(normed, score, sigma), sigma, guard, spectrum)
         with stage("normalise"):
             results.append(Denoised(denormalize(denoised, mean, std), report))
     return results
@@ -323,18 +328,24 @@ def faithful_denoise(
 
     plan_args: tuple[int, int, WindowKind] = (tile, tile - stride, "flat")
     out = _run_tiled([normed], [noise], model, plan_args, batch_size, device, dtype, update)[0]
-    out, report = _guarded(normed, out, noise, guard)
+    out, report = _guarded(normed, out, noise, guard, None)
     return Denoised(denormalize(out, mean, std), report)
 
 
 def _guarded(
-    normed: np.ndarray, denoised: np.ndarray, sigma: float, guard: bool
+    normed: np.ndarray,
+    denoised: np.ndarray,
+    sigma: float,
+    guard: bool,
+    spectrum: NoiseSpectrum | None,
 ) -> tuple[np.ndarray, GuardReport | None]:
-    """The do-no-harm guard on one normalised micrograph (H, W) and its denoised version:
-    (the output to keep, the report or None where no guard ran)."""
+    """The do-no-harm guard on one normalised micrograph (H, W) and its denoised version,
+    with the micrograph's noise spectrum (fitted here if None): (the output to keep, the
+    report or None where no guard ran)."""
     if not guard or sigma <= 0:
         return denoised, None
     with stage("guard"):
-        shape = estimate_noise_spectrum(normed).band_shape(normed.shape, GUARD_BANDS)
+        spectrum = spectrum or estimate_noise_spectrum(normed)
+        shape = spectrum.band_shape(normed.shape, GUARD_BANDS)
         report = check_residual(normed, denoised, sigma, noise_shape=shape)
     return (denoised if report.passed else normed), report

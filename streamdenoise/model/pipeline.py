@@ -17,13 +17,13 @@ from streamdenoise.engine.profiling import stage
 from streamdenoise.model.inference import (
     NORM_SCALE,
     Denoised,
-    estimate_noise_sigma,
     live_denoise_many,
     normalize,
 )
 from streamdenoise.model.tiling import DEFAULT_MAX_TILE
 from streamdenoise.physics.binning import bin_image
 from streamdenoise.stats.filters import flatten_background
+from streamdenoise.stats.noise import NoiseSpectrum, estimate_noise_spectrum
 
 COUNTS_CONSISTENCY = (0.5, 2.0)
 """Poisson noise is trusted when the spectral estimate lies within this factor of it."""
@@ -44,23 +44,27 @@ def fit_tile(height: int, width: int, max_tile: int, overlap: int, multiple: int
     return -(-needed // multiple) * multiple
 
 
-def noise_sigma(binned: np.ndarray, raw_mean: float, area_ratio: float) -> float:
-    """Noise std σ̂ of `binned` (H, W) in normalised units.
+def noise_level(
+    binned: np.ndarray, raw_mean: float, area_ratio: float
+) -> tuple[float, NoiseSpectrum]:
+    """Noise std σ̂ of `binned` (H, W) in normalised units, and its fitted noise spectrum
+    (which the do-no-harm guard reuses).
 
     For counting-detector data the values are electron counts and the shot noise is
     Poisson: variance = mean count per raw pixel × (binned pixels / raw pixels) after a
     mean-preserving Fourier crop. That is exact where it applies, so it is used when the
-    spectral estimate (`estimate_noise_sigma`, biased upward by signal near Nyquist) agrees
+    spectral estimate (`estimate_noise_spectrum`, biased upward by signal near Nyquist) agrees
     with it to within a factor of two in variance; otherwise (scaled or non-count data)
     the spectral estimate is used.
     """
     normed, _, std = normalize(binned)
-    spectral = estimate_noise_sigma(normed)
+    spectrum = estimate_noise_spectrum(normed)
+    spectral = spectrum.pixel_sigma
     if raw_mean <= 0:
-        return spectral
+        return spectral, spectrum
     poisson = math.sqrt(raw_mean * area_ratio) / (NORM_SCALE * std)
     low, high = COUNTS_CONSISTENCY
-    return poisson if low <= (spectral / poisson) ** 2 <= high else spectral
+    return (poisson if low <= (spectral / poisson) ** 2 <= high else spectral), spectrum
 
 
 @dataclass(frozen=True)
@@ -105,11 +109,12 @@ class DenoiseSettings:
 @dataclass(frozen=True)
 class Prepared:
     """A micrograph binned to the working pixel size: image (h, w) float32, its pixel size
-    in Å/px, and its noise level σ̂ in normalised units."""
+    in Å/px, its noise level σ̂ in normalised units and its fitted noise spectrum."""
 
     image: np.ndarray
     pixel_size: float
     sigma: float
+    noise: NoiseSpectrum
 
 
 def prepare(
@@ -123,8 +128,8 @@ def prepare(
         )
         binned = np.asarray(binned, dtype=np.float32)
     with stage("noise estimate"):
-        sigma = noise_sigma(binned, float(np.mean(image)), binned.size / image.size)
-    return Prepared(binned, working_pixel, sigma)
+        sigma, spectrum = noise_level(binned, float(np.mean(image)), binned.size / image.size)
+    return Prepared(binned, working_pixel, sigma, spectrum)
 
 
 def denoise_prepared(
@@ -145,6 +150,7 @@ def denoise_prepared(
         [p.image for p in prepared],
         model,
         sigmas=[p.sigma for p in prepared],
+        spectra=[p.noise for p in prepared],
         tile=fit_tile(height, width, settings.tile, settings.overlap, multiple),
         overlap=settings.overlap,
         batch_size=settings.batch_size,
