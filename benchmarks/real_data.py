@@ -47,7 +47,7 @@ from quality import topaz_denoise
 from results import markdown_table, write_section
 
 from streamdenoise.io import read_mrc
-from streamdenoise.io.png import encode_png, to_uint8
+from streamdenoise.io.png import side_by_side
 from streamdenoise.model.guidance import TemplateSet, TemplateSpec, load_templates
 from streamdenoise.model.modelfile import default_model_path, load_model
 from streamdenoise.model.pipeline import DenoiseSettings, denoise_image
@@ -202,16 +202,11 @@ def timed(method: Method, micrographs: list[RealMicrograph]):
 
 def montage(panels: list[np.ndarray], size: int) -> bytes:
     """PNG of the top-left `size`² of each panel side by side, 8 px gaps."""
-    crops = [to_uint8(p[:size, :size]) for p in panels]
-    gap = np.full((crops[0].shape[0], 8), 255, np.uint8)
-    row = [crops[0]]
-    for crop in crops[1:]:
-        row += [gap, crop]
-    return encode_png(np.concatenate(row, axis=1))
+    return side_by_side([p[:size, :size] for p in panels], gap=8)
 
 
 def run_methods(
-    micrographs: list[RealMicrograph], working: float, methods: dict[str, Method]
+    micrographs: list[RealMicrograph], methods: dict[str, Method]
 ) -> dict[str, tuple[list[np.ndarray], list[str], float]]:
     """Every method's binned outputs, notes and seconds per micrograph."""
     results = {}
@@ -305,7 +300,7 @@ def apoferritin_section(args, loaded, settings: DenoiseSettings) -> str:
                 "Guided adaptation (target guidance from a hollow sphere of 60/40 Å radii, "
                 f"the user's reference a facility would have for apoferritin): {note}"
             )
-    results = run_methods(micrographs, working, methods)
+    results = run_methods(micrographs, methods)
     rows = []
     for label, (outputs, verdicts, seconds) in results.items():
         scores = [
@@ -343,7 +338,7 @@ def epu_section(args, loaded, settings: DenoiseSettings) -> str:
     methods = baseline_methods(working, args.topaz_python)
     methods["streamdenoise default model"] = model_method(loaded, settings)
     print(f"EPU: {len(micrographs)} micrographs", flush=True)
-    results = run_methods(micrographs, working, methods)
+    results = run_methods(micrographs, methods)
     raw = results["raw"][0]
     rows = []
     for label, (outputs, verdicts, seconds) in results.items():

@@ -62,7 +62,7 @@ DOSES = (5.0, 80.0)  # e⁻/Å²
 DEFOCUS = (0.5, 3.0)  # µm
 B_FACTORS = (50.0, 250.0)  # Å²
 ICE = (200.0, 700.0)  # Å
-READ_NOISE = (0.0, 3.0)  # × the shot noise's std
+MAX_READ_NOISE = 3.0  # × the shot noise's std
 FRAMES = (4, 40)
 STRUCTURE_SHARE = 0.3
 
@@ -74,7 +74,7 @@ class WidePrior:
 
     structure_share: float = STRUCTURE_SHARE
     doses: tuple[float, float] = DOSES
-    read_noise: float = READ_NOISE[1]
+    read_noise: float = MAX_READ_NOISE
 
     @property
     def key(self) -> str:
@@ -273,7 +273,7 @@ def main() -> None:
     parser.add_argument("--structure-share", type=float, default=STRUCTURE_SHARE)
     parser.add_argument("--doses", type=float, nargs=2, default=DOSES, metavar=("MIN", "MAX"))
     parser.add_argument(
-        "--read-noise", type=float, default=READ_NOISE[1], help="Largest × shot-noise std."
+        "--read-noise", type=float, default=MAX_READ_NOISE, help="Largest × shot-noise std."
     )
     parser.add_argument("--out", type=Path, default=Path("streamdenoise/data/default_model.pt"))
     parser.add_argument("--checkpoint", type=Path, default=Path("runs/default_model.ckpt"))

@@ -22,7 +22,7 @@ from streamdenoise.engine.profiling import stage
 from streamdenoise.io import atomic_write_bytes, atomic_write_text, write_mrc_atomic
 from streamdenoise.io.jsontext import json_text
 from streamdenoise.io.omezarr import write_image_group
-from streamdenoise.io.png import encode_png, to_uint8
+from streamdenoise.io.png import side_by_side
 from streamdenoise.io.star import write_star_atomic
 from streamdenoise.physics.binning import bin_image
 
@@ -97,11 +97,7 @@ def thumbnail(raw: np.ndarray, denoised: np.ndarray, size: int = THUMBNAIL_SIZE)
     panels = [
         bin_image(image, 1.0, factor)[0] if factor > 1 else image for image in (raw, denoised)
     ]
-    height = min(p.shape[0] for p in panels)
-    gap = np.full((height, 4), 255, np.uint8)
-    return encode_png(
-        np.concatenate([to_uint8(panels[0][:height]), gap, to_uint8(panels[1][:height])], axis=1)
-    )
+    return side_by_side(panels)
 
 
 def provenance_labels(record: dict) -> list[str]:

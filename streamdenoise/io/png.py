@@ -33,3 +33,14 @@ def encode_png(gray: np.ndarray) -> bytes:
         + chunk(b"IDAT", zlib.compress(raw, 6))
         + chunk(b"IEND", b"")
     )
+
+
+def side_by_side(panels: list[np.ndarray], gap: int = 4) -> bytes:
+    """PNG of 2-D images side by side (each scaled to uint8 by its own percentiles, cut to
+    the shortest height), separated by white gaps of `gap` pixels."""
+    height = min(panel.shape[0] for panel in panels)
+    spacer = np.full((height, gap), 255, np.uint8)
+    row = [to_uint8(panels[0][:height])]
+    for panel in panels[1:]:
+        row += [spacer, to_uint8(panel[:height])]
+    return encode_png(np.concatenate(row, axis=1))
