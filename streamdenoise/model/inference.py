@@ -178,7 +178,7 @@ def _run_tiled(
 @dataclass(frozen=True)
 class Denoised:
     """A denoised micrograph: image (H, W) float32 in the input's scale, and the do-no-harm
-    guard's report (None where no guard ran: faithful mode, or the guard turned off)."""
+    guard's report (None where no guard ran: the guard turned off, or σ̂ = 0)."""
 
     image: np.ndarray
     guard: GuardReport | None = None
@@ -302,9 +302,9 @@ def faithful_denoise(
     fixed-point steps x_0 = y, x_k = x_{k−1} + (σ̂²/K)·s_θ(x_{k−1}): Euler steps along the
     score whose sum is one Tweedie step, re-evaluating the score as the image moves (K = 1
     is live mode's update on small tiles). The reference code used σ(x) = 0.4 + 0.01·x
-    with a step of 0.7 per iteration: about twice the noise std of a normalised
-    micrograph, its five steps summing to 3.5× Tweedie's, which over-smoothed until
-    picking failed (AP 0.07 in benchmarks/RESULTS.md); that variant is not offered.
+    with a step of 0.7 per iteration: σ about twice the noise std of a normalised
+    micrograph (≈ 0.2), so each step was ≈ 2.8× and the five ≈ 14× a Tweedie step, which
+    over-smoothed until picking failed (AP 0.07 in benchmarks/RESULTS.md).
 
     Args:
         image: (H, W) micrograph, any intensity scale.

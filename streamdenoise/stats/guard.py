@@ -12,7 +12,7 @@ Both fail for a network asked to denoise beyond what it learned. The shipped sim
 trained model on real apoferritin micrographs left a residual of 1.1–1.5× the noise power
 per band and, at the particle scale, anticorrelated with its own output (the apoferritin
 rings wiped, dark specks added): ‖r‖² > r · y. On held-out simulated micrographs the same
-model stays at 0.4–0.9× the noise power with ‖r‖² / r · y of 0.5–1.0.
+model stays at 0.4–1.0× the noise power in the judged bands, with ‖r‖² / r · y of 0.5–1.0.
 
 `check_residual` measures, per radial band (Hann-windowed spectra), the residual power
 ‖r‖² / ‖n‖² and the invented power max(‖r‖² − r · y, 0) / ‖n‖² (the part of the output
