@@ -382,11 +382,20 @@ def train(
         Path | None,
         typer.Option(
             help="Adapt this model file to the given micrographs (a session's own, noisy "
-            "only) instead of training from scratch: fine-tunes a copy with the AR-DAE loss "
-            "on all but the last quarter, and writes OUT only if the held-out loss on that "
-            "quarter improves (else exits 1). Works at the model's pixel size."
+            "only) instead of training from scratch: fine-tunes a copy with the blind-spot "
+            "loss on all but the last quarter, and writes OUT only if a picking criterion on "
+            "that quarter (see --particle-diameter) beats both the model and no denoising "
+            "(else exits 1). Works at the model's pixel size."
         ),
     ] = None,
+    particle_diameter: Annotated[
+        float,
+        typer.Option(
+            min=10.0,
+            help="Particle diameter in Å; with --init, the scale of the held-out picking "
+            "criterion.",
+        ),
+    ] = 150.0,
     clean_dir: Annotated[
         Path | None,
         typer.Option(
@@ -487,7 +496,8 @@ def train(
     except (StreamDenoiseError, ValueError) as error:
         raise _fail(error) from None
     if initial is not None:
-        _adapt_model(initial, images, config, templates, out, torch_device, micrographs)
+        diameter = particle_diameter / initial.pixel_size
+        _adapt_model(initial, images, config, templates, out, torch_device, micrographs, diameter)
         return
     held_out = images[-1:] if len(images) > 1 else images
     training_images = images[:-1] if len(images) > 1 else images
@@ -532,9 +542,12 @@ def train(
     console.print(f"Wrote {out} ({state.step} steps)")
 
 
-def _adapt_model(initial, images, config, templates, out: Path, device, sources) -> None:
+def _adapt_model(
+    initial, images, config, templates, out: Path, device, sources, diameter: float
+) -> None:
     """`train --init`: adapt `initial` (a LoadedModel) to `images`; write OUT if the
-    held-out loss improved, else exit 1 without writing."""
+    held-out criterion (particles of `diameter` working pixels) improved, else exit 1
+    without writing."""
     from streamdenoise.model.modelfile import save_model
     from streamdenoise.model.training import adapt
 
@@ -543,6 +556,7 @@ def _adapt_model(initial, images, config, templates, out: Path, device, sources)
             result = adapt(
                 initial.model,
                 images,
+                diameter=diameter,
                 steps=config.steps,
                 batch=config.batch,
                 crop=config.crop,
@@ -553,9 +567,12 @@ def _adapt_model(initial, images, config, templates, out: Path, device, sources)
             )
         except ValueError as error:
             raise _fail(error) from None
-    losses = f"held-out loss {result.loss_before:.4f} → {result.loss_after:.4f}"
+    criterion = (
+        f"held-out picking criterion {result.criterion_after:.4f} (model "
+        f"{result.criterion_before:.4f}, no denoising {result.criterion_input:.4f})"
+    )
     if not result.improved:
-        console.print(f"[yellow]Not written:[/] adaptation did not improve the {losses}")
+        console.print(f"[yellow]Not written:[/] adaptation did not improve: {criterion}")
         raise typer.Exit(code=1)
     save_model(
         out,
@@ -566,14 +583,16 @@ def _adapt_model(initial, images, config, templates, out: Path, device, sources)
             "initial_model": str(initial.path),
             "initial_provenance": initial.provenance,
             "micrographs": [str(p) for p in sources],
-            "objective": "AR-DAE DSM adaptation (noisy data only)",
+            "objective": "blind-spot adaptation (noisy data only)",
             "guidance": templates is not None,
             "steps": config.steps,
-            "held_out_loss_before": result.loss_before,
-            "held_out_loss_after": result.loss_after,
+            "particle_diameter_px": diameter,
+            "held_out_criterion_input": result.criterion_input,
+            "held_out_criterion_before": result.criterion_before,
+            "held_out_criterion_after": result.criterion_after,
         },
     )
-    console.print(f"Wrote {out}: {losses}")
+    console.print(f"Wrote {out}: {criterion}")
 
 
 def _setup_logging(rich_console: bool) -> None:
@@ -718,6 +737,20 @@ def watch(
     ] = None,
     guard: GuardOption = None,
     flatten_background: BackgroundOption = None,
+    adapt_after: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Adapt the model to this session after its first N micrographs (0: off, "
+            "the default; N ≥ 2): a background thread fine-tunes a copy with the blind-spot "
+            "loss and swaps it in only if a picking criterion on the last quarter, held "
+            "out, beats the model and no denoising. The adapted weights go to "
+            "STATE/adapted_model.pt. Measured results: docs/model.md.",
+        ),
+    ] = None,
+    adapt_steps: Annotated[
+        int | None, typer.Option(min=1, help="Optimiser steps of --adapt-after (default 300).")
+    ] = None,
 ) -> None:
     """Denoise every micrograph that appears in DIR, live, until stopped (SIGTERM drains)."""
     from streamdenoise.config import load_config
@@ -748,6 +781,8 @@ def watch(
         "statistics": statistics,
         "guard": guard,
         "background_scale": flatten_background,
+        "adapt_after": adapt_after,
+        "adapt_steps": adapt_steps,
     }
     try:
         config = load_config(config_file, overrides)

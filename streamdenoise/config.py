@@ -69,6 +69,8 @@ class WatchConfig:
     compile: bool | None = None
     guard: bool = True
     background_scale: float | None = None
+    adapt_after: int = 0
+    adapt_steps: int = 300
     stop_file: str = "STOP"
 
     def __post_init__(self) -> None:
@@ -77,6 +79,12 @@ class WatchConfig:
         for name in ("settle_seconds", "rescan_interval", "timeout_seconds", "status_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.adapt_after == 1 or self.adapt_after < 0:
+            raise ValueError(
+                f"adapt_after must be 0 (off) or at least 2 micrographs, got {self.adapt_after}"
+            )
+        if self.adapt_steps < 1:
+            raise ValueError(f"adapt_steps must be at least 1, got {self.adapt_steps}")
         too_small = self.batch_size is not None and self.batch_size < 1
         if too_small or self.max_micrographs_per_batch < 1 or self.max_attempts < 1:
             raise ValueError("batch sizes and max_attempts must be at least 1")

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -46,6 +46,7 @@ from streamdenoise.watch.discovery import is_network_filesystem
 
 if TYPE_CHECKING:
     from streamdenoise.model.inference import Denoised
+    from streamdenoise.session_adaptation import SessionAdapter
 
 log = logging.getLogger("streamdenoise.daemon")
 RECENT = 20
@@ -107,6 +108,7 @@ class Daemon:
         self._star_rows: dict[str, float] = {}  # denoised MRC → pixel size, one row each
         self._alternate = False
         self._last_status = 0.0
+        self.adapter: SessionAdapter | None = None
         self.started = time.time()
         self.snapshot = self._make_snapshot("starting")
 
@@ -208,6 +210,48 @@ class Daemon:
                 self.model(warm_up)
         mode = "compiled" if is_compiled(self.model) else "eager"
         log.info("model ready on %s (%s)", self.device, mode)
+        self._compile_model = is_compiled(self.model)
+        self.adapter = self._session_adapter(str(model_path))
+
+    def _session_adapter(self, model_label: str) -> SessionAdapter | None:
+        """The session adapter of `--adapt-after` (None when it is off)."""
+        from streamdenoise.session_adaptation import ADAPTED_MODEL, AdaptationPlan, SessionAdapter
+
+        if self.config.adapt_after == 0:
+            return None
+        diameter = self.config.particle_diameter or DEFAULT_DIAMETER
+        plan = AdaptationPlan(
+            after=self.config.adapt_after,
+            steps=self.config.adapt_steps,
+            diameter=diameter / self.loaded.pixel_size,
+            pixel_size=self.loaded.pixel_size,
+            save_to=self.layout.state / ADAPTED_MODEL,
+            provenance={
+                "trained_by": "streamdenoise watch --adapt-after",
+                "initial_model": model_label,
+                "initial_provenance": self.loaded.provenance,
+                "objective": "blind-spot adaptation (noisy data only)",
+                "watch_dir": str(self.config.watch_dir),
+                "particle_diameter_angstrom": diameter,
+            },
+        )
+        return SessionAdapter(self.loaded.model, plan, self.device)
+
+    def _swap_in_adapted_model(self) -> None:
+        """Take a finished session adaptation; swap its model in when it improved."""
+        from streamdenoise.engine.batches import prepare_model
+        from streamdenoise.session_adaptation import ADAPTED_MODEL
+
+        result = self.adapter.take() if self.adapter is not None else None
+        if result is None or not result.improved:
+            return
+        self.model = prepare_model(result.model, self.device, compile_model=self._compile_model)
+        self.output_options = replace(
+            self.output_options,
+            model_label=f"{self.output_options.model_label} adapted to this session "
+            f"({self.layout.state / ADAPTED_MODEL})",
+        )
+        log.info("swapped in the model adapted to this session")
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> int:
@@ -345,6 +389,7 @@ class Daemon:
     def _process_batch(self, pool: ThreadPoolExecutor) -> None:
         from streamdenoise.model.pipeline import denoise_prepared
 
+        self._swap_in_adapted_model()
         batch = self._next_batch()
         start = time.perf_counter()
         for item in batch:
@@ -390,6 +435,8 @@ class Daemon:
             return
         latency = time.time() - item.mtime_ns / 1e9
         self.journal.mark_done(item.path, results.outputs, latency)
+        if self.adapter is not None:
+            self.adapter.offer(prepared.image, prepared.sigma)
         self._star_rows[results.outputs["mrc"]] = prepared.pixel_size
         statistics = results.statistics
         if statistics is not None:
@@ -480,6 +527,7 @@ class Daemon:
             guard_fallbacks=self._counters.guard_fallbacks,
             warnings=warnings,
             session=session,
+            adaptation=None if self.adapter is None else self.adapter.state,
         )
 
     def _publish(self, state: str, force: bool = False) -> None:

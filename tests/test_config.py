@@ -49,3 +49,13 @@ def test_the_retired_faithful_mode_is_refused_with_its_reason(tmp_path: Path) ->
     config.write_text(f'watch_dir = "{tmp_path}"\nmode = "faithful"\n')
     with pytest.raises(ValueError, match=r"faithful.*was removed.*15 e"):
         load_config(config, {})
+
+
+def test_session_adaptation_settings(tmp_path: Path) -> None:
+    config = load_config(None, {"watch_dir": tmp_path})
+    assert config.adapt_after == 0 and config.adapt_steps == 300  # off by default
+    assert load_config(None, {"watch_dir": tmp_path, "adapt_after": 20}).adapt_after == 20
+    with pytest.raises(ValueError, match=r"adapt_after must be 0 \(off\) or at least 2"):
+        load_config(None, {"watch_dir": tmp_path, "adapt_after": 1})
+    with pytest.raises(ValueError, match="adapt_steps"):
+        load_config(None, {"watch_dir": tmp_path, "adapt_steps": 0})

@@ -233,3 +233,36 @@ def test_full_output_disk_is_recorded_and_the_daemon_keeps_going(tmp_path: Path)
                 daemon.wait()
     finally:
         subprocess.run(["umount", "-l", str(out)], check=False)
+
+
+def test_session_adaptation_runs_beside_the_live_daemon(tmp_path: Path) -> None:
+    """--adapt-after: after the first micrographs the daemon adapts a copy of the model in
+    the background, keeps denoising, reports the outcome in status.json and, only where
+    the held-out criterion improved, saves the adapted model."""
+    session, out = tmp_path / "session", tmp_path / "out"
+    watch = session / "micrographs"
+    watch.mkdir(parents=True)
+    count = 6
+    daemon = start_daemon(watch, out, "--adapt-after", "4", "--adapt-steps", "3")
+    simulator = start_simulator(session, count=count, rate=2.0)
+    try:
+        assert simulator.wait(timeout=120) == 0
+        wait_for(
+            lambda: (
+                status(out).get("done") == count
+                and (status(out).get("adaptation") or "").startswith(("adapted", "kept"))
+            ),
+            deadline=300.0,
+            what="every micrograph done and the adaptation decided",
+        )
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=60) == 0
+    finally:
+        for process in (daemon, simulator):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    outcome = status(out)["adaptation"]
+    assert "criterion ρ" in outcome and "no denoising" in outcome
+    assert (out / "adapted_model.pt").exists() == outcome.startswith("adapted")
+    assert all(state == "done" for _, state, _ in journal_rows(out))
