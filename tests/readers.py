@@ -37,5 +37,5 @@ def star_tables(path: Path) -> dict[str, pd.DataFrame]:
     gemmi's CIF parser reads it too and finds the same blocks."""
     document = gemmi.cif.read(str(path))
     tables = starfile.read(path, always_dict=True)
-    assert [block.name for block in document] == list(tables), path
+    assert [block.name.strip() for block in document] == list(tables), path
     return tables

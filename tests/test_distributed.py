@@ -87,7 +87,10 @@ def test_batch_matches_in_process_outputs_and_rerun_does_nothing(
             source, loaded.model, loaded.pixel_size, DenoiseSettings(), reference, OutputOptions()
         ).outputs
         denoised = out / "denoised" / "grid1" / source.name  # mirrors the input tree
-        with mrcfile.open(denoised) as got, mrcfile.open(expected["mrc"]) as want:
+        with (
+            mrcfile.open(denoised) as got,
+            mrcfile.open(reference.resolve(expected["mrc"])) as want,
+        ):
             assert got.data.shape == (256, 256)
             assert np.allclose(got.data, want.data, atol=1e-5)
         group = zarr.open_group(out / "denoised.zarr" / f"grid1__{source.stem}", mode="r")
@@ -95,7 +98,12 @@ def test_batch_matches_in_process_outputs_and_rerun_does_nothing(
     names = star_names(out)
     assert sorted(names) == sorted(str(out / "denoised" / "grid1" / p.name) for p in inputs)
     daemon_hash = processing_params_hash(
-        default_model_path(), DenoiseSettings(), input_pixel_size=None, float16=False, suffix=""
+        default_model_path(),
+        DenoiseSettings(),
+        input_pixel_size=None,
+        float16=False,
+        suffix="",
+        picks_frame="input",
     )
     before = journal_rows(out)
     assert {row[3] for row in before} == {daemon_hash}  # the daemon skips these, and back
