@@ -1044,9 +1044,10 @@ def batch(
         raise _fail(ValueError('batch needs Dask: pip install "streamdenoise[cluster]"')) from None
     from streamdenoise.io.relion import OpticsSettings
     from streamdenoise.model.pipeline import DenoiseSettings
+    from streamdenoise.outputs import pick_frames
 
     gpu = device.strip().lower().startswith("cuda")
-    optics = {
+    given = {
         "voltage_kv": voltage,
         "spherical_aberration_mm": cs,
         "amplitude_contrast": amplitude_contrast,
@@ -1054,6 +1055,8 @@ def batch(
         "project": relion_project,
     }
     try:
+        optics = OpticsSettings(**{k: v for k, v in given.items() if v is not None})
+        pick_frames(picks_frame or "input")
         _check_optics_from(optics_from)
         files, root = find_inputs(inputs, exclude=(out, state_dir or out))
         config = BatchConfig(
@@ -1071,7 +1074,7 @@ def batch(
             float16=float16,
             zarr=zarr,
             state_dir=state_dir,
-            optics=OpticsSettings(**{k: v for k, v in optics.items() if v is not None}),
+            optics=optics,
             picks_frame=picks_frame or "input",
         )
         count = workers or (1 if gpu else max(1, (os.cpu_count() or 1) // threads_per_worker))
