@@ -256,7 +256,7 @@ class Daemon:
                 finally:
                     discovery.stop()
                 self._requeue_unstarted()
-                self._write_star()
+                self._write_lists()
                 self._publish("stopped", force=True)
             self.notifier.stopping()
             self._remove_stop_file()
@@ -368,7 +368,7 @@ class Daemon:
         for future in writes:
             future.result()
         del denoised, prepared, good
-        self._write_star()
+        self._write_lists()
 
     def _read_and_prepare(self, item: _Ready):
         try:
@@ -434,9 +434,9 @@ class Daemon:
     def _add_done(self, source: Path, outputs: dict[str, str]) -> None:
         done = DoneMicrograph.from_journal(self.layout, source, outputs)
         if done is not None:
-            self._done[source] = done
+            self._done[done.source] = done
 
-    def _write_star(self) -> None:
+    def _write_lists(self) -> None:
         """Rewrite the session's lists (micrographs STAR, coordinate lists, OME-Zarr series)
         from the micrographs kept in memory (loaded from the journal once at start,
         added as they finish)."""

@@ -21,6 +21,7 @@ keeps its record.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,8 +206,9 @@ def write_micrograph_outputs(
 
 @dataclass(frozen=True)
 class DoneMicrograph:
-    """A done micrograph as the session's lists need it: input, denoised MRC, working pixel
-    size (Å/px), coordinate STAR file per frame, OME-Zarr image name (None: not written)."""
+    """A done micrograph as the session's lists need it: input (absolute), denoised MRC,
+    working pixel size (Å/px), coordinate STAR file per frame, OME-Zarr image name (None:
+    not written)."""
 
     source: Path
     mrc: Path
@@ -232,7 +234,7 @@ class DoneMicrograph:
             if f"{folder}_star" in outputs
         }
         zarr = layout.resolve(outputs["zarr"]).name if "zarr" in outputs else None
-        return cls(Path(source), mrc, pixel_size, picks, zarr)
+        return cls(Path(os.path.abspath(source)), mrc, pixel_size, picks, zarr)
 
 
 def write_session_lists(

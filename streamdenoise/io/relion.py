@@ -11,6 +11,7 @@ else absolute.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,11 +56,22 @@ class Upstream:
 
 
 def read_upstream(path: Path) -> Upstream:
-    """Optics groups and micrograph groups of a RELION 3.1+ micrographs STAR file.
+    """Optics groups and micrograph groups of a RELION 3.1+ micrographs STAR file (read
+    again only when its size or modification time changed).
 
-    Raises FileProblem naming the file when it has no optics table or lacks a label
-    RELION needs (voltage, Cs, amplitude contrast).
+    Raises FileProblem naming the file when it cannot be read, has no optics table or
+    lacks a label RELION needs (voltage, Cs, amplitude contrast).
     """
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return _read_upstream(Path(path), 0, -1)  # read_star names the problem
+    return _read_upstream(Path(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_upstream(path: Path, mtime_ns: int, size: int) -> Upstream:
+    """`read_upstream` of one version (`mtime_ns`, `size`) of the file."""
     blocks = read_star(path)
     optics = blocks.get("optics")
     if not optics or "_rlnOpticsGroup" not in optics:
