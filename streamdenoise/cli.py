@@ -247,6 +247,54 @@ GuardOption = Annotated[
 ]
 
 
+VoltageOption = Annotated[
+    float | None,
+    typer.Option("--voltage", help="Acceleration voltage in kV, for the STAR optics table (300)."),
+]
+CsOption = Annotated[
+    float | None,
+    typer.Option("--cs", help="Spherical aberration in mm, for the STAR optics table (2.7)."),
+]
+AmplitudeContrastOption = Annotated[
+    float | None,
+    typer.Option(help="Amplitude contrast (fraction), for the STAR optics table (0.1)."),
+]
+OpticsFromOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--optics-from",
+        help="Copy the optics table from this micrographs STAR (e.g. RELION's "
+        "MotionCorr/jobNNN/corrected_micrographs.star) instead of --voltage, --cs and "
+        "--amplitude-contrast; each micrograph keeps its optics group, by file name.",
+    ),
+]
+RelionProjectOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--relion-project",
+        help="RELION project directory: paths in the STAR files are written relative to it "
+        "(default: absolute paths).",
+    ),
+]
+PicksFrameOption = Annotated[
+    str | None,
+    typer.Option(
+        "--picks-frame",
+        help="Pixels of the candidate coordinates: input (the input micrograph's, to extract "
+        "from it; OUT/picks/, OUT/coordinates.star), denoised (the denoised micrograph's; "
+        "OUT/picks_denoised/, OUT/coordinates_denoised.star) or both. Default: input.",
+    ),
+]
+
+
+def _check_optics_from(path: Path | None) -> None:
+    """Read an --optics-from STAR now, so that a bad one fails before any work."""
+    if path is not None:
+        from streamdenoise.io.relion import read_upstream
+
+        read_upstream(path)
+
+
 @app.command()
 def denoise(
     files: Annotated[list[Path], typer.Argument(help="Micrographs (MRC or TIFF).")],
@@ -751,6 +799,12 @@ def watch(
     adapt_steps: Annotated[
         int | None, typer.Option(min=1, help="Optimiser steps of --adapt-after (default 300).")
     ] = None,
+    voltage: VoltageOption = None,
+    cs: CsOption = None,
+    amplitude_contrast: AmplitudeContrastOption = None,
+    optics_from: OpticsFromOption = None,
+    relion_project: RelionProjectOption = None,
+    picks_frame: PicksFrameOption = None,
 ) -> None:
     """Denoise every micrograph that appears in DIR, live, until stopped (SIGTERM drains)."""
     from streamdenoise.config import load_config
@@ -783,11 +837,18 @@ def watch(
         "background_scale": flatten_background,
         "adapt_after": adapt_after,
         "adapt_steps": adapt_steps,
+        "voltage_kv": voltage,
+        "spherical_aberration_mm": cs,
+        "amplitude_contrast": amplitude_contrast,
+        "optics_from": optics_from,
+        "relion_project": relion_project,
+        "picks_frame": picks_frame,
     }
     try:
         config = load_config(config_file, overrides)
         if not config.watch_dir.is_dir():
             raise ValueError(f"{config.watch_dir}: not a directory")
+        _check_optics_from(config.optics_from)
         code = _run_daemon(config)
     except (StreamDenoiseError, ValueError) as error:
         raise _fail(error) from None
@@ -995,6 +1056,12 @@ def batch(
     zarr: Annotated[bool, typer.Option("--zarr/--no-zarr", help="Write OME-Zarr groups.")] = True,
     guard: GuardOption = None,
     flatten_background: BackgroundOption = None,
+    voltage: VoltageOption = None,
+    cs: CsOption = None,
+    amplitude_contrast: AmplitudeContrastOption = None,
+    optics_from: OpticsFromOption = None,
+    relion_project: RelionProjectOption = None,
+    picks_frame: PicksFrameOption = None,
 ) -> None:
     """Reprocess a whole dataset on a Dask cluster, with the daemon's outputs and journal
     (micrographs already done, by the daemon or an earlier batch, are skipped)."""
@@ -1010,10 +1077,22 @@ def batch(
         from streamdenoise.distributed import BatchConfig, find_inputs, local_cluster, run_batch
     except ImportError:
         raise _fail(ValueError('batch needs Dask: pip install "streamdenoise[cluster]"')) from None
+    from streamdenoise.io.relion import OpticsSettings
     from streamdenoise.model.pipeline import DenoiseSettings
+    from streamdenoise.outputs import pick_frames
 
     gpu = device.strip().lower().startswith("cuda")
+    given = {
+        "voltage_kv": voltage,
+        "spherical_aberration_mm": cs,
+        "amplitude_contrast": amplitude_contrast,
+        "optics_from": optics_from,
+        "project": relion_project,
+    }
     try:
+        optics = OpticsSettings(**{k: v for k, v in given.items() if v is not None})
+        pick_frames(picks_frame or "input")
+        _check_optics_from(optics_from)
         files, root = find_inputs(inputs, exclude=(out, state_dir or out))
         config = BatchConfig(
             out_dir=out,
@@ -1030,6 +1109,8 @@ def batch(
             float16=float16,
             zarr=zarr,
             state_dir=state_dir,
+            optics=optics,
+            picks_frame=picks_frame or "input",
         )
         count = workers or (1 if gpu else max(1, (os.cpu_count() or 1) // threads_per_worker))
         console.print(f"{len(files)} micrograph(s) below {root}")
@@ -1072,4 +1153,4 @@ def report(
     state = state_dir or out_dir
     if not (state / "journal.sqlite").is_file():
         raise _fail(ValueError(f"{state / 'journal.sqlite'}: no journal here"))
-    console.print(f"Wrote {write_report(state, output or out_dir / 'report.html')}")
+    console.print(f"Wrote {write_report(out_dir, state, output)}")

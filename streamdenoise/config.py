@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from streamdenoise.errors import FileProblem
+from streamdenoise.io.relion import OpticsSettings
 from streamdenoise.model.tiling import DEFAULT_MAX_TILE
+from streamdenoise.outputs import pick_frames
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,7 +35,13 @@ class WatchConfig:
     them and write candidate coordinates; readiness: verdict thresholds (a TOML table,
     keys of `ReadinessThresholds`); tile: largest tile side in working pixels; compile:
     torch.compile the model (None: when this machine can, see
-    `streamdenoise.engine.batches.compile_by_default`).
+    `streamdenoise.engine.batches.compile_by_default`); voltage_kv, spherical_aberration_mm,
+    amplitude_contrast: the optics table of the micrographs STAR (kV, mm, fraction), unless
+    optics_from names an upstream micrographs STAR (e.g. RELION's
+    corrected_micrographs.star) to copy it from; relion_project: the RELION project
+    directory the STAR files' paths are written relative to (default: absolute paths);
+    picks_frame: candidate coordinates in the input micrograph's pixels ("input"), the
+    denoised micrograph's ("denoised") or "both".
     """
 
     watch_dir: Path
@@ -72,8 +80,16 @@ class WatchConfig:
     adapt_after: int = 0
     adapt_steps: int = 300
     stop_file: str = "STOP"
+    voltage_kv: float = 300.0
+    spherical_aberration_mm: float = 2.7
+    amplitude_contrast: float = 0.1
+    optics_from: Path | None = None
+    relion_project: Path | None = None
+    picks_frame: str = "input"
 
     def __post_init__(self) -> None:
+        self.optics()  # raises ValueError for impossible optics
+        pick_frames(self.picks_frame)  # and for an unknown frame
         if self.order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {self.order!r}")
         for name in ("settle_seconds", "rescan_interval", "timeout_seconds", "status_interval"):
@@ -92,6 +108,16 @@ class WatchConfig:
             raise ValueError("give bin or pixel_size, not both")
         if self.particle_diameter is not None and self.particle_diameter <= 0:
             raise ValueError(f"particle diameter must be positive, got {self.particle_diameter}")
+
+    def optics(self) -> OpticsSettings:
+        """The optics table's settings and the RELION project directory."""
+        return OpticsSettings(
+            self.voltage_kv,
+            self.spherical_aberration_mm,
+            self.amplitude_contrast,
+            self.optics_from,
+            self.relion_project,
+        )
 
     @property
     def output_dir(self) -> Path:
@@ -126,7 +152,7 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> WatchConfig:
     values.update({key: value for key, value in overrides.items() if value is not None})
     if "watch_dir" not in values:
         raise ValueError("no directory to watch: give DIR or watch_dir in the configuration")
-    for key in ("watch_dir", "out_dir", "state_dir", "model"):
+    for key in ("watch_dir", "out_dir", "state_dir", "model", "optics_from", "relion_project"):
         if values.get(key) is not None:
             values[key] = Path(values[key]).expanduser()
     for key in ("include", "exclude"):

@@ -30,7 +30,7 @@ from streamdenoise.config import WatchConfig
 from streamdenoise.errors import StreamDenoiseError
 from streamdenoise.io import atomic_write_text
 from streamdenoise.io.jsontext import json_text
-from streamdenoise.outputs import OutputLayout, star_row, write_micrographs_star
+from streamdenoise.outputs import DoneMicrograph, OutputLayout, write_session_lists
 from streamdenoise.processing import (
     DEFAULT_DIAMETER,
     OutputOptions,
@@ -105,7 +105,7 @@ class Daemon:
         self._pending: set[Path] = set()
         self._ready: dict[Path, _Ready] = {}
         self._found: set[Path] = set()
-        self._star_rows: dict[str, float] = {}  # denoised MRC → pixel size, one row each
+        self._done: dict[Path, DoneMicrograph] = {}  # input → what the session lists need
         self._alternate = False
         self._last_status = 0.0
         self.adapter: SessionAdapter | None = None
@@ -174,6 +174,7 @@ class Daemon:
             input_pixel_size=self.config.input_pixel_size,
             float16=self.config.float16,
             suffix=self.config.suffix,
+            picks_frame=self.config.picks_frame,
         )
         compile_model = (
             self.config.compile
@@ -190,6 +191,7 @@ class Daemon:
             if self.config.statistics
             else None,
             thresholds=ReadinessThresholds.from_dict(self.config.readiness),
+            picks_frame=self.config.picks_frame,
         )
         # Warm-up: one batch of the largest tile, so the first micrograph is not slow. A
         # compiled model compiles here, and once more for each smaller fitted tile that
@@ -268,11 +270,8 @@ class Daemon:
             with Journal(self.layout.journal, max_attempts=self.config.max_attempts) as journal:
                 self.journal = journal
                 resumed = journal.reset_in_flight()
-                self._star_rows = dict(
-                    row
-                    for entry in journal.done_entries()
-                    if (row := star_row(entry.outputs or {}))
-                )
+                for entry in journal.done_entries():
+                    self._add_done(entry.path, entry.outputs or {})
                 if resumed:
                     log.warning(
                         "%d micrograph(s) were in flight at the last stop; redoing", resumed
@@ -301,7 +300,7 @@ class Daemon:
                 finally:
                     discovery.stop()
                 self._requeue_unstarted()
-                self._write_star()
+                self._write_lists()
                 self._publish("stopped", force=True)
             self.notifier.stopping()
             self._remove_stop_file()
@@ -414,7 +413,7 @@ class Daemon:
         for future in writes:
             future.result()
         del denoised, prepared, good
-        self._write_star()
+        self._write_lists()
 
     def _read_and_prepare(self, item: _Ready):
         try:
@@ -437,7 +436,7 @@ class Daemon:
         self.journal.mark_done(item.path, results.outputs, latency)
         if self.adapter is not None:
             self.adapter.offer(prepared.image, prepared.sigma)
-        self._star_rows[results.outputs["mrc"]] = prepared.pixel_size
+        self._add_done(item.path, results.outputs)
         statistics = results.statistics
         if statistics is not None:
             self._counters.statistics.append(statistics)
@@ -479,15 +478,19 @@ class Daemon:
     def _remember(self, summary: MicrographSummary) -> None:
         self._counters.recent.append(summary)
 
-    def _write_star(self) -> None:
-        """Rewrite the micrographs STAR file from the rows kept in memory (loaded from the
-        journal once at start, appended as micrographs finish)."""
-        if not self._star_rows:
-            return
+    def _add_done(self, source: Path, outputs: dict[str, str]) -> None:
+        done = DoneMicrograph.from_journal(self.layout, source, outputs)
+        if done is not None:
+            self._done[done.source] = done
+
+    def _write_lists(self) -> None:
+        """Rewrite the session's lists (micrographs STAR, coordinate lists, OME-Zarr series)
+        from the micrographs kept in memory (loaded from the journal once at start,
+        added as they finish)."""
         try:
-            write_micrographs_star(self.layout.star, list(self._star_rows.items()))
-        except OSError as error:  # e.g. the output disk is full: retried next batch
-            log.error("cannot write %s: %s", self.layout.star, error)
+            write_session_lists(self.layout, list(self._done.values()), self.config.optics())
+        except (OSError, StreamDenoiseError) as error:  # e.g. a full disk: retried next batch
+            log.error("cannot write the session's lists in %s: %s", self.layout.out_dir, error)
 
     # -- status ----------------------------------------------------------------------------
     def _make_snapshot(self, state: str) -> Snapshot:

@@ -10,6 +10,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
+from readers import assert_valid_mrc
 
 import streamdenoise
 
@@ -79,6 +80,7 @@ def test_denoise_with_the_default_model(session: Path, tmp_path: Path) -> None:
     assert result.returncode == 1  # one of two failed
     assert "broken.mrc" in result.stderr
     output = tmp_path / "den" / micrographs[0].name
+    assert_valid_mrc(output)  # and names what made it
     with mrcfile.open(output, permissive=False) as mrc:
         denoised = np.asarray(mrc.data)
         assert float(mrc.voxel_size.x) == pytest.approx(4.0)
@@ -243,3 +245,13 @@ def test_simulate_refuses_an_existing_session(session: Path) -> None:
     result = run("simulate", str(session), "-n", "1", "--detector", "small", "--bin", "4")
     assert result.returncode == 2 and "already holds a simulated session" in result.stderr
     assert sorted(p.name for p in (session / "micrographs").iterdir()) == before
+
+
+def test_watch_names_an_unusable_optics_file_before_starting(tmp_path: Path) -> None:
+    star = tmp_path / "corrected_micrographs.star"
+    star.write_text("data_micrographs\n\nloop_\n_rlnMicrographName #1\na.mrc\n")
+    result = run("watch", str(tmp_path), "--optics-from", str(star), "--headless")
+    assert result.returncode == 2
+    assert f"{star}: no data_optics table" in result.stderr
+    result = run("batch", str(tmp_path), "--out", str(tmp_path / "o"), "--picks-frame", "x")
+    assert result.returncode == 2 and "picks frame must be one of" in result.stderr

@@ -19,6 +19,7 @@ import mrcfile
 import numpy as np
 import pytest
 import zarr
+from readers import assert_valid_mrc, star_tables, strict_json
 
 from streamdenoise.io import read_star
 
@@ -116,7 +117,7 @@ def test_live_session_every_micrograph_once_bad_files_quarantined(tmp_path: Path
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait()
-    assert status(out)["state"] == "stopped"
+    assert strict_json(out / "status.json")["state"] == "stopped"
     rows = journal_rows(out)
     states = {Path(p).name: (s, e) for p, s, e in rows}
     for name, words in bad.items():
@@ -130,13 +131,19 @@ def test_live_session_every_micrograph_once_bad_files_quarantined(tmp_path: Path
         denoised = out / "denoised" / source.name
         with mrcfile.open(denoised, permissive=False) as mrc:
             assert mrc.data.shape == (256, 256) and float(mrc.voxel_size.x) == pytest.approx(4.0)
+        assert_valid_mrc(denoised)
         assert str(denoised) in star
-        sidecar = json.loads((out / "denoised" / f"{source.stem}.json").read_text())
+        sidecar = strict_json(out / "denoised" / f"{source.stem}.json")
         assert sidecar["pixel_size_angstrom"] == pytest.approx(4.0)
         group = zarr.open_group(out / "denoised.zarr" / source.stem, mode="r")
         assert group["0"].shape == (256, 256)
         assert group.attrs["ome"]["multiscales"][0]["axes"][0]["unit"] == "angstrom"
         assert (out / "thumbnails" / f"{source.stem}.png").read_bytes()[:4] == b"\x89PNG"
+    root = zarr.open_group(out / "denoised.zarr", mode="r")
+    assert root.attrs["ome"]["bioformats2raw.layout"] == 3
+    assert sorted(root["OME"].attrs["ome"]["series"]) == [p.stem for p in good]
+    listed = star_tables(out / "coordinates.star")["coordinate_files"]
+    assert sorted(listed["rlnMicrographName"]) == [str(p) for p in good]
 
 
 def test_kill_dash_nine_then_restart_finishes_everything_exactly_once(tmp_path: Path) -> None:

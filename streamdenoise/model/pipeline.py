@@ -109,12 +109,14 @@ class DenoiseSettings:
 @dataclass(frozen=True)
 class Prepared:
     """A micrograph binned to the working pixel size: image (h, w) float32, its pixel size
-    in Å/px, its noise level σ̂ in normalised units and its fitted noise spectrum."""
+    in Å/px, its noise level σ̂ in normalised units, its fitted noise spectrum and the
+    shape (H, W) of the input micrograph it was binned from."""
 
     image: np.ndarray
     pixel_size: float
     sigma: float
     noise: NoiseSpectrum
+    input_shape: tuple[int, int]
 
 
 def prepare(
@@ -129,7 +131,7 @@ def prepare(
         binned = np.asarray(binned, dtype=np.float32)
     with stage("noise estimate"):
         sigma, spectrum = noise_level(binned, float(np.mean(image)), binned.size / image.size)
-    return Prepared(binned, working_pixel, sigma, spectrum)
+    return Prepared(binned, working_pixel, sigma, spectrum, image.shape)
 
 
 def denoise_prepared(

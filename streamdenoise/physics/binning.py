@@ -67,3 +67,20 @@ def bin_to_pixel_size(
             f"target pixel size {target_pixel_size} Å is finer than the input's {pixel_size} Å"
         )
     return bin_image(image, pixel_size, max(1.0, target_pixel_size / pixel_size))
+
+
+def binned_to_input(
+    coords_xy: np.ndarray, binned: tuple[int, int], original: tuple[int, int]
+) -> np.ndarray:
+    """Positions (N, 2) as (x, y) in pixels of a Fourier-cropped image of shape `binned`
+    (my, mx) → pixels of the image of shape `original` (ny, nx) it was cropped from.
+
+    Pixel coordinates put pixel i's centre at i (0-based), as RELION's coordinates and the
+    simulator's truth do. Fourier cropping resamples the same periodic, band-limited image
+    on a coarser grid that shares sample 0, so binned sample j lies at j·nx/mx: a scale per
+    axis and no half-pixel shift (block averaging, by contrast, puts binned pixel j at
+    j·b + (b − 1)/2). Returns float64 (N, 2).
+    """
+    (my, mx), (ny, nx) = binned, original
+    scale = np.array([nx / mx, ny / my], dtype=np.float64)
+    return np.asarray(coords_xy, dtype=np.float64).reshape(-1, 2) * scale
