@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from streamdenoise import __version__
-from streamdenoise.errors import StreamDenoiseError
+from streamdenoise.errors import StreamDenoiseError, one_line
 from streamdenoise.model.tiling import DEFAULT_MAX_TILE
 
 app = typer.Typer(
@@ -56,9 +57,22 @@ def _range(text: str, name: str) -> tuple[float, float]:
     return parts[0], parts[1]
 
 
+def _say(kind: str, message: object) -> None:
+    """Print "KIND: message" as one line on stderr (never wrapped, no markup from the
+    message)."""
+    console.print(f"[bold red]{kind}:[/] {escape(one_line(message))}", soft_wrap=True)
+
+
 def _fail(error: Exception) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {error}")
+    """Print `error` as one line on stderr; returns the exit (code 2) to raise."""
+    _say("error", error)
     return typer.Exit(code=2)
+
+
+def _about(path: Path, error: object) -> str:
+    """`error` as a message naming `path` (prefixed unless it already names it)."""
+    text = str(error)
+    return text if str(path) in text else f"{path}: {text}"
 
 
 def _output_directory(path: Path, option: str) -> Path:
@@ -80,6 +94,8 @@ def _output_file(path: Path, option: str) -> Path:
     naming it and the option otherwise, so long jobs fail before they start."""
     if path.is_dir():
         raise ValueError(f"{path}: is a folder; give a file name for {option}")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path}: not a regular file (a device or pipe); give a file for {option}")
     _output_directory(path.parent, option)
     return path
 
@@ -87,7 +103,7 @@ def _output_file(path: Path, option: str) -> Path:
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Argument(help="Output directory of the simulated session.")],
-    count: Annotated[int, typer.Option("-n", "--count", help="Number of micrographs.")] = 10,
+    count: Annotated[int, typer.Option("-n", "--count", min=1, help="Number of micrographs.")] = 10,
     detector: Annotated[
         str,
         typer.Option(help="Detector geometry: falcon4i (4096²), k3 (5760×4092), small (1024²)."),
@@ -270,11 +286,12 @@ def denoise(
     ] = None,
     device: DeviceOption = "auto",
     tile: Annotated[
-        int, typer.Option(help="Live mode largest tile side in pixels (binned).")
+        int, typer.Option(min=16, help="Live mode largest tile side in pixels (binned).")
     ] = DEFAULT_MAX_TILE,
-    overlap: Annotated[int, typer.Option(help="Live mode tile overlap in pixels.")] = 32,
+    overlap: Annotated[int, typer.Option(min=0, help="Live mode tile overlap in pixels.")] = 32,
     batch_size: Annotated[
-        int | None, typer.Option(help="Tiles per network call (default: 1 on CPU, 8 on GPU).")
+        int | None,
+        typer.Option(min=1, help="Tiles per network call (default: 1 on CPU, 8 on GPU)."),
     ] = None,
     suffix: Annotated[str, typer.Option(help="Appended to each output file's stem.")] = "",
     float16: Annotated[bool, typer.Option("--float16", help="Write float16 (mode 12).")] = False,
@@ -340,7 +357,7 @@ def denoise(
                     console.print(f"[yellow]{path}:[/] {denoised.guard.summary()}")
             except (StreamDenoiseError, ValueError, OSError) as error:
                 failures += 1
-                console.print(f"[bold red]failed:[/] {error}")
+                _say("failed", _about(path, error))
             progress.advance(task)
     console.print(f"Denoised {len(files) - failures} of {len(files)} micrographs into {out}")
     if failures:
@@ -752,9 +769,12 @@ def watch(
     try:
         config = load_config(config_file, overrides)
         if not config.watch_dir.is_dir():
-            raise ValueError(f"{config.watch_dir}: not a directory")
+            raise ValueError(f"{config.watch_dir}: not a folder; give the folder to watch")
+        _output_directory(config.output_dir, "--out")
+        if config.state_dir is not None:
+            _output_directory(config.state_dir, "--state-dir")
         code = _run_daemon(config)
-    except (StreamDenoiseError, ValueError) as error:
+    except (StreamDenoiseError, ValueError, OSError) as error:
         raise _fail(error) from None
     raise typer.Exit(code=code)
 
@@ -796,10 +816,11 @@ def quarantine(
 
     from streamdenoise.watch import Journal
 
-    path = (state_dir or out_dir) / "journal.sqlite"
-    if not path.is_file():
-        raise _fail(ValueError(f"{path}: no journal here"))
-    with Journal(path) as journal:
+    try:
+        journal = Journal(_journal_path(state_dir or out_dir))
+    except (StreamDenoiseError, ValueError) as error:
+        raise _fail(error) from None
+    with journal:
         entries = journal.quarantined()
         if retry:
             count = journal.retry()
@@ -807,7 +828,7 @@ def quarantine(
 
             who = (
                 "by the running daemon"
-                if daemon_alive(path.parent)
+                if daemon_alive(journal.path.parent)
                 else "when a daemon next runs on this folder"
             )
             console.print(f"{count} file(s) will be processed again {who}")
@@ -823,10 +844,13 @@ def demo(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Where to put the demo session (default: a temporary directory)."
+            "--out",
+            "-o",
+            help="Where to keep the demo session (default: a temporary folder, removed at "
+            "the end).",
         ),
     ] = None,
-    count: Annotated[int, typer.Option("-n", "--count", help="Micrographs to acquire.")] = 8,
+    count: Annotated[int, typer.Option("-n", "--count", min=1, help="Micrographs to acquire.")] = 8,
     rate: Annotated[float, typer.Option(min=0.1, help="Seconds between micrographs.")] = 4.0,
     device: DeviceOption = "auto",
     headless: Annotated[
@@ -835,16 +859,39 @@ def demo(
     ] = None,
 ) -> None:
     """Acquire a simulated session (2048² at 2 Å/px, one micrograph every RATE s) and
-    denoise it live with `watch`; prints where the outputs are."""
+    denoise it live with `watch`; prints where the outputs are (with --out)."""
+    import shutil
     import tempfile
+
+    try:
+        root = (
+            _output_directory(out, "--out")
+            if out is not None
+            else Path(tempfile.mkdtemp(prefix="streamdenoise-demo-"))
+        )
+    except ValueError as error:
+        raise _fail(error) from None
+    try:
+        code = _demo_session(root, count, rate, device, headless, keep=out is not None)
+    finally:
+        if out is None:
+            shutil.rmtree(root, ignore_errors=True)
+    raise typer.Exit(code=code)
+
+
+def _demo_session(
+    root: Path, count: int, rate: float, device: str, headless: bool | None, keep: bool
+) -> int:
+    """Run `demo` in `root`: the acquisition in a thread (stopped with the daemon), the
+    daemon in this one; returns the daemon's exit code. `keep`: print where the files are."""
     import threading
 
     from streamdenoise.acquisition import write_session
     from streamdenoise.config import load_config
+    from streamdenoise.dashboard import read_status
     from streamdenoise.physics.density import load_reference
     from streamdenoise.physics.session import SessionSpec
 
-    root = out or Path(tempfile.mkdtemp(prefix="streamdenoise-demo-"))
     session, outputs = root / "session", root / "denoised"
     (session / "micrographs").mkdir(parents=True, exist_ok=True)
     spec = SessionSpec(count=count, seed=1, detector="falcon4i", pixel_size=1.0, binning=2)
@@ -852,10 +899,28 @@ def demo(
         f"Demo: acquiring {count} micrographs into {session / 'micrographs'}, one every {rate:g} s"
     )
     acquisition_error: list[BaseException] = []
+    stopping = threading.Event()
+
+    class Stopped(Exception):
+        """The daemon stopped before the acquisition ended (e.g. Ctrl-C)."""
+
+    def wait(seconds: float) -> None:
+        """The acquisition's pause between micrographs; ends it once the daemon stops."""
+        if stopping.wait(seconds):
+            raise Stopped
 
     def acquire() -> None:
         try:
-            write_session(session, spec, load_reference(), rate=rate, write_mode="mixed")
+            write_session(
+                session,
+                spec,
+                load_reference(),
+                rate=rate,
+                write_mode="mixed",
+                sleep=wait,
+            )
+        except Stopped:
+            pass
         except BaseException as error:  # reported after the daemon stops
             acquisition_error.append(error)
 
@@ -893,16 +958,22 @@ def demo(
                 target=stop_when_finished, args=(daemon,), daemon=True
             ).start(),
         )
-    except (StreamDenoiseError, ValueError) as error:
+    except (StreamDenoiseError, ValueError, OSError) as error:
         raise _fail(error) from None
+    finally:
+        stopping.set()
+        writer.join()
     if acquisition_error:
         raise _fail(ValueError(f"the simulated acquisition failed: {acquisition_error[0]}"))
-    from streamdenoise.dashboard import read_status
-
     final = read_status(outputs)
     console.print(
         f"\nDone: {final.done} of {count} micrographs denoised, median latency "
-        f"{final.latency_median or 0:.1f} s.\n"
+        f"{final.latency_median or 0:.1f} s."
+    )
+    if not keep:
+        console.print("The demo ran in a temporary folder, now removed (--out DIR keeps it).")
+        return code
+    console.print(
         f"  raw micrographs:    {session / 'micrographs'}\n"
         f"  ground truth:       {session / 'ground_truth'}\n"
         f"  denoised MRC:       {outputs / 'denoised'}\n"
@@ -911,7 +982,7 @@ def demo(
         f"  thumbnails:         {outputs / 'thumbnails'}\n"
         f"  status:             streamdenoise status {outputs}"
     )
-    raise typer.Exit(code=code)
+    return code
 
 
 @app.command()
@@ -979,6 +1050,9 @@ def batch(
 
     gpu = device.strip().lower().startswith("cuda")
     try:
+        _output_directory(out, "--out")
+        if state_dir is not None:
+            _output_directory(state_dir, "--state-dir")
         files, root = find_inputs(inputs, exclude=(out, state_dir or out))
         config = BatchConfig(
             out_dir=out,
@@ -1008,9 +1082,7 @@ def batch(
     except (StreamDenoiseError, ValueError, OSError) as error:
         raise _fail(error) from None
     for path, reason in result.quarantined.items():
-        console.print(
-            f"[bold red]quarantined:[/] {reason if str(path) in reason else f'{path}: {reason}'}"
-        )
+        _say("quarantined", _about(path, reason))
     zarr_line = f"  OME-Zarr:      {out / 'denoised.zarr'}\n" if zarr else ""
     console.print(
         f"Done: {result.done} denoised ({result.per_hour:.0f}/h), {result.skipped} already "
@@ -1035,6 +1107,17 @@ def report(
     from streamdenoise.report import write_report
 
     state = state_dir or out_dir
-    if not (state / "journal.sqlite").is_file():
-        raise _fail(ValueError(f"{state / 'journal.sqlite'}: no journal here"))
-    console.print(f"Wrote {write_report(state, output or out_dir / 'report.html')}")
+    try:
+        _journal_path(state)
+        written = write_report(state, _output_file(output or out_dir / "report.html", "--output"))
+    except (StreamDenoiseError, ValueError, OSError) as error:
+        raise _fail(error) from None
+    console.print(f"Wrote {written}")
+
+
+def _journal_path(state: Path) -> Path:
+    """The journal of the state folder `state`; ValueError if there is none."""
+    path = state / "journal.sqlite"
+    if not path.is_file():
+        raise ValueError(f"{path}: no journal here (give the daemon's OUT or --state-dir)")
+    return path

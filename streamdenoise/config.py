@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import sys
+import types
+import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -111,10 +114,14 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> WatchConfig:
             raise FileProblem(path, f"cannot read the configuration: {error}") from error
         if values.pop("mode", "live") != "live":
             raise FileProblem(path, RETIRED_MODE)
-        known = {f.name for f in fields(WatchConfig)}
-        unknown = sorted(set(values) - known)
+        known = {f.name: f for f in fields(WatchConfig)}
+        unknown = sorted(set(values) - set(known))
         if unknown:
             raise FileProblem(path, f"unknown setting(s): {', '.join(unknown)}")
+        hints = typing.get_type_hints(WatchConfig)
+        for key, value in values.items():
+            if not _accepts(hints[key], value):
+                raise FileProblem(path, f"{key} = {value!r}: expected {known[key].type}")
     values.update({key: value for key, value in overrides.items() if value is not None})
     if "watch_dir" not in values:
         raise ValueError("no directory to watch: give DIR or watch_dir in the configuration")
@@ -128,3 +135,25 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> WatchConfig:
     if config.out_dir is None:
         config = replace(config, out_dir=config.output_dir)
     return config
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    """Whether a TOML `value` fits the settings type `hint` (paths are strings, numbers
+    finite, a float setting takes an integer, tuples are arrays, None is never in TOML)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(arg, value) for arg in args)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint in (int, float):
+        allowed = (int,) if hint is int else (int, float)
+        return isinstance(value, allowed) and not isinstance(value, bool) and math.isfinite(value)
+    if hint in (str, Path):
+        return isinstance(value, str)
+    if origin is tuple:
+        return isinstance(value, list) and all(_accepts(args[0], item) for item in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            _accepts(args[0], k) and _accepts(args[1], v) for k, v in value.items()
+        )
+    return False

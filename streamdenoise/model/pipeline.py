@@ -91,6 +91,11 @@ class DenoiseSettings:
             raise ValueError("give a binning factor or a target pixel size, not both")
         if self.bin_factor is not None and self.bin_factor < 1:
             raise ValueError(f"binning factor must be ≥ 1, got {self.bin_factor}")
+        if self.tile < 1 or not 0 <= self.overlap < self.tile:
+            raise ValueError(
+                f"need tile ≥ 1 and 0 ≤ overlap < tile; got tile {self.tile}, "
+                f"overlap {self.overlap}"
+            )
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch size must be ≥ 1, got {self.batch_size}")
         if self.target_pixel_size is not None and self.target_pixel_size <= 0:
