@@ -260,7 +260,7 @@ def test_newer_schema_is_a_clear_error(tmp_path: Path) -> None:
 def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     db = tmp_path / "j.sqlite"
     db.write_bytes(b"this is not a database, just text" * 100)
-    with pytest.raises(JournalError, match="not a readable journal .*move it .*aside"):
+    with pytest.raises(JournalError, match=r"not a readable journal .*move it .*aside"):
         Journal(db)
 
 
