@@ -75,6 +75,13 @@ def _about(path: Path, error: object) -> str:
     return text if str(path) in text else f"{path}: {text}"
 
 
+def _positive(value: float | None) -> float | None:
+    """Typer callback: refuse a number that is not > 0 (None: not given)."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"must be > 0, got {value:g}")
+    return value
+
+
 def _output_directory(path: Path, option: str) -> Path:
     """Create `path` (parents too) and check it is a writable folder; ValueError naming
     it and the option otherwise (a file, a read-only place, /proc …)."""
@@ -110,12 +117,15 @@ def simulate(
     ] = "falcon4i",
     pixel_size: Annotated[
         float | None,
-        typer.Option(help="Physical pixel size in Å (default: the detector's typical one)."),
+        typer.Option(
+            callback=_positive,
+            help="Physical pixel size in Å (default: the detector's typical one).",
+        ),
     ] = None,
     binning: Annotated[
-        int, typer.Option("--bin", help="Write micrographs binned by this integer factor.")
+        int, typer.Option("--bin", min=1, help="Write micrographs binned by this integer factor.")
     ] = 1,
-    dose: Annotated[float, typer.Option(help="Total dose in e⁻/Å².")] = 40.0,
+    dose: Annotated[float, typer.Option(callback=_positive, help="Total dose in e⁻/Å².")] = 40.0,
     defocus: Annotated[
         str, typer.Option(help="Defocus range MIN:MAX in µm (underfocus), drawn uniformly.")
     ] = "0.8:2.5",
@@ -123,7 +133,7 @@ def simulate(
         str, typer.Option(help="Mean ice thickness range MIN:MAX in Å, drawn per micrograph.")
     ] = "250:500",
     particle_density: Annotated[
-        float, typer.Option(help="Mean particles per µm² (each micrograph draws 0.5–1.5×).")
+        float, typer.Option(min=0, help="Mean particles per µm² (each micrograph draws 0.5–1.5×).")
     ] = 1800.0,
     carbon_edge_fraction: Annotated[
         float,
@@ -145,7 +155,10 @@ def simulate(
     ] = 0,
     rate: Annotated[
         float | None,
-        typer.Option(help="Write one micrograph every RATE seconds, like a live acquisition."),
+        typer.Option(
+            callback=_positive,
+            help="Write one micrograph every RATE seconds, like a live acquisition.",
+        ),
     ] = None,
     write_mode: Annotated[
         str,
@@ -238,6 +251,7 @@ BackgroundOption = Annotated[
     float | None,
     typer.Option(
         "--flatten-background",
+        callback=_positive,
         help="Remove slowly varying background (ice gradients, thickness) from the output: "
         "subtract its Gaussian low-pass of this σ in Å (e.g. 3× the particle diameter). "
         "Off by default: it flattens the background by construction, and did not change "
@@ -271,18 +285,23 @@ def denoise(
         Path | None, typer.Option(help="Model file (default: the model shipped in the package).")
     ] = None,
     binning: Annotated[
-        float | None, typer.Option("--bin", help="Fourier-bin by this factor before denoising.")
+        float | None,
+        typer.Option("--bin", min=1, help="Fourier-bin by this factor before denoising."),
     ] = None,
     pixel_size: Annotated[
         float | None,
         typer.Option(
+            callback=_positive,
             help="Bin to about this pixel size in Å before denoising (default: the model's "
-            "training pixel size, 4 Å for the shipped model; never upsamples)."
+            "training pixel size, 4 Å for the shipped model; never upsamples).",
         ),
     ] = None,
     input_pixel_size: Annotated[
         float | None,
-        typer.Option(help="Pixel size of the inputs in Å, for TIFFs or MRC headers without one."),
+        typer.Option(
+            callback=_positive,
+            help="Pixel size of the inputs in Å, for TIFFs or MRC headers without one.",
+        ),
     ] = None,
     device: DeviceOption = "auto",
     tile: Annotated[
@@ -421,13 +440,19 @@ def train(
         float, typer.Option(min=0.0, help="Adam learning rate (cosine decay).")
     ] = 5e-4,
     pixel_size: Annotated[
-        float, typer.Option(help="Working pixel size in Å: micrographs are binned to it.")
+        float,
+        typer.Option(
+            callback=_positive, help="Working pixel size in Å: micrographs are binned to it."
+        ),
     ] = 4.0,
     input_pixel_size: Annotated[
         float | None,
-        typer.Option(help="Pixel size of the inputs in Å, for TIFFs or MRC headers without one."),
+        typer.Option(
+            callback=_positive,
+            help="Pixel size of the inputs in Å, for TIFFs or MRC headers without one.",
+        ),
     ] = None,
-    base_channels: Annotated[int, typer.Option(help="U-Net width of the first level.")] = 16,
+    base_channels: Annotated[int, typer.Option(min=1, help="U-Net width of the first level.")] = 16,
     template_defocus: Annotated[
         float | None,
         typer.Option(help="Apply a CTF at this defocus (µm) to the reference templates."),
@@ -678,25 +703,41 @@ def watch(
     ] = None,
     settle: Annotated[
         float | None,
-        typer.Option(help="Seconds a file's size and mtime must be stable (×3 on network mounts)."),
+        typer.Option(
+            callback=_positive,
+            help="Seconds a file's size and mtime must be stable (×3 on network mounts).",
+        ),
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option(help="Seconds after which a never-complete file is quarantined.")
+        float | None,
+        typer.Option(
+            callback=_positive, help="Seconds after which a never-complete file is quarantined."
+        ),
     ] = None,
     rescan_interval: Annotated[
-        float | None, typer.Option(help="Seconds between full rescans (events are only hints).")
+        float | None,
+        typer.Option(
+            callback=_positive, help="Seconds between full rescans (events are only hints)."
+        ),
     ] = None,
     binning: Annotated[
-        float | None, typer.Option("--bin", help="Fourier-bin inputs by this factor.")
+        float | None, typer.Option("--bin", min=1, help="Fourier-bin inputs by this factor.")
     ] = None,
     pixel_size: Annotated[
-        float | None, typer.Option(help="Working pixel size in Å (default: the model's, 4 Å).")
+        float | None,
+        typer.Option(
+            callback=_positive, help="Working pixel size in Å (default: the model's, 4 Å)."
+        ),
     ] = None,
     input_pixel_size: Annotated[
-        float | None, typer.Option(help="Pixel size of the inputs in Å (TIFF, or MRC without one).")
+        float | None,
+        typer.Option(
+            callback=_positive, help="Pixel size of the inputs in Å (TIFF, or MRC without one)."
+        ),
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Tiles per network call (default: 1 on CPU, 8 on GPU).")
+        int | None,
+        typer.Option(min=1, help="Tiles per network call (default: 1 on CPU, 8 on GPU)."),
     ] = None,
     float16: Annotated[
         bool | None, typer.Option("--float16/--float32", help="Output precision.")
@@ -711,7 +752,8 @@ def watch(
         ),
     ] = None,
     status_interval: Annotated[
-        float | None, typer.Option(help="Seconds between headless summary lines.")
+        float | None,
+        typer.Option(callback=_positive, help="Seconds between headless summary lines."),
     ] = None,
     compile_model: Annotated[
         bool | None,
@@ -724,7 +766,10 @@ def watch(
     ] = None,
     particle_diameter: Annotated[
         float | None,
-        typer.Option(help="Expected particle diameter in Å, for picking statistics (default 150)."),
+        typer.Option(
+            callback=_positive,
+            help="Expected particle diameter in Å, for picking statistics (default 150).",
+        ),
     ] = None,
     statistics: Annotated[
         bool | None,
@@ -1019,13 +1064,19 @@ def batch(
         typer.Option(help="Device on the workers: auto, cpu or cuda (one task per GPU at a time)."),
     ] = "auto",
     binning: Annotated[
-        float | None, typer.Option("--bin", help="Fourier-bin inputs by this factor.")
+        float | None, typer.Option("--bin", min=1, help="Fourier-bin inputs by this factor.")
     ] = None,
     pixel_size: Annotated[
-        float | None, typer.Option(help="Working pixel size in Å (default: the model's, 4 Å).")
+        float | None,
+        typer.Option(
+            callback=_positive, help="Working pixel size in Å (default: the model's, 4 Å)."
+        ),
     ] = None,
     input_pixel_size: Annotated[
-        float | None, typer.Option(help="Pixel size of the inputs in Å (TIFF, or MRC without one).")
+        float | None,
+        typer.Option(
+            callback=_positive, help="Pixel size of the inputs in Å (TIFF, or MRC without one)."
+        ),
     ] = None,
     float16: Annotated[bool, typer.Option("--float16", help="Write float16 (mode 12).")] = False,
     zarr: Annotated[bool, typer.Option("--zarr/--no-zarr", help="Write OME-Zarr groups.")] = True,
