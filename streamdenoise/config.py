@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from streamdenoise.errors import FileProblem
+from streamdenoise.errors import FileProblem, SettingsError
 from streamdenoise.model.tiling import DEFAULT_MAX_TILE
 
 if sys.version_info >= (3, 11):
@@ -76,17 +76,17 @@ class WatchConfig:
 
     def __post_init__(self) -> None:
         if self.order not in ORDERS:
-            raise ValueError(f"order must be one of {ORDERS}, got {self.order!r}")
+            raise SettingsError(f"order must be one of {ORDERS}, got {self.order!r}")
         for name in ("settle_seconds", "rescan_interval", "timeout_seconds", "status_interval"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
         too_small = self.batch_size is not None and self.batch_size < 1
         if too_small or self.max_micrographs_per_batch < 1 or self.max_attempts < 1:
-            raise ValueError("batch sizes and max_attempts must be at least 1")
+            raise SettingsError("batch sizes and max_attempts must be at least 1")
         if self.bin is not None and self.pixel_size is not None:
-            raise ValueError("give bin or pixel_size, not both")
+            raise SettingsError("give bin or pixel_size, not both")
         if self.particle_diameter is not None and self.particle_diameter <= 0:
-            raise ValueError(f"particle diameter must be positive, got {self.particle_diameter}")
+            raise SettingsError(f"particle diameter must be positive, got {self.particle_diameter}")
 
     @property
     def output_dir(self) -> Path:
@@ -124,7 +124,7 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> WatchConfig:
                 raise FileProblem(path, f"{key} = {value!r}: expected {known[key].type}")
     values.update({key: value for key, value in overrides.items() if value is not None})
     if "watch_dir" not in values:
-        raise ValueError("no directory to watch: give DIR or watch_dir in the configuration")
+        raise SettingsError("no directory to watch: give DIR or watch_dir in the configuration")
     for key in ("watch_dir", "out_dir", "state_dir", "model"):
         if values.get(key) is not None:
             values[key] = Path(values[key]).expanduser()

@@ -30,6 +30,11 @@ class ModelFileError(FileProblem):
     """A model file is missing, corrupt, or of an unsupported version."""
 
 
+class SettingsError(StreamDenoiseError, ValueError):
+    """A setting (a flag or a configuration key, named in the message) is out of range or
+    contradicts another."""
+
+
 class OutputError(FileProblem, OSError):
     """An output cannot be written at a path (it is a folder, a device, a pipe …). Also an
     OSError, so writers that handle a full or failing disk handle it too."""

@@ -41,3 +41,10 @@ def test_bin_to_pixel_size_refuses_upsampling() -> None:
         bin_to_pixel_size(image, 2.0, 1.0)
     same, pixel = bin_to_pixel_size(image, 2.0, 2.0)
     assert same.shape == (64, 64) and pixel == 2.0
+
+
+def test_cropping_to_one_row_keeps_the_mean() -> None:
+    # The Nyquist column of a one-row spectrum was written from a view of itself (torch
+    # refused it with a RuntimeError that escaped the daemon's error handling).
+    image = np.full((2, 37), 3.0, np.float32)
+    assert fourier_crop(image, (1, 18)) == pytest.approx(np.full((1, 18), 3.0))

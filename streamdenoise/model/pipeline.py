@@ -25,6 +25,8 @@ from streamdenoise.physics.binning import bin_image
 from streamdenoise.stats.filters import flatten_background
 from streamdenoise.stats.noise import NoiseSpectrum, estimate_noise_spectrum
 
+MIN_SIDE = 32
+"""Smallest side (pixels, at the working pixel size) of a micrograph worth denoising."""
 COUNTS_CONSISTENCY = (0.5, 2.0)
 """Poisson noise is trusted when the spectral estimate lies within this factor of it."""
 
@@ -132,6 +134,12 @@ def prepare(
             bin_image(image, pixel_size, factor) if factor > 1 else (image, pixel_size)
         )
         binned = np.asarray(binned, dtype=np.float32)
+    if min(binned.shape) < MIN_SIDE:
+        height, width = binned.shape
+        raise ValueError(
+            f"too small: {width}×{height} px at {working_pixel:.3g} Å/px (at least {MIN_SIDE} "
+            "px a side)"
+        )
     with stage("noise estimate"):
         sigma, spectrum = noise_level(binned, float(np.mean(image)), binned.size / image.size)
     return Prepared(binned, working_pixel, sigma, spectrum)
