@@ -1101,10 +1101,10 @@ def batch(
 
     gpu = device.strip().lower().startswith("cuda")
     try:
+        files, root = find_inputs(inputs, exclude=(out, state_dir or out))
         _output_directory(out, "--out")
         if state_dir is not None:
             _output_directory(state_dir, "--state-dir")
-        files, root = find_inputs(inputs, exclude=(out, state_dir or out))
         config = BatchConfig(
             out_dir=out,
             root=root,
