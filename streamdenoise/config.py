@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import sys
+import types
+import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from streamdenoise.errors import FileProblem
+from streamdenoise.errors import FileProblem, SettingsError
 from streamdenoise.io.relion import OpticsSettings
 from streamdenoise.model.tiling import DEFAULT_MAX_TILE
 from streamdenoise.outputs import pick_frames
@@ -91,23 +94,23 @@ class WatchConfig:
         self.optics()  # raises ValueError for impossible optics
         pick_frames(self.picks_frame)  # and for an unknown frame
         if self.order not in ORDERS:
-            raise ValueError(f"order must be one of {ORDERS}, got {self.order!r}")
+            raise SettingsError(f"order must be one of {ORDERS}, got {self.order!r}")
         for name in ("settle_seconds", "rescan_interval", "timeout_seconds", "status_interval"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
         if self.adapt_after == 1 or self.adapt_after < 0:
-            raise ValueError(
+            raise SettingsError(
                 f"adapt_after must be 0 (off) or at least 2 micrographs, got {self.adapt_after}"
             )
         if self.adapt_steps < 1:
-            raise ValueError(f"adapt_steps must be at least 1, got {self.adapt_steps}")
+            raise SettingsError(f"adapt_steps must be at least 1, got {self.adapt_steps}")
         too_small = self.batch_size is not None and self.batch_size < 1
         if too_small or self.max_micrographs_per_batch < 1 or self.max_attempts < 1:
-            raise ValueError("batch sizes and max_attempts must be at least 1")
+            raise SettingsError("batch sizes and max_attempts must be at least 1")
         if self.bin is not None and self.pixel_size is not None:
-            raise ValueError("give bin or pixel_size, not both")
+            raise SettingsError("give bin or pixel_size, not both")
         if self.particle_diameter is not None and self.particle_diameter <= 0:
-            raise ValueError(f"particle diameter must be positive, got {self.particle_diameter}")
+            raise SettingsError(f"particle diameter must be positive, got {self.particle_diameter}")
 
     def optics(self) -> OpticsSettings:
         """The optics table's settings and the RELION project directory."""
@@ -145,13 +148,17 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> WatchConfig:
             raise FileProblem(path, f"cannot read the configuration: {error}") from error
         if values.pop("mode", "live") != "live":
             raise FileProblem(path, RETIRED_MODE)
-        known = {f.name for f in fields(WatchConfig)}
-        unknown = sorted(set(values) - known)
+        known = {f.name: f for f in fields(WatchConfig)}
+        unknown = sorted(set(values) - set(known))
         if unknown:
             raise FileProblem(path, f"unknown setting(s): {', '.join(unknown)}")
+        hints = typing.get_type_hints(WatchConfig)
+        for key, value in values.items():
+            if not _accepts(hints[key], value):
+                raise FileProblem(path, f"{key} = {value!r}: expected {known[key].type}")
     values.update({key: value for key, value in overrides.items() if value is not None})
     if "watch_dir" not in values:
-        raise ValueError("no directory to watch: give DIR or watch_dir in the configuration")
+        raise SettingsError("no directory to watch: give DIR or watch_dir in the configuration")
     for key in ("watch_dir", "out_dir", "state_dir", "model", "optics_from", "relion_project"):
         if values.get(key) is not None:
             values[key] = Path(values[key]).expanduser()
@@ -162,3 +169,25 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> WatchConfig:
     if config.out_dir is None:
         config = replace(config, out_dir=config.output_dir)
     return config
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    """Whether a TOML `value` fits the settings type `hint` (paths are strings, numbers
+    finite, a float setting takes an integer, tuples are arrays, None is never in TOML)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(arg, value) for arg in args)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint in (int, float):
+        allowed = (int,) if hint is int else (int, float)
+        return isinstance(value, allowed) and not isinstance(value, bool) and math.isfinite(value)
+    if hint in (str, Path):
+        return isinstance(value, str)
+    if origin is tuple:
+        return isinstance(value, list) and all(_accepts(args[0], item) for item in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            _accepts(args[0], k) and _accepts(args[1], v) for k, v in value.items()
+        )
+    return False

@@ -27,7 +27,7 @@ import numpy as np
 
 from streamdenoise import __version__
 from streamdenoise.config import WatchConfig
-from streamdenoise.errors import StreamDenoiseError
+from streamdenoise.errors import DeviceError, StreamDenoiseError, one_line
 from streamdenoise.io import atomic_write_text
 from streamdenoise.io.jsontext import json_text
 from streamdenoise.outputs import DoneMicrograph, OutputLayout, write_session_lists
@@ -52,6 +52,16 @@ log = logging.getLogger("streamdenoise.daemon")
 RECENT = 20
 SESSION_WINDOW = 2000
 """Micrographs kept (as small statistics records) for the session's distributions."""
+LOG_LIMIT = 4000
+"""Characters of a model-stage error (e.g. a compiler's output) logged, once."""
+
+
+def _log_text(error: BaseException) -> str:
+    """`error` for the log: its text cut to LOG_LIMIT characters (compilers say a lot)."""
+    text = f"{type(error).__name__}: {error}"
+    if len(text) <= LOG_LIMIT:
+        return text
+    return f"{text[:LOG_LIMIT]}… ({len(text) - LOG_LIMIT:,} more characters)"
 
 
 class AlreadyRunning(StreamDenoiseError, RuntimeError):
@@ -205,9 +215,16 @@ class Daemon:
             try:
                 self.model(warm_up)
             except Exception as error:
+                if self._stop.is_set():  # a Ctrl-C or stop also ends the compiler's processes
+                    log.info("stopped during warm-up (%s)", one_line(error, 200))
+                    return
+                log.error("warm-up failed: %s", _log_text(error))
                 if not compile_model or self.config.compile:
-                    raise
-                log.warning("torch.compile failed (%s); running the model eagerly", error)
+                    raise DeviceError(
+                        f"the model failed on {self.device}: {one_line(error, 200)} (the log "
+                        "has the whole message)" + ("; try --no-compile" if compile_model else "")
+                    ) from error
+                log.warning("torch.compile failed; running the model eagerly")
                 self.model = prepare_model(self.loaded.model, self.device, compile_model=False)
                 self.model(warm_up)
         mode = "compiled" if is_compiled(self.model) else "eager"
@@ -261,14 +278,16 @@ class Daemon:
         lock = self._lock()
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="streamdenoise-io")
         try:
-            self._publish("loading model")
-            self._load_model()
-            network = is_network_filesystem(self.config.watch_dir)
-            polling = self.config.polling if self.config.polling is not None else network
-            settle = self.config.settle_seconds * (3 if network else 1)
-            self.tracker = ReadinessTracker(settle, self.config.timeout_seconds)
+            # The journal first: one that cannot be read stops the start before the model
+            # loads, and is left as it is for recovery.
             with Journal(self.layout.journal, max_attempts=self.config.max_attempts) as journal:
                 self.journal = journal
+                self._publish("loading model")
+                self._load_model()
+                network = is_network_filesystem(self.config.watch_dir)
+                polling = self.config.polling if self.config.polling is not None else network
+                settle = self.config.settle_seconds * (3 if network else 1)
+                self.tracker = ReadinessTracker(settle, self.config.timeout_seconds)
                 resumed = journal.reset_in_flight()
                 for entry in journal.done_entries():
                     self._add_done(entry.path, entry.outputs or {})
@@ -401,9 +420,19 @@ class Daemon:
             denoised = denoise_prepared(
                 [p for _, p in good], self.model, self.settings, self.device
             )
-        except (RuntimeError, ValueError) as error:  # e.g. out of memory on a huge micrograph
+        except Exception as error:  # e.g. out of memory, a compiler that failed or was killed
+            if self._stop.is_set():  # a Ctrl-C or stop ended the compiler: not a failure
+                log.warning(
+                    "stopped while denoising (%s); %d micrograph(s) stay pending",
+                    one_line(error, 200),
+                    len(good),
+                )
+                for item, _ in good:
+                    self.journal.release(item.path)
+                return
+            log.error("denoising failed: %s", _log_text(error))  # the whole output, once
             for item, _ in good:
-                self._fail(item, f"denoising failed: {error}")
+                self._fail(item, f"denoising failed: {one_line(error, 200)}")
             return
         compute = time.perf_counter() - start
         writes = [

@@ -14,6 +14,7 @@ from torch import nn
 
 from streamdenoise import __version__
 from streamdenoise.engine.profiling import stage
+from streamdenoise.errors import MicrographError
 from streamdenoise.io import read_micrograph
 from streamdenoise.io.picks import write_box, write_coordinates_star
 from streamdenoise.model.inference import Denoised
@@ -106,7 +107,10 @@ def read_prepared(
     MicrographError naming the file when it cannot be used)."""
     with stage("read"):
         micrograph = read_micrograph(path, pixel_size=input_pixel_size)
-    return prepare(micrograph.data, micrograph.pixel_size, model_pixel_size, settings)
+    try:
+        return prepare(micrograph.data, micrograph.pixel_size, model_pixel_size, settings)
+    except ValueError as error:  # e.g. a constant image cannot be normalised
+        raise MicrographError(path, str(error)) from error
 
 
 def write_results(

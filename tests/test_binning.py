@@ -62,3 +62,10 @@ def test_binned_positions_map_back_to_the_input_exactly(shape, factor) -> None:
     back = binned_to_input(centroid, binned.shape, shape)
     assert np.abs(back - [[x0, y0]]).max() < 0.02
     assert binned_to_input(np.zeros((0, 2)), binned.shape, shape).shape == (0, 2)
+
+
+def test_cropping_to_one_row_keeps_the_mean() -> None:
+    # The Nyquist column of a one-row spectrum was written from a view of itself (torch
+    # refused it with a RuntimeError that escaped the daemon's error handling).
+    image = np.full((2, 37), 3.0, np.float32)
+    assert fourier_crop(image, (1, 18)) == pytest.approx(np.full((1, 18), 3.0))

@@ -255,3 +255,36 @@ def test_watch_names_an_unusable_optics_file_before_starting(tmp_path: Path) -> 
     assert f"{star}: no data_optics table" in result.stderr
     result = run("batch", str(tmp_path), "--out", str(tmp_path / "o"), "--picks-frame", "x")
     assert result.returncode == 2 and "picks frame must be one of" in result.stderr
+
+
+@pytest.mark.parametrize("interrupted", [False, True], ids=["finished", "ctrl-c"])
+def test_demo_removes_its_temporary_folder(tmp_path: Path, interrupted: bool) -> None:
+    import json
+    import signal
+    import time
+
+    from streamdenoise.engine.batches import FAKE_COMPILE
+
+    temporary, log = tmp_path / "tmp", tmp_path / "demo.log"
+    temporary.mkdir()
+    count, rate = ("3", "60") if interrupted else ("1", "0.1")
+    env = {**os.environ, "COLUMNS": "200", "TMPDIR": str(temporary), FAKE_COMPILE: "0"}
+    args = [EXECUTABLE, "demo", "-n", count, "--rate", rate, "--device", "cpu", "--headless"]
+    with open(log, "w") as stderr:
+        demo = subprocess.Popen(args, stderr=stderr, env=env, start_new_session=True)
+    try:
+        if interrupted:  # Ctrl-C while the acquisition waits for its next micrograph
+            end = time.monotonic() + 240
+            while time.monotonic() < end and demo.poll() is None:
+                found = list(temporary.glob("streamdenoise-demo-*/denoised/status.json"))
+                if found and json.loads(found[0].read_text() or "{}").get("done") == 1:
+                    break
+                time.sleep(0.5)
+            os.killpg(demo.pid, signal.SIGINT)
+        assert demo.wait(timeout=300) == 0, log.read_text()
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+    assert "temporary folder, now removed" in log.read_text()
+    assert list(temporary.iterdir()) == []  # was ~330 MB for the default 8 micrographs

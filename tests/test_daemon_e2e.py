@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import mrcfile
@@ -21,15 +22,22 @@ import pytest
 import zarr
 from readers import assert_valid_mrc, star_tables, strict_json
 
+from streamdenoise.engine.batches import FAKE_COMPILE
 from streamdenoise.io import read_star
 
 EXECUTABLE = str(Path(sys.executable).with_name("streamdenoise"))
 GOOD = 4
 
 
-def start_daemon(watch: Path, out: Path, *extra: str) -> subprocess.Popen:
+def start_daemon(
+    watch: Path, out: Path, *extra: str, fake_compile: str | None = None
+) -> subprocess.Popen:
+    """`streamdenoise watch` in its own process group (a signal to the group reaches its
+    children, as Ctrl-C in a terminal does). fake_compile: compile with the FAKE_COMPILE
+    test hook's seconds (default: no compilation, which would only slow these tests)."""
     args = [EXECUTABLE, "watch", str(watch), "--out", str(out), "--device", "cpu", "--headless"]
-    args.append("--no-compile")  # compiling each daemon of these tests would only slow them
+    args.append("--compile" if fake_compile else "--no-compile")
+    env = {**os.environ, FAKE_COMPILE: fake_compile} if fake_compile else None
     args += [
         "--settle",
         "0.5",
@@ -43,7 +51,18 @@ def start_daemon(watch: Path, out: Path, *extra: str) -> subprocess.Popen:
     with open(
         out.parent / f"daemon-{time.monotonic_ns()}.log", "w"
     ) as log:  # the child keeps a copy
-        return subprocess.Popen([*args, *extra], stdout=log, stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(
+            [*args, *extra],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def daemon_log(out: Path) -> str:
+    return "".join(p.read_text() for p in sorted(out.parent.glob("daemon-*.log")))
 
 
 def start_simulator(session: Path, count: int = GOOD, rate: float = 1.0) -> subprocess.Popen:
@@ -273,3 +292,126 @@ def test_session_adaptation_runs_beside_the_live_daemon(tmp_path: Path) -> None:
     assert "criterion ρ" in outcome and "no denoising" in outcome
     assert (out / "adapted_model.pt").exists() == outcome.startswith("adapted")
     assert all(state == "done" for _, state, _ in journal_rows(out))
+
+
+def write_micrographs(folder: Path, count: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    for index in range(count):
+        with mrcfile.new(folder / f"mic_{index}.mrc") as mrc:
+            mrc.set_data(rng.poisson(20.0, (256, 256)).astype(np.float32))
+            mrc.voxel_size = 4.0
+
+
+def compilers(pid: int) -> list[int]:
+    """The fake compiler processes (`sleep`) of the process `pid`, from /proc."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    found = []
+    for child in children:
+        try:
+            if Path(f"/proc/{child}/comm").read_text().strip() == "sleep":
+                found.append(child)
+        except OSError:
+            continue
+    return found
+
+
+def compiling_for_micrographs(daemon: subprocess.Popen, out: Path) -> bool:
+    return bool(compilers(daemon.pid)) and ("processing", 0, None) in journal_attempts(out)
+
+
+def journal_attempts(out: Path) -> list[tuple[str, int, str | None]]:
+    with sqlite3.connect(out / "journal.sqlite") as db:
+        return db.execute("SELECT state, attempts, error FROM files ORDER BY path").fetchall()
+
+
+def stop_group(daemon: subprocess.Popen, signum: int) -> int:
+    """Signal the daemon's process group (Ctrl-C, or systemd's stop of every process) and
+    return its exit code."""
+    os.killpg(daemon.pid, signum)
+    return daemon.wait(timeout=60)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "stop"])
+def test_a_stop_during_warm_up_is_a_clean_exit(tmp_path: Path, signum: int) -> None:
+    watch, out = tmp_path / "in", tmp_path / "out"
+    write_micrographs(watch, 1)
+    daemon = start_daemon(watch, out, fake_compile="600")
+    try:
+        wait_for(lambda: compilers(daemon.pid), what="the warm-up's compilation")
+        assert stop_group(daemon, signum) == 0
+    finally:
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait()
+    log = daemon_log(out)
+    assert "stopped during warm-up" in log and "Traceback" not in log
+    assert "eagerly" not in log  # no fallback to the eager model on the way out
+    assert all(state == "seen" and attempts == 0 for state, attempts, _ in journal_attempts(out))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "stop"])
+def test_a_stop_while_compiling_for_micrographs_fails_none_of_them(
+    tmp_path: Path, signum: int
+) -> None:
+    watch, out = tmp_path / "in", tmp_path / "out"
+    write_micrographs(watch, 2)
+    for _ in range(2):  # more stops than one; each would have used a try
+        daemon = start_daemon(watch, out, fake_compile="0,600")  # the warm-up compiles at once
+        try:
+            wait_for(
+                partial(compiling_for_micrographs, daemon, out),
+                what="a compilation for the first micrographs",
+            )
+            assert stop_group(daemon, signum) == 0
+        finally:
+            if daemon.poll() is None:
+                os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait()
+    rows = journal_attempts(out)
+    assert rows and all(row == ("seen", 0, None) for row in rows)  # pending, no try used
+    log = daemon_log(out)
+    assert "stay pending" in log and "Traceback" not in log
+    assert "more characters)" not in log and len(log) < 20_000  # no compiler output
+    daemon = start_daemon(watch, out)  # the next start does them
+    try:
+        wait_for(lambda: status(out).get("done") == 2, what="both done after the restart")
+        assert stop_group(daemon, signal.SIGTERM) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+
+
+def test_a_failed_compilation_is_logged_once_and_kept_short_in_the_journal(
+    tmp_path: Path,
+) -> None:
+    watch, out = tmp_path / "in", tmp_path / "out"
+    write_micrographs(watch, 2)
+    daemon = start_daemon(watch, out, fake_compile="0,600")
+    try:
+        wait_for(lambda: compilers(daemon.pid) and journal_attempts(out), what="a compilation")
+        wait_for(lambda: len(compilers(daemon.pid)) == 1, what="one compiler")
+        os.kill(compilers(daemon.pid)[0], signal.SIGKILL)  # the compiler dies; no stop
+        wait_for(
+            lambda: any(attempts == 1 for _, attempts, _ in journal_attempts(out)),
+            what="the failure recorded",
+        )
+        assert stop_group(daemon, signal.SIGTERM) == 0  # (stops the retry's compilation)
+    finally:
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait()
+    rows = journal_attempts(out)
+    failed = [error for _, attempts, error in rows if attempts == 1]
+    assert failed and all(e.startswith("denoising failed: C++ compile error") for e in failed)
+    assert all(len(error or "") <= 300 for _, _, error in rows)
+    assert all(attempts <= 1 for _, attempts, _ in rows)  # the stop took no second try
+    log = daemon_log(out)
+    assert log.count("more characters)") == 1  # the compiler's output, once, cut
+    assert len(log) < 20_000 and "Traceback" not in log

@@ -29,10 +29,12 @@ def fourier_crop(image: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
     keep_high = my // 2
     rows = torch.cat([spectrum[:keep_low], spectrum[ny - keep_high :]])
     cropped = rows[:, : mx // 2 + 1].clone()
-    if my % 2 == 0:  # the new Nyquist row holds both ±Nyquist of the old grid: keep it real
-        cropped[my // 2] = cropped[my // 2].real
+    # The new Nyquist row and column hold both ±Nyquist of the old grid: keep them real
+    # (cloned: a tensor's real part is a view of it, and torch refuses overlapping writes).
+    if my % 2 == 0:
+        cropped[my // 2] = cropped[my // 2].real.clone()
     if mx % 2 == 0:
-        cropped[:, -1] = cropped[:, -1].real
+        cropped[:, -1] = cropped[:, -1].real.clone()
     scale = (my * mx) / (ny * nx)
     return (torch.fft.irfft2(cropped, s=(my, mx)) * scale).numpy().astype(np.float32)
 
