@@ -245,8 +245,7 @@ def main() -> None:
         "background; precision/recall/F1 (at the best-F1 threshold) and AP of the built-in "
         "DoG picker, picks matched within 0.5·D; residual r: correlation of the residual "
         "(noisy − output) with the output, both high-passed at D/2 (the real-data benchmark's "
-        "EPU figure). Times on this machine's CPU.\n\n"
-        + "\n\n".join(sections)
+        "EPU figure). Times on this machine's CPU.\n\n" + "\n\n".join(sections)
     )
     write_section(
         "Quality",
