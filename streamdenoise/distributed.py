@@ -57,17 +57,11 @@ class ModelPlugin(WorkerPlugin):
         self.digest = digest
 
     def setup(self, worker: object) -> None:
-        from streamdenoise.engine.batches import prepare_model
-        from streamdenoise.engine.device import resolve_device
-        from streamdenoise.model.modelfile import load_model
+        from streamdenoise.runtime import load_runtime
 
-        if model_digest(self.model_path) != self.digest:
-            raise StreamDenoiseError(
-                f"{self.model_path} on this worker differs from the client's model file"
-            )
-        self.device = resolve_device(self.device_request)
-        self.loaded = load_model(self.model_path, device=self.device)
-        self.network = prepare_model(self.loaded.model, self.device, compile_model=False)
+        self.runtime = load_runtime(
+            self.model_path, self.device_request, compile_model=False, expected_digest=self.digest
+        )
 
 
 @dataclass(frozen=True)
@@ -93,15 +87,16 @@ def denoise_task(
     plugin = worker.plugins[PLUGIN_NAME]
     start = time.perf_counter()
     try:
+        runtime = plugin.runtime
         results = process_micrograph(
             path,
-            plugin.network,
-            plugin.loaded.pixel_size,
+            runtime.network,
+            runtime.loaded.pixel_size,
             settings,
             layout,
             options,
             input_pixel_size=input_pixel_size,
-            device=plugin.device,
+            device=runtime.device,
         )
     except (StreamDenoiseError, ValueError, OSError, RuntimeError) as error:
         return TaskResult(path, None, str(error), time.perf_counter() - start, worker.address)

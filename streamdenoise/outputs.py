@@ -14,6 +14,9 @@ OUT/coordinates.star, OUT/coordinates_denoised.star                   RELION 4/5
 STATE/status.json, STATE/journal.sqlite, STATE/.lock                  daemon state (STATE
                                                                       defaults to OUT)
 
+`streamdenoise denoise` uses the flat form of the same layout (`folders=False`): only
+OUT/<stem + suffix>.mrc.
+
 The journal records each micrograph's outputs relative to OUT, so a moved output folder
 keeps its record.
 """
@@ -58,12 +61,14 @@ def pick_frames(choice: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class OutputLayout:
-    """Output paths for the micrographs of one watched directory."""
+    """Output paths for the micrographs of one watched directory (`folders` False: every
+    output directly in OUT, named after the input's stem)."""
 
     watch_dir: Path
     out_dir: Path
     suffix: str = ""
     state_dir: Path | None = None
+    folders: bool = True
 
     def relative(self, source: Path) -> Path:
         """`source` relative to the watched directory (its name if it lies elsewhere)."""
@@ -73,6 +78,8 @@ class OutputLayout:
             return Path(source.name)
 
     def _beside(self, folder: str, source: Path, extension: str) -> Path:
+        if not self.folders:
+            return self.out_dir / f"{source.stem}{self.suffix}{extension}"
         relative = self.relative(source)
         return self.out_dir / folder / relative.with_name(relative.stem + self.suffix + extension)
 
@@ -168,6 +175,7 @@ def write_micrograph_outputs(
     float16: bool = False,
     zarr: bool = True,
     thumbnails: bool = True,
+    sidecar: bool = True,
 ) -> dict[str, str]:
     """Write every output of one micrograph; returns {kind: path relative to OUT} for the
     journal."""
@@ -196,11 +204,12 @@ def write_micrograph_outputs(
         with stage("write thumbnail"):
             atomic_write_bytes(png, thumbnail(raw_binned, denoised))
         outputs["thumbnail"] = png
-    sidecar = layout.sidecar(source)
-    record = {"source": str(source), "pixel_size_angstrom": pixel_size, **statistics}
-    with stage("write sidecar"):
-        atomic_write_text(sidecar, json_text(record))
-    outputs["sidecar"] = sidecar
+    if sidecar:
+        path = layout.sidecar(source)
+        record = {"source": str(source), "pixel_size_angstrom": pixel_size, **statistics}
+        with stage("write sidecar"):
+            atomic_write_text(path, json_text(record))
+        outputs["sidecar"] = path
     return {kind: layout.record(path) for kind, path in outputs.items()}
 
 
