@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +52,9 @@ PICK_FOLDERS = {"input": "picks", "denoised": "picks_denoised"}
 (what a user extracts from); "denoised", pixels of the denoised (binned) micrograph."""
 PICK_FRAMES = (*PICK_FOLDERS, "both")
 COORDINATE_LISTS = {"input": "coordinates.star", "denoised": "coordinates_denoised.star"}
+TEMPORARY = re.compile(r"^\..+\.(?:[0-9a-f]{12}\.tmp|[0-9a-f]{32}\.(?:tmp|old))$")
+"""Names of the hidden temporaries of `atomic_output` (`.<name>.<12 hex>.tmp`) and of the
+OME-Zarr writer (`.<store>.<group>.<32 hex>.tmp` or `.old`)."""
 
 
 def pick_frames(choice: str) -> tuple[str, ...]:
@@ -140,6 +145,27 @@ class OutputLayout:
     @property
     def lock(self) -> Path:
         return self.state / ".lock"
+
+
+def remove_temporaries(layout: OutputLayout) -> int:
+    """Remove the temporaries a killed writer left in OUT and STATE (call holding the
+    lock, before writing); returns how many."""
+    tops = {layout.out_dir, layout.state, layout.zarr_root / "OME"}
+    below = [
+        layout.out_dir / folder for folder in ("denoised", "thumbnails", *PICK_FOLDERS.values())
+    ]
+    found = [path for folder in tops if folder.is_dir() for path in folder.glob(".*")]
+    found += [path for folder in below if folder.is_dir() for path in folder.rglob(".*")]
+    removed = 0
+    for path in found:
+        if not TEMPORARY.match(path.name):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def thumbnail(raw: np.ndarray, denoised: np.ndarray, size: int = THUMBNAIL_SIZE) -> bytes:
