@@ -1189,14 +1189,30 @@ def batch(
     try:
         from distributed import Client
 
-        from streamdenoise.distributed import BatchConfig, find_inputs, local_cluster, run_batch
+        from streamdenoise.distributed import (
+            BatchConfig,
+            find_inputs,
+            local_cluster,
+            local_workers,
+            run_batch,
+        )
     except ImportError:
         raise _fail(ValueError('batch needs Dask: pip install "streamdenoise[cluster]"')) from None
+    import torch
+
     from streamdenoise.io.relion import OpticsSettings
     from streamdenoise.model.pipeline import DenoiseSettings
     from streamdenoise.outputs import pick_frames
 
-    gpu = device.strip().lower().startswith("cuda")
+    count, gpu = local_workers(
+        device,
+        workers,
+        threads_per_worker,
+        cpus=os.cpu_count() or 1,
+        gpus=torch.cuda.device_count() if scheduler is None else 0,
+    )
+    if gpu and device.strip().lower() == "auto":
+        device = "cuda"  # this host's GPUs: one task per GPU at a time
     given = {
         "voltage_kv": voltage,
         "spherical_aberration_mm": cs,
@@ -1230,7 +1246,6 @@ def batch(
             optics=optics,
             picks_frame=picks_frame or "input",
         )
-        count = workers or (1 if gpu else max(1, (os.cpu_count() or 1) // threads_per_worker))
         console.print(f"{len(files)} micrograph(s) below {root}")
         cluster = None if scheduler else local_cluster(count, threads_per_worker, gpu)
         try:

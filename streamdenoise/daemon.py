@@ -25,7 +25,8 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
@@ -74,6 +75,9 @@ READERS = 2
 """Reader threads (read, bin, noise estimate: numpy releases the GIL)."""
 WRITERS = 2
 """Writer threads (statistics and outputs)."""
+LONG_CALL_LIMIT = 1800.0
+"""Seconds a model call (a compilation, a batch) keeps the systemd watchdog fed: one that
+hangs longer stops the pings, and systemd restarts the daemon."""
 
 
 class AlreadyRunning(StreamDenoiseError, RuntimeError):
@@ -151,8 +155,12 @@ class Daemon:
 
     # -- control ---------------------------------------------------------------------------
     def request_stop(self, *_: object) -> None:
-        """Stop intake; the batch in flight finishes, then the daemon exits (signal-safe)."""
-        self._stop.set()
+        """Stop intake; the work in flight finishes, then the daemon exits. Tells systemd
+        `STOPPING=1` now, at the request, not after the drain (signal-safe: it runs in the
+        main thread between bytecodes; the notifier opens a socket per message)."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self.notifier.stopping()
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, frame: FrameType | None) -> None:
@@ -161,6 +169,29 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+    @contextmanager
+    def _alive_while(self, limit: float = LONG_CALL_LIMIT) -> Iterator[None]:
+        """Send `WATCHDOG=1` from a helper thread while the main thread is in a long model
+        call (a compilation, a batch), for at most `limit` s; the loop pings otherwise."""
+        interval = self.notifier.watchdog_interval()
+        if interval is None:
+            yield
+            return
+        finished = threading.Event()
+
+        def ping() -> None:
+            end = time.monotonic() + limit
+            while not finished.wait(interval) and time.monotonic() < end:
+                self.notifier.watchdog()
+
+        thread = threading.Thread(target=ping, name="streamdenoise-watchdog", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            finished.set()
+            thread.join()
 
     # -- setup -----------------------------------------------------------------------------
     def _lock(self) -> int:
@@ -202,14 +233,6 @@ class Daemon:
             guard=self.config.guard,
             background_scale=self.config.background_scale,
         )
-        self.params_hash = processing_params_hash(
-            self.runtime.model_path,
-            self.settings,
-            input_pixel_size=self.config.input_pixel_size,
-            float16=self.config.float16,
-            suffix=self.config.suffix,
-            picks_frame=self.config.picks_frame,
-        )
         self.output_options = OutputOptions(
             float16=self.config.float16,
             zarr=self.config.zarr,
@@ -221,17 +244,26 @@ class Daemon:
             thresholds=ReadinessThresholds.from_dict(self.config.readiness),
             picks_frame=self.config.picks_frame,
         )
+        self.params_hash = processing_params_hash(
+            self.runtime.model_path,
+            self.settings,
+            self.output_options,
+            input_pixel_size=self.config.input_pixel_size,
+            suffix=self.config.suffix,
+        )
         # Warm-up: one batch of the largest tile, so the first micrograph is not slow. A
         # compiled model compiles here, and once more for each smaller fitted tile that
         # micrographs need.
         self.notifier.status("compiling the model" if self.runtime.compiled else "warming up")
-        if warm_up(
-            self.runtime,
-            self.settings.batch_size,
-            self.config.tile,
-            compile_requested=bool(self.config.compile),
-            stopping=self._stop.is_set,
-        ):
+        with self._alive_while():
+            ready = warm_up(
+                self.runtime,
+                self.settings.batch_size,
+                self.config.tile,
+                compile_requested=bool(self.config.compile),
+                stopping=self._stop.is_set,
+            )
+        if ready:
             self.adapter = self._session_adapter(str(model_path))
 
     def _session_adapter(self, model_label: str) -> SessionAdapter | None:
@@ -328,7 +360,6 @@ class Daemon:
                 self._requeue_unstarted()
                 self._write_lists()
                 self._publish("stopped", force=True)
-            self.notifier.stopping()
             self._remove_stop_file()
             log.info("stopped cleanly")
             return 0
@@ -345,7 +376,7 @@ class Daemon:
         self._check_pending()
         if self._stop_file_present():
             log.info("stop file found: draining")
-            self._stop.set()
+            self.request_stop()
         while self._ready and pipeline.has_room() and not self._stop.is_set():
             pipeline.submit(self._start_batch())
         if pipeline.busy:
@@ -449,7 +480,8 @@ class Daemon:
     def _denoise(self, prepared: list[Prepared]) -> list[Denoised]:
         """The model stage (main thread): a batch's micrographs share network batches."""
         self._swap_in_adapted_model()
-        return denoise_prepared(prepared, self.runtime.network, self.settings, self.device)
+        with self._alive_while():
+            return denoise_prepared(prepared, self.runtime.network, self.settings, self.device)
 
     def _write(
         self, item: _Ready, prepared: Prepared, denoised: Denoised, seconds: float

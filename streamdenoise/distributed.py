@@ -57,11 +57,41 @@ class ModelPlugin(WorkerPlugin):
         self.digest = digest
 
     def setup(self, worker: object) -> None:
+        import torch
+
         from streamdenoise.runtime import load_runtime
 
-        self.runtime = load_runtime(
-            self.model_path, self.device_request, compile_model=False, expected_digest=self.digest
+        device = worker_device(
+            self.device_request, getattr(worker, "name", None), torch.cuda.device_count()
         )
+        self.runtime = load_runtime(
+            self.model_path, device, compile_model=False, expected_digest=self.digest
+        )
+
+
+def worker_device(request: str, worker_name: object, gpus: int) -> str:
+    """The device of one worker: "auto" or "cuda" on local worker number i (LocalCluster
+    names them 0, 1, …) of a host with `gpus` > 1 GPUs is GPU i mod `gpus`, so each GPU
+    has its own worker; anything else is as asked."""
+    if gpus > 1 and request.strip().lower() in ("auto", "cuda") and isinstance(worker_name, int):
+        return f"cuda:{worker_name % gpus}"
+    return request
+
+
+def local_workers(
+    device: str, workers: int | None, threads_per_worker: int, *, cpus: int, gpus: int
+) -> tuple[int, bool]:
+    """How many local worker processes to start for `device`, and whether they are GPU
+    workers (one GPU resource each): `workers` if given; else one per GPU for "cuda" or
+    for "auto" on a host with GPUs (one for "cuda:N"), else one per `threads_per_worker`
+    of the `cpus` cores."""
+    request = device.strip().lower()
+    gpu = request.startswith("cuda") or (request == "auto" and gpus > 0)
+    if workers is not None:
+        return workers, gpu
+    if gpu:
+        return (max(1, gpus) if request in ("auto", "cuda") else 1), True
+    return max(1, cpus // threads_per_worker), False
 
 
 @dataclass(frozen=True)
@@ -238,20 +268,19 @@ def run_batch(
 
     model = config.model or default_model_path()
     model_path = Path(os.path.abspath(model))
-    phash = processing_params_hash(
-        model_path,
-        config.settings,
-        input_pixel_size=config.input_pixel_size,
-        float16=config.float16,
-        suffix=config.suffix,
-        picks_frame=config.picks_frame,
-    )
     options = OutputOptions(
         config.float16,
         config.zarr,
         config.thumbnails,
         str(model),
         picks_frame=config.picks_frame,
+    )
+    phash = processing_params_hash(
+        model_path,
+        config.settings,
+        options,
+        input_pixel_size=config.input_pixel_size,
+        suffix=config.suffix,
     )
     gpu = config.device.strip().lower().startswith("cuda")
     workers = client.scheduler_info()["workers"].values()

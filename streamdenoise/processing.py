@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,14 +46,17 @@ def model_digest(model_path: Path) -> str:
 def processing_params_hash(
     model_path: Path,
     settings: DenoiseSettings,
+    options: OutputOptions,
     *,
     input_pixel_size: float | None,
-    float16: bool,
     suffix: str,
-    picks_frame: str,
 ) -> str:
-    """The journal's parameter hash: the daemon and the batch runner agree on it, so a
-    micrograph done by one is skipped by the other."""
+    """The journal's parameter hash, of everything that changes a micrograph's outputs:
+    the model file's bytes, the denoising settings, the input pixel size, the output
+    options (float16, OME-Zarr, thumbnails, sidecar, picks frame, and the statistics'
+    particle diameter and thresholds, which make the picks) and the suffix. The daemon and
+    the batch runner agree on it, so a micrograph done by one is skipped by the other, and
+    a restart with other options redoes what they change."""
     return params_hash(
         model=model_digest(model_path),
         bin=settings.bin_factor,
@@ -63,9 +66,14 @@ def processing_params_hash(
         overlap=settings.overlap,
         guard=settings.guard,
         background_scale=settings.background_scale,
-        float16=float16,
+        float16=options.float16,
+        zarr=options.zarr,
+        thumbnails=options.thumbnails,
+        sidecar=options.sidecar,
         suffix=suffix,
-        picks_frame=picks_frame,
+        picks_frame=options.picks_frame,
+        diameter=options.diameter_angstrom,
+        thresholds=asdict(options.thresholds),
     )
 
 
