@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,25 @@ def test_drain_releases_unstarted_batches_and_finishes_every_write() -> None:
     assert sorted(fake.done) == sorted(started)  # every started micrograph written
     assert fake.released and not set(fake.released) & set(started)  # read-ahead: pending
     assert not pipeline.busy
+
+
+def test_a_failed_batch_charges_each_micrograph_once_then_retries_them_alone(
+    tmp_path: Path,
+) -> None:
+    from streamdenoise.config import WatchConfig
+    from streamdenoise.daemon import Daemon, _Ready
+    from streamdenoise.sdnotify import Notifier
+    from streamdenoise.watch import Journal
+
+    daemon = Daemon(WatchConfig(tmp_path / "in", tmp_path / "out"), notifier=Notifier(None))
+    items = [_Ready(tmp_path / "in" / f"{name}.mrc", 1, k) for k, name in enumerate("abcd")]
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        daemon.journal = journal
+        for item in items[:2]:
+            journal.mark_processing(item.path, item.size, item.mtime_ns, "h")
+        daemon._failed(items[:2], "model", RuntimeError("out of memory"))
+        assert [journal.entry(i.path).attempts for i in items[:2]] == [1, 1]  # once each
+        assert all(journal.entry(i.path).state == "failed" for i in items[:2])
+    daemon._ready = {item.path: item for item in items}
+    batches = [[i.path.stem for i in daemon._next_batch()] for _ in range(3)]
+    assert batches == [["a"], ["b"], ["c", "d"]]  # the failed ones alone, the rest together
