@@ -256,8 +256,8 @@ def apoferritin_templates(working: float) -> TemplateSet:
 
 def adapted_model(loaded, micrographs: list[RealMicrograph], steps: int, templates):
     """Adapt the model to the micrographs (noisy only; with `templates`, target-guided):
-    the model to use (the adapted one where the held-out criterion improved, else the
-    resident one) and a note with the criteria and the time."""
+    the adapted candidate, whether the swap rule takes it (its held-out criterion beats
+    the resident model and no denoising), and a note with the criteria and the time."""
     noise_unit = bool(getattr(loaded.model, "noise_unit_input", False))
     diameter = APOFERRITIN_DIAMETER / loaded.pixel_size
     start = time.perf_counter()
@@ -269,13 +269,17 @@ def adapted_model(loaded, micrographs: list[RealMicrograph], steps: int, templat
         loaded.model, session, diameter=diameter, steps=steps, crop=ADAPT_CROP, templates=templates
     )
     seconds = time.perf_counter() - start
+    verdict = (
+        "swapped in"
+        if result.improved
+        else "not swapped in: watch and train --init keep the resident model"
+    )
     note = (
         f"{steps} blind-spot steps on {len(session)} micrographs in {seconds:.0f} s; held-out "
         f"criterion ρ: no denoising {result.criterion_input:.4f}, resident "
-        f"{result.criterion_before:.4f}, adapted {result.criterion_after:.4f} "
-        f"({'swapped in' if result.improved else 'not swapped in'})."
+        f"{result.criterion_before:.4f}, adapted {result.criterion_after:.4f} ({verdict})."
     )
-    return replace(loaded, model=result.model if result.improved else loaded.model), note
+    return replace(loaded, model=result.model), result.improved, note
 
 
 def criterion(micrographs: list[RealMicrograph], working: float, denoiser) -> float:
@@ -314,18 +318,22 @@ def apoferritin_section(args, loaded, settings: DenoiseSettings) -> str:
         models[f"candidate {path.name}"] = load_model(path)
     notes = []
     if args.adapt_steps > 0:
-        chosen, note = adapted_model(loaded, micrographs, args.adapt_steps, None)
-        models["streamdenoise adapted to the session"] = chosen
-        notes.append(f"Session adaptation: {note}")
+        kinds = [("session-adapted", None, "Session adaptation")]
         if args.guided:
-            chosen, note = adapted_model(
-                loaded, micrographs, args.adapt_steps, apoferritin_templates(working)
+            kinds.append(
+                (
+                    "session-adapted with guidance",
+                    apoferritin_templates(working),
+                    "Guided adaptation (target guidance from a hollow sphere of 60/40 Å "
+                    "radii, the user's reference a facility would have for apoferritin)",
+                )
             )
-            models["adapted with guidance (hollow-sphere map)"] = chosen
-            notes.append(
-                "Guided adaptation (target guidance from a hollow sphere of 60/40 Å radii, "
-                f"the user's reference a facility would have for apoferritin): {note}"
+        for label, templates, title in kinds:
+            candidate, swapped, note = adapted_model(
+                loaded, micrographs, args.adapt_steps, templates
             )
+            models[f"{label} candidate ({'swapped in' if swapped else 'rejected'})"] = candidate
+            notes.append(f"{title}: {note}")
     for label, model in models.items():
         methods[label] = model_method(model, settings)
         methods[f"{label}, guard off"] = model_method(model, replace(settings, guard=False))

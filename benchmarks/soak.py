@@ -136,7 +136,7 @@ def main() -> None:
             done += 1
             if name not in recorded:
                 recorded.add(name)
-                mrc = json.loads(outputs)["mrc"]
+                mrc = out / json.loads(outputs)["mrc"]  # relative to OUT (or absolute)
                 info = os.stat(mrc)
                 done_at[mrc] = (info.st_ino, info.st_mtime_ns)
                 (watch / name).unlink(missing_ok=True)
