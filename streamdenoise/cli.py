@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from streamdenoise import __version__
 from streamdenoise.errors import StreamDenoiseError, one_line
 from streamdenoise.model.tiling import DEFAULT_MAX_TILE
+
+if TYPE_CHECKING:
+    from streamdenoise.outputs import OutputLayout
 
 app = typer.Typer(
     help="Live score-based denoising of cryo-EM micrographs.\n\n"
@@ -366,14 +369,10 @@ def denoise(
     flatten_background: BackgroundOption = None,
 ) -> None:
     """Denoise micrographs once (no daemon); writes MRCs with the working pixel size."""
-    import numpy as np
-
-    from streamdenoise.engine.batches import prepare_model
-    from streamdenoise.engine.device import resolve_device
-    from streamdenoise.io import read_micrograph, write_mrc_atomic
-    from streamdenoise.model.modelfile import default_model_path, load_model
-    from streamdenoise.model.pipeline import DenoiseSettings, denoise_image
-    from streamdenoise.outputs import provenance_labels
+    from streamdenoise.model.pipeline import DenoiseSettings
+    from streamdenoise.outputs import OutputLayout
+    from streamdenoise.processing import OutputOptions, process_micrograph
+    from streamdenoise.runtime import load_runtime
 
     try:
         settings = DenoiseSettings(
@@ -385,43 +384,39 @@ def denoise(
             guard=guard is not False,
             background_scale=flatten_background,
         )
-        torch_device = resolve_device(device)
-        loaded = load_model(model or default_model_path(), device=torch_device)
-        network = prepare_model(loaded.model, torch_device, compile_model=False)
-        targets = _denoise_targets(files, out, suffix)
+        runtime = load_runtime(model, device, compile_model=False)
+        layout = OutputLayout(out, out, suffix, folders=False)
+        _check_denoise_targets(files, layout)
         _output_directory(out, "--out")
     except (StreamDenoiseError, ValueError) as error:
         raise _fail(error) from None
+    options = OutputOptions(
+        float16=float16,
+        zarr=False,
+        thumbnails=False,
+        model_label=str(model or "default"),
+        diameter_angstrom=None,
+        sidecar=False,
+    )
     failures = 0
     with _progress() as progress:
         task = progress.add_task("denoising", total=len(files), info="")
-        for path, target in zip(files, targets, strict=True):
+        for path in files:
             try:
-                micrograph = read_micrograph(path, pixel_size=input_pixel_size)
-                denoised, working_pixel = denoise_image(
-                    micrograph.data,
-                    micrograph.pixel_size,
-                    network,
-                    loaded.pixel_size,
+                results = process_micrograph(
+                    path,
+                    runtime.network,
+                    runtime.loaded.pixel_size,
                     settings,
-                    torch_device,
+                    layout,
+                    options,
+                    input_pixel_size=input_pixel_size,
+                    device=runtime.device,
                 )
-                dtype = np.float16 if float16 else np.float32
-                record = {
-                    "streamdenoise": __version__,
-                    "model": str(model or "default"),
-                    "guard": denoised.guard and denoised.guard.to_dict(),
-                }
-                write_mrc_atomic(
-                    target,
-                    denoised.image,
-                    working_pixel,
-                    dtype=dtype,
-                    labels=provenance_labels(record),
-                )
-                progress.update(task, info=f"{target.name} {working_pixel:.2f} Å/px")
-                if denoised.guard is not None and not denoised.guard.passed:
-                    console.print(f"[yellow]{path}:[/] {denoised.guard.summary()}")
+                target = layout.denoised_mrc(path)
+                progress.update(task, info=f"{target.name} {results.pixel_size:.2f} Å/px")
+                if results.guard is not None and not results.guard.passed:
+                    console.print(f"[yellow]{path}:[/] {results.guard.summary()}")
             except (StreamDenoiseError, ValueError, OSError) as error:
                 failures += 1
                 _say("failed", _about(path, error))
@@ -431,11 +426,10 @@ def denoise(
         raise typer.Exit(code=1)
 
 
-def _denoise_targets(files: list[Path], out: Path, suffix: str) -> list[Path]:
-    """The output file of each input (OUT/<stem><suffix>.mrc). Raises ValueError, naming
-    the files, before any work when an output would overwrite an input or another
-    output of the same run."""
-    targets = [out / f"{path.stem}{suffix}.mrc" for path in files]
+def _check_denoise_targets(files: list[Path], layout: OutputLayout) -> None:
+    """Raise ValueError, naming the files, before any work when an output
+    (OUT/<stem><suffix>.mrc) would overwrite an input or another output of the run."""
+    targets = [layout.denoised_mrc(path) for path in files]
     inputs = {os.path.realpath(path): path for path in files}
     claimed: dict[str, Path] = {}
     for path, target in zip(files, targets, strict=True):
@@ -451,7 +445,6 @@ def _denoise_targets(files: list[Path], out: Path, suffix: str) -> list[Path]:
                 "into different --out folders"
             )
         claimed[key] = path
-    return targets
 
 
 @app.command()
@@ -1196,14 +1189,30 @@ def batch(
     try:
         from distributed import Client
 
-        from streamdenoise.distributed import BatchConfig, find_inputs, local_cluster, run_batch
+        from streamdenoise.distributed import (
+            BatchConfig,
+            find_inputs,
+            local_cluster,
+            local_workers,
+            run_batch,
+        )
     except ImportError:
         raise _fail(ValueError('batch needs Dask: pip install "streamdenoise[cluster]"')) from None
+    import torch
+
     from streamdenoise.io.relion import OpticsSettings
     from streamdenoise.model.pipeline import DenoiseSettings
     from streamdenoise.outputs import pick_frames
 
-    gpu = device.strip().lower().startswith("cuda")
+    count, gpu = local_workers(
+        device,
+        workers,
+        threads_per_worker,
+        cpus=os.cpu_count() or 1,
+        gpus=torch.cuda.device_count() if scheduler is None else 0,
+    )
+    if gpu and device.strip().lower() == "auto":
+        device = "cuda"  # this host's GPUs: one task per GPU at a time
     given = {
         "voltage_kv": voltage,
         "spherical_aberration_mm": cs,
@@ -1237,7 +1246,6 @@ def batch(
             optics=optics,
             picks_frame=picks_frame or "input",
         )
-        count = workers or (1 if gpu else max(1, (os.cpu_count() or 1) // threads_per_worker))
         console.print(f"{len(files)} micrograph(s) below {root}")
         cluster = None if scheduler else local_cluster(count, threads_per_worker, gpu)
         try:

@@ -1,9 +1,18 @@
-"""The live daemon: watch → ready → read/bin → denoise (batched) → write → journal.
+"""The live daemon: intake (discovery, completeness, journal check) → reader pool (read,
+bin, noise estimate) → model stage (batched) → writer pool (statistics, outputs, journal).
 
-One loop in the main thread orchestrates; reading and writing run on a small thread pool
-and the model runs in the loop, so a SIGTERM (which only sets a flag) lets the batch in
-flight finish, then the daemon flushes and exits 0. A `kill -9` loses nothing: the journal
-marks micrographs `processing` before work starts and the next start resets them.
+One loop in the main thread is the intake and the model stage (`streamdenoise.stages`):
+reads of the next batches and writes of the previous ones run on thread pools meanwhile,
+so the model never waits for a write. A SIGTERM (which only sets a flag) stops intake; the
+batch in the model stage finishes, read-ahead batches not started stay pending, every
+write finishes, the lists are flushed and the daemon exits 0. A `kill -9` loses nothing:
+the journal marks micrographs `processing` before work starts and the next start resets
+them.
+
+Failures are charged where they happen: a read or a write to its micrograph only; a
+model-stage failure to each micrograph of its batch once (one attempt each), after which
+those micrographs are retried one per batch, so a micrograph that breaks every batch it is
+in cannot use up the attempts of the others.
 """
 
 from __future__ import annotations
@@ -16,8 +25,8 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
@@ -27,41 +36,48 @@ import numpy as np
 
 from streamdenoise import __version__
 from streamdenoise.config import WatchConfig
-from streamdenoise.errors import DeviceError, StreamDenoiseError, one_line
+from streamdenoise.errors import StreamDenoiseError, one_line
 from streamdenoise.io import atomic_write_text
 from streamdenoise.io.jsontext import json_text
-from streamdenoise.outputs import DoneMicrograph, OutputLayout, write_session_lists
+from streamdenoise.outputs import (
+    DoneMicrograph,
+    OutputLayout,
+    remove_temporaries,
+    write_session_lists,
+)
 from streamdenoise.processing import (
     DEFAULT_DIAMETER,
     OutputOptions,
+    Results,
+    denoise_prepared,
     processing_params_hash,
     read_prepared,
     write_results,
 )
+from streamdenoise.runtime import log_text
 from streamdenoise.sdnotify import Notifier
 from streamdenoise.snapshot import MicrographSummary, Snapshot, summary_line
+from streamdenoise.stages import Pipeline, Stage, Stages
 from streamdenoise.stats.readiness import ReadinessThresholds, session_statistics
 from streamdenoise.watch import Discovery, Journal, ReadinessTracker
 from streamdenoise.watch.discovery import is_network_filesystem
 
 if TYPE_CHECKING:
     from streamdenoise.model.inference import Denoised
+    from streamdenoise.model.pipeline import Prepared
     from streamdenoise.session_adaptation import SessionAdapter
 
 log = logging.getLogger("streamdenoise.daemon")
 RECENT = 20
 SESSION_WINDOW = 2000
 """Micrographs kept (as small statistics records) for the session's distributions."""
-LOG_LIMIT = 4000
-"""Characters of a model-stage error (e.g. a compiler's output) logged, once."""
-
-
-def _log_text(error: BaseException) -> str:
-    """`error` for the log: its text cut to LOG_LIMIT characters (compilers say a lot)."""
-    text = f"{type(error).__name__}: {error}"
-    if len(text) <= LOG_LIMIT:
-        return text
-    return f"{text[:LOG_LIMIT]}… ({len(text) - LOG_LIMIT:,} more characters)"
+READERS = 2
+"""Reader threads (read, bin, noise estimate: numpy releases the GIL)."""
+WRITERS = 2
+"""Writer threads (statistics and outputs)."""
+LONG_CALL_LIMIT = 1800.0
+"""Seconds a model call (a compilation, a batch) keeps the systemd watchdog fed: one that
+hangs longer stops the pings, and systemd restarts the daemon."""
 
 
 class AlreadyRunning(StreamDenoiseError, RuntimeError):
@@ -82,6 +98,19 @@ class _Ready:
     path: Path
     size: int
     mtime_ns: int
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A micrograph's writes, done on a writer thread: the results, its latency (s from
+    the input's mtime), the wall-clock time it finished (s since the epoch), its noise
+    level σ̂ (normalised units) and its model-stage time (s)."""
+
+    results: Results
+    latency: float
+    finished: float
+    noise_sigma: float
+    seconds: float
 
 
 @dataclass
@@ -117,6 +146,8 @@ class Daemon:
         self._found: set[Path] = set()
         self._done: dict[Path, DoneMicrograph] = {}  # input → what the session lists need
         self._alternate = False
+        self._solo: set[Path] = set()  # in a batch that failed: retried one per batch
+        self._lists_stale = False
         self._last_status = 0.0
         self.adapter: SessionAdapter | None = None
         self.started = time.time()
@@ -124,8 +155,12 @@ class Daemon:
 
     # -- control ---------------------------------------------------------------------------
     def request_stop(self, *_: object) -> None:
-        """Stop intake; the batch in flight finishes, then the daemon exits (signal-safe)."""
-        self._stop.set()
+        """Stop intake; the work in flight finishes, then the daemon exits. Tells systemd
+        `STOPPING=1` now, at the request, not after the drain (signal-safe: it runs in the
+        main thread between bytecodes; the notifier opens a socket per message)."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self.notifier.stopping()
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, frame: FrameType | None) -> None:
@@ -134,6 +169,29 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+    @contextmanager
+    def _alive_while(self, limit: float = LONG_CALL_LIMIT) -> Iterator[None]:
+        """Send `WATCHDOG=1` from a helper thread while the main thread is in a long model
+        call (a compilation, a batch), for at most `limit` s; the loop pings otherwise."""
+        interval = self.notifier.watchdog_interval()
+        if interval is None:
+            yield
+            return
+        finished = threading.Event()
+
+        def ping() -> None:
+            end = time.monotonic() + limit
+            while not finished.wait(interval) and time.monotonic() < end:
+                self.notifier.watchdog()
+
+        thread = threading.Thread(target=ping, name="streamdenoise-watchdog", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            finished.set()
+            thread.join()
 
     # -- setup -----------------------------------------------------------------------------
     def _lock(self) -> int:
@@ -153,22 +211,19 @@ class Daemon:
         os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
         return descriptor
 
-    def _load_model(self):
-        import torch
-
-        from streamdenoise.engine.batches import (
-            compile_by_default,
-            default_batch_size,
-            is_compiled,
-            prepare_model,
-        )
-        from streamdenoise.engine.device import resolve_device
-        from streamdenoise.model.modelfile import default_model_path, load_model
+    def _load_model(self) -> None:
+        """Load, prepare and warm up the model (`streamdenoise.runtime`); set the settings,
+        parameter hash and output options it implies."""
+        from streamdenoise.engine.batches import default_batch_size
         from streamdenoise.model.pipeline import DenoiseSettings
+        from streamdenoise.runtime import load_runtime, warm_up
 
-        self.device = resolve_device(self.config.device)
-        model_path = self.config.model or default_model_path()
-        self.loaded = load_model(model_path, device=self.device)
+        self.runtime = load_runtime(
+            self.config.model, self.config.device, compile_model=self.config.compile
+        )
+        self.device = self.runtime.device
+        self.loaded = self.runtime.loaded
+        model_path = self.config.model or self.runtime.model_path
         self.settings = DenoiseSettings(
             bin_factor=self.config.bin,
             target_pixel_size=self.config.pixel_size,
@@ -178,20 +233,6 @@ class Daemon:
             guard=self.config.guard,
             background_scale=self.config.background_scale,
         )
-        self.params_hash = processing_params_hash(
-            model_path,
-            self.settings,
-            input_pixel_size=self.config.input_pixel_size,
-            float16=self.config.float16,
-            suffix=self.config.suffix,
-            picks_frame=self.config.picks_frame,
-        )
-        compile_model = (
-            self.config.compile
-            if self.config.compile is not None
-            else compile_by_default(self.device)
-        )
-        self.model = prepare_model(self.loaded.model, self.device, compile_model=compile_model)
         self.output_options = OutputOptions(
             float16=self.config.float16,
             zarr=self.config.zarr,
@@ -203,34 +244,27 @@ class Daemon:
             thresholds=ReadinessThresholds.from_dict(self.config.readiness),
             picks_frame=self.config.picks_frame,
         )
+        self.params_hash = processing_params_hash(
+            self.runtime.model_path,
+            self.settings,
+            self.output_options,
+            input_pixel_size=self.config.input_pixel_size,
+            suffix=self.config.suffix,
+        )
         # Warm-up: one batch of the largest tile, so the first micrograph is not slow. A
         # compiled model compiles here, and once more for each smaller fitted tile that
-        # micrographs need; a compilation that fails when nobody asked for it falls back
-        # to the eager model, one that was asked for is an error.
-        self.notifier.status("compiling the model" if compile_model else "warming up")
-        warm_up = torch.zeros(
-            self.settings.batch_size, 1, self.config.tile, self.config.tile, device=self.device
-        )
-        with torch.inference_mode():
-            try:
-                self.model(warm_up)
-            except Exception as error:
-                if self._stop.is_set():  # a Ctrl-C or stop also ends the compiler's processes
-                    log.info("stopped during warm-up (%s)", one_line(error, 200))
-                    return
-                log.error("warm-up failed: %s", _log_text(error))
-                if not compile_model or self.config.compile:
-                    raise DeviceError(
-                        f"the model failed on {self.device}: {one_line(error, 200)} (the log "
-                        "has the whole message)" + ("; try --no-compile" if compile_model else "")
-                    ) from error
-                log.warning("torch.compile failed; running the model eagerly")
-                self.model = prepare_model(self.loaded.model, self.device, compile_model=False)
-                self.model(warm_up)
-        mode = "compiled" if is_compiled(self.model) else "eager"
-        log.info("model ready on %s (%s)", self.device, mode)
-        self._compile_model = is_compiled(self.model)
-        self.adapter = self._session_adapter(str(model_path))
+        # micrographs need.
+        self.notifier.status("compiling the model" if self.runtime.compiled else "warming up")
+        with self._alive_while():
+            ready = warm_up(
+                self.runtime,
+                self.settings.batch_size,
+                self.config.tile,
+                compile_requested=bool(self.config.compile),
+                stopping=self._stop.is_set,
+            )
+        if ready:
+            self.adapter = self._session_adapter(str(model_path))
 
     def _session_adapter(self, model_label: str) -> SessionAdapter | None:
         """The session adapter of `--adapt-after` (None when it is off)."""
@@ -258,13 +292,12 @@ class Daemon:
 
     def _swap_in_adapted_model(self) -> None:
         """Take a finished session adaptation; swap its model in when it improved."""
-        from streamdenoise.engine.batches import prepare_model
         from streamdenoise.session_adaptation import ADAPTED_MODEL
 
         result = self.adapter.take() if self.adapter is not None else None
         if result is None or not result.improved:
             return
-        self.model = prepare_model(result.model, self.device, compile_model=self._compile_model)
+        self.runtime.swap(result.model)
         self.output_options = replace(
             self.output_options,
             model_label=f"{self.output_options.model_label} adapted to this session "
@@ -276,8 +309,9 @@ class Daemon:
     def run(self) -> int:
         """Run until stopped (signal, stop file); returns the exit status (0 after a drain)."""
         lock = self._lock()
-        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="streamdenoise-io")
         try:
+            if removed := remove_temporaries(self.layout):
+                log.warning("removed %d temporary file(s) left by the last stop", removed)
             # The journal first: one that cannot be read stops the start before the model
             # loads, and is left as it is for recovery.
             with Journal(self.layout.journal, max_attempts=self.config.max_attempts) as journal:
@@ -313,23 +347,28 @@ class Daemon:
                     self.device,
                 )
                 self.notifier.ready()
+                pipeline = Pipeline(self._stages(), readers=READERS, writers=WRITERS)
                 try:
-                    while not self._stop.is_set():
-                        self._tick(discovery, pool)
+                    try:
+                        while not self._stop.is_set():
+                            self._tick(discovery, pipeline)
+                    finally:
+                        discovery.stop()
+                    pipeline.drain()
                 finally:
-                    discovery.stop()
+                    pipeline.shutdown()
                 self._requeue_unstarted()
                 self._write_lists()
                 self._publish("stopped", force=True)
-            self.notifier.stopping()
             self._remove_stop_file()
             log.info("stopped cleanly")
             return 0
         finally:
-            pool.shutdown(wait=True)
             os.close(lock)
 
-    def _tick(self, discovery: Discovery, pool: ThreadPoolExecutor) -> None:
+    def _tick(self, discovery: Discovery, pipeline: Pipeline) -> None:
+        """Intake (new files, completeness, journal), then one step of the pipeline: the
+        model stage on the next batch whose reads are done (or a wait of ≤ 0.25 s)."""
         discovery.ensure_alive()
         for path in discovery.poll_candidates():
             if not self._is_output(path):
@@ -337,11 +376,15 @@ class Daemon:
         self._check_pending()
         if self._stop_file_present():
             log.info("stop file found: draining")
-            self._stop.set()
-        if self._ready and not self._stop.is_set():
-            self._process_batch(pool)
+            self.request_stop()
+        while self._ready and pipeline.has_room() and not self._stop.is_set():
+            pipeline.submit(self._start_batch())
+        if pipeline.busy:
+            pipeline.step(timeout=0.25)
         else:
             self._stop.wait(0.25)
+        if self._lists_stale:
+            self._write_lists()
         self.notifier.watchdog()
         self._publish("watching")
 
@@ -395,84 +438,78 @@ class Daemon:
                 self._remember(MicrographSummary(path.name, "quarantined", error=readiness.reason))
 
     def _next_batch(self) -> list[_Ready]:
+        """The next micrographs in the configured order, at most `max_micrographs_per_batch`;
+        one alone when it comes first and was in a batch that failed."""
         items = sorted(self._ready.values(), key=lambda r: r.mtime_ns)
         if self.config.order == "newest" or (self.config.order == "alternate" and self._alternate):
             items.reverse()
         self._alternate = not self._alternate
-        batch = items[: self.config.max_micrographs_per_batch]
+        if items and items[0].path in self._solo:
+            batch = items[:1]
+        else:
+            batch = [i for i in items if i.path not in self._solo]
+            batch = batch[: self.config.max_micrographs_per_batch]
         for item in batch:
             del self._ready[item.path]
         return batch
 
-    def _process_batch(self, pool: ThreadPoolExecutor) -> None:
-        from streamdenoise.model.pipeline import denoise_prepared
-
-        self._swap_in_adapted_model()
+    def _start_batch(self) -> list[_Ready]:
+        """The next batch, marked `processing` in the journal."""
         batch = self._next_batch()
-        start = time.perf_counter()
         for item in batch:
             self.journal.mark_processing(item.path, item.size, item.mtime_ns, self.params_hash)
-        prepared = list(pool.map(self._read_and_prepare, batch))
-        good = [(item, p) for item, p in zip(batch, prepared, strict=True) if p is not None]
-        if not good:
-            return
-        try:
-            denoised = denoise_prepared(
-                [p for _, p in good], self.model, self.settings, self.device
-            )
-        except Exception as error:  # e.g. out of memory, a compiler that failed or was killed
-            if self._stop.is_set():  # a Ctrl-C or stop ended the compiler: not a failure
-                log.warning(
-                    "stopped while denoising (%s); %d micrograph(s) stay pending",
-                    one_line(error, 200),
-                    len(good),
-                )
-                for item, _ in good:
-                    self.journal.release(item.path)
-                return
-            log.error("denoising failed: %s", _log_text(error))  # the whole output, once
-            for item, _ in good:
-                self._fail(item, f"denoising failed: {one_line(error, 200)}")
-            return
-        compute = time.perf_counter() - start
-        writes = [
-            pool.submit(self._write, item, p, image, compute / len(good))
-            for (item, p), image in zip(good, denoised, strict=True)
-        ]
-        for future in writes:
-            future.result()
-        del denoised, prepared, good
-        self._write_lists()
+        return batch
 
-    def _read_and_prepare(self, item: _Ready):
-        try:
-            return read_prepared(
-                item.path, self.loaded.pixel_size, self.settings, self.config.input_pixel_size
-            )
-        except (StreamDenoiseError, ValueError, OSError) as error:
-            self._fail(item, str(error))
-            return None
+    # -- the pipeline's stages -------------------------------------------------------------
+    def _stages(self) -> Stages[_Ready, Prepared, Denoised, _Written]:
+        return Stages(
+            read=self._read,
+            model=self._denoise,
+            write=self._write,
+            done=self._written,
+            failed=self._failed,
+            released=self._released,
+        )
 
-    def _write(self, item: _Ready, prepared, denoised: Denoised, seconds: float) -> None:
-        try:
-            results = write_results(
-                self.layout, item.path, prepared, denoised, seconds, self.output_options
-            )
-        except (OSError, ValueError) as error:
-            self._fail(item, f"cannot write outputs: {error}")
-            return
+    def _read(self, item: _Ready) -> Prepared:
+        """Reader thread: read, bin and estimate the noise of one micrograph."""
+        return read_prepared(
+            item.path, self.loaded.pixel_size, self.settings, self.config.input_pixel_size
+        )
+
+    def _denoise(self, prepared: list[Prepared]) -> list[Denoised]:
+        """The model stage (main thread): a batch's micrographs share network batches."""
+        self._swap_in_adapted_model()
+        with self._alive_while():
+            return denoise_prepared(prepared, self.runtime.network, self.settings, self.device)
+
+    def _write(
+        self, item: _Ready, prepared: Prepared, denoised: Denoised, seconds: float
+    ) -> _Written:
+        """Writer thread: statistics and outputs of one micrograph, then the journal (done)
+        and the session adapter (offered the micrograph)."""
+        results = write_results(
+            self.layout, item.path, prepared, denoised, seconds, self.output_options
+        )
         latency = time.time() - item.mtime_ns / 1e9
         self.journal.mark_done(item.path, results.outputs, latency)
         if self.adapter is not None:
             self.adapter.offer(prepared.image, prepared.sigma)
+        return _Written(results, latency, time.time(), prepared.sigma, seconds)
+
+    def _written(self, item: _Ready, written: _Written) -> None:
+        """Main thread: count a finished micrograph."""
+        self._solo.discard(item.path)
+        results = written.results
         self._add_done(item.path, results.outputs)
+        self._lists_stale = True
         statistics = results.statistics
         if statistics is not None:
             self._counters.statistics.append(statistics)
             self._counters.queue_depths.append(len(self._ready) + len(self._pending))
-        self._counters.latencies.append(latency)
-        self._counters.finished_at.append(time.time())
-        guard = denoised.guard
+        self._counters.latencies.append(written.latency)
+        self._counters.finished_at.append(written.finished)
+        guard = results.guard
         if guard is not None and not guard.passed:
             self._counters.guard_fallbacks += 1
             log.warning("%s: %s", item.path, guard.summary())
@@ -480,10 +517,10 @@ class Daemon:
             MicrographSummary(
                 item.path.name,
                 "done",
-                latency=latency,
-                noise_sigma=prepared.sigma,
-                pixel_size=prepared.pixel_size,
-                seconds=seconds,
+                latency=written.latency,
+                noise_sigma=written.noise_sigma,
+                pixel_size=results.pixel_size,
+                seconds=written.seconds,
                 verdict=None if statistics is None else statistics.verdict,
                 candidates=None if statistics is None else statistics.candidates,
                 cnr=None if statistics is None else statistics.cnr,
@@ -491,13 +528,44 @@ class Daemon:
             )
         )
 
+    def _failed(self, items: list[_Ready], stage: Stage, error: BaseException) -> None:
+        """Main thread: charge a failure to `items` (a read's or write's: one micrograph;
+        the model stage's: each of its batch once, then retried one per batch). A model
+        failure while stopping (a Ctrl-C or stop ended the compiler) charges nothing."""
+        if stage == "model":
+            if self._stop.is_set():
+                log.warning(
+                    "stopped while denoising (%s); %d micrograph(s) stay pending",
+                    one_line(error, 200),
+                    len(items),
+                )
+                self._released(items)
+                return
+            log.error("denoising failed: %s", log_text(error))  # the whole output, once
+            if len(items) > 1:
+                self._solo.update(item.path for item in items)
+            reason = f"denoising failed: {one_line(error, 200)}"
+        elif stage == "write":
+            reason = f"cannot write outputs: {error}"
+        else:
+            reason = str(error)
+        for item in items:
+            self._fail(item, reason)
+
+    def _released(self, items: list[_Ready]) -> None:
+        """Micrographs the model stage did not start before a stop: pending, no try used."""
+        for item in items:
+            self.journal.release(item.path)
+
     def _fail(self, item: _Ready, reason: str) -> None:
         state = self.journal.mark_failed(item.path, reason)
         log.error(
             "%s %s: %s", "quarantined" if state == "quarantined" else "failed", item.path, reason
         )
         self._remember(MicrographSummary(item.path.name, state, error=reason))
-        if state != "quarantined":  # try again once it is looked at next
+        if state == "quarantined":
+            self._solo.discard(item.path)
+        else:  # try again once it is looked at next
             self._pending.add(item.path)
 
     def _requeue_unstarted(self) -> None:
@@ -516,6 +584,7 @@ class Daemon:
         """Rewrite the session's lists (micrographs STAR, coordinate lists, OME-Zarr series)
         from the micrographs kept in memory (loaded from the journal once at start,
         added as they finish)."""
+        self._lists_stale = False
         try:
             write_session_lists(self.layout, list(self._done.values()), self.config.optics())
         except (OSError, StreamDenoiseError) as error:  # e.g. a full disk: retried next batch

@@ -57,17 +57,41 @@ class ModelPlugin(WorkerPlugin):
         self.digest = digest
 
     def setup(self, worker: object) -> None:
-        from streamdenoise.engine.batches import prepare_model
-        from streamdenoise.engine.device import resolve_device
-        from streamdenoise.model.modelfile import load_model
+        import torch
 
-        if model_digest(self.model_path) != self.digest:
-            raise StreamDenoiseError(
-                f"{self.model_path} on this worker differs from the client's model file"
-            )
-        self.device = resolve_device(self.device_request)
-        self.loaded = load_model(self.model_path, device=self.device)
-        self.network = prepare_model(self.loaded.model, self.device, compile_model=False)
+        from streamdenoise.runtime import load_runtime
+
+        device = worker_device(
+            self.device_request, getattr(worker, "name", None), torch.cuda.device_count()
+        )
+        self.runtime = load_runtime(
+            self.model_path, device, compile_model=False, expected_digest=self.digest
+        )
+
+
+def worker_device(request: str, worker_name: object, gpus: int) -> str:
+    """The device of one worker: "auto" or "cuda" on local worker number i (LocalCluster
+    names them 0, 1, …) of a host with `gpus` > 1 GPUs is GPU i mod `gpus`, so each GPU
+    has its own worker; anything else is as asked."""
+    if gpus > 1 and request.strip().lower() in ("auto", "cuda") and isinstance(worker_name, int):
+        return f"cuda:{worker_name % gpus}"
+    return request
+
+
+def local_workers(
+    device: str, workers: int | None, threads_per_worker: int, *, cpus: int, gpus: int
+) -> tuple[int, bool]:
+    """How many local worker processes to start for `device`, and whether they are GPU
+    workers (one GPU resource each): `workers` if given; else one per GPU for "cuda" or
+    for "auto" on a host with GPUs (one for "cuda:N"), else one per `threads_per_worker`
+    of the `cpus` cores."""
+    request = device.strip().lower()
+    gpu = request.startswith("cuda") or (request == "auto" and gpus > 0)
+    if workers is not None:
+        return workers, gpu
+    if gpu:
+        return (max(1, gpus) if request in ("auto", "cuda") else 1), True
+    return max(1, cpus // threads_per_worker), False
 
 
 @dataclass(frozen=True)
@@ -93,15 +117,16 @@ def denoise_task(
     plugin = worker.plugins[PLUGIN_NAME]
     start = time.perf_counter()
     try:
+        runtime = plugin.runtime
         results = process_micrograph(
             path,
-            plugin.network,
-            plugin.loaded.pixel_size,
+            runtime.network,
+            runtime.loaded.pixel_size,
             settings,
             layout,
             options,
             input_pixel_size=input_pixel_size,
-            device=plugin.device,
+            device=runtime.device,
         )
     except (StreamDenoiseError, ValueError, OSError, RuntimeError) as error:
         return TaskResult(path, None, str(error), time.perf_counter() - start, worker.address)
@@ -243,20 +268,19 @@ def run_batch(
 
     model = config.model or default_model_path()
     model_path = Path(os.path.abspath(model))
-    phash = processing_params_hash(
-        model_path,
-        config.settings,
-        input_pixel_size=config.input_pixel_size,
-        float16=config.float16,
-        suffix=config.suffix,
-        picks_frame=config.picks_frame,
-    )
     options = OutputOptions(
         config.float16,
         config.zarr,
         config.thumbnails,
         str(model),
         picks_frame=config.picks_frame,
+    )
+    phash = processing_params_hash(
+        model_path,
+        config.settings,
+        options,
+        input_pixel_size=config.input_pixel_size,
+        suffix=config.suffix,
     )
     gpu = config.device.strip().lower().startswith("cuda")
     workers = client.scheduler_info()["workers"].values()

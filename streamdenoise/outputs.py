@@ -14,6 +14,9 @@ OUT/coordinates.star, OUT/coordinates_denoised.star                   RELION 4/5
 STATE/status.json, STATE/journal.sqlite, STATE/.lock                  daemon state (STATE
                                                                       defaults to OUT)
 
+`streamdenoise denoise` uses the flat form of the same layout (`folders=False`): only
+OUT/<stem + suffix>.mrc.
+
 The journal records each micrograph's outputs relative to OUT, so a moved output folder
 keeps its record.
 """
@@ -22,6 +25,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +52,9 @@ PICK_FOLDERS = {"input": "picks", "denoised": "picks_denoised"}
 (what a user extracts from); "denoised", pixels of the denoised (binned) micrograph."""
 PICK_FRAMES = (*PICK_FOLDERS, "both")
 COORDINATE_LISTS = {"input": "coordinates.star", "denoised": "coordinates_denoised.star"}
+TEMPORARY = re.compile(r"^\..+\.(?:[0-9a-f]{12}\.tmp|[0-9a-f]{32}\.(?:tmp|old))$")
+"""Names of the hidden temporaries of `atomic_output` (`.<name>.<12 hex>.tmp`) and of the
+OME-Zarr writer (`.<store>.<group>.<32 hex>.tmp` or `.old`)."""
 
 
 def pick_frames(choice: str) -> tuple[str, ...]:
@@ -58,12 +66,14 @@ def pick_frames(choice: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class OutputLayout:
-    """Output paths for the micrographs of one watched directory."""
+    """Output paths for the micrographs of one watched directory (`folders` False: every
+    output directly in OUT, named after the input's stem)."""
 
     watch_dir: Path
     out_dir: Path
     suffix: str = ""
     state_dir: Path | None = None
+    folders: bool = True
 
     def relative(self, source: Path) -> Path:
         """`source` relative to the watched directory (its name if it lies elsewhere)."""
@@ -73,6 +83,8 @@ class OutputLayout:
             return Path(source.name)
 
     def _beside(self, folder: str, source: Path, extension: str) -> Path:
+        if not self.folders:
+            return self.out_dir / f"{source.stem}{self.suffix}{extension}"
         relative = self.relative(source)
         return self.out_dir / folder / relative.with_name(relative.stem + self.suffix + extension)
 
@@ -135,6 +147,27 @@ class OutputLayout:
         return self.state / ".lock"
 
 
+def remove_temporaries(layout: OutputLayout) -> int:
+    """Remove the temporaries a killed writer left in OUT and STATE (call holding the
+    lock, before writing); returns how many."""
+    tops = {layout.out_dir, layout.state, layout.zarr_root / "OME"}
+    below = [
+        layout.out_dir / folder for folder in ("denoised", "thumbnails", *PICK_FOLDERS.values())
+    ]
+    found = [path for folder in tops if folder.is_dir() for path in folder.glob(".*")]
+    found += [path for folder in below if folder.is_dir() for path in folder.rglob(".*")]
+    removed = 0
+    for path in found:
+        if not TEMPORARY.match(path.name):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def thumbnail(raw: np.ndarray, denoised: np.ndarray, size: int = THUMBNAIL_SIZE) -> bytes:
     """PNG of raw (left) beside denoised (right), each Fourier-binned to ≤ `size` px wide."""
     factor = max(1.0, max(raw.shape) / size)
@@ -168,6 +201,7 @@ def write_micrograph_outputs(
     float16: bool = False,
     zarr: bool = True,
     thumbnails: bool = True,
+    sidecar: bool = True,
 ) -> dict[str, str]:
     """Write every output of one micrograph; returns {kind: path relative to OUT} for the
     journal."""
@@ -196,11 +230,12 @@ def write_micrograph_outputs(
         with stage("write thumbnail"):
             atomic_write_bytes(png, thumbnail(raw_binned, denoised))
         outputs["thumbnail"] = png
-    sidecar = layout.sidecar(source)
-    record = {"source": str(source), "pixel_size_angstrom": pixel_size, **statistics}
-    with stage("write sidecar"):
-        atomic_write_text(sidecar, json_text(record))
-    outputs["sidecar"] = sidecar
+    if sidecar:
+        path = layout.sidecar(source)
+        record = {"source": str(source), "pixel_size_angstrom": pixel_size, **statistics}
+        with stage("write sidecar"):
+            atomic_write_text(path, json_text(record))
+        outputs["sidecar"] = path
     return {kind: layout.record(path) for kind, path in outputs.items()}
 
 

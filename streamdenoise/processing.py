@@ -1,11 +1,14 @@
-"""One micrograph from file to outputs: the steps the live daemon and the batch runner
-share, so both give the same outputs for the same model and settings."""
+"""The one path of a micrograph from file to outputs: `read_prepared` (read, bin, noise
+estimate) → `denoise_prepared` (the model stage) → `write_results` (statistics, outputs).
+`denoise` and `batch` run them in turn (`process_micrograph`); the live daemon runs the
+same three functions as the stages of its pipeline, so all three commands give the same
+outputs for the same model and settings."""
 
 from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,7 @@ from streamdenoise.outputs import (
     write_micrograph_outputs,
 )
 from streamdenoise.physics.binning import binned_to_input
+from streamdenoise.stats.guard import GuardReport
 from streamdenoise.stats.readiness import (
     MicrographStatistics,
     ReadinessThresholds,
@@ -42,14 +46,17 @@ def model_digest(model_path: Path) -> str:
 def processing_params_hash(
     model_path: Path,
     settings: DenoiseSettings,
+    options: OutputOptions,
     *,
     input_pixel_size: float | None,
-    float16: bool,
     suffix: str,
-    picks_frame: str,
 ) -> str:
-    """The journal's parameter hash: the daemon and the batch runner agree on it, so a
-    micrograph done by one is skipped by the other."""
+    """The journal's parameter hash, of everything that changes a micrograph's outputs:
+    the model file's bytes, the denoising settings, the input pixel size, the output
+    options (float16, OME-Zarr, thumbnails, sidecar, picks frame, and the statistics'
+    particle diameter and thresholds, which make the picks) and the suffix. The daemon and
+    the batch runner agree on it, so a micrograph done by one is skipped by the other, and
+    a restart with other options redoes what they change."""
     return params_hash(
         model=model_digest(model_path),
         bin=settings.bin_factor,
@@ -59,9 +66,14 @@ def processing_params_hash(
         overlap=settings.overlap,
         guard=settings.guard,
         background_scale=settings.background_scale,
-        float16=float16,
+        float16=options.float16,
+        zarr=options.zarr,
+        thumbnails=options.thumbnails,
+        sidecar=options.sidecar,
         suffix=suffix,
-        picks_frame=picks_frame,
+        picks_frame=options.picks_frame,
+        diameter=options.diameter_angstrom,
+        thresholds=asdict(options.thresholds),
     )
 
 
@@ -74,7 +86,8 @@ class OutputOptions:
     """What to write besides the denoised MRC. `model_label` names the model in sidecars;
     `diameter_angstrom` and `thresholds` drive the picking-readiness statistics (None:
     no statistics and no candidate coordinates); `picks_frame`: the pixels candidate
-    coordinates are in, "input" (the input micrograph's, default), "denoised" or "both"."""
+    coordinates are in, "input" (the input micrograph's, default), "denoised" or "both";
+    `sidecar`: write the JSON sidecar (the journal's records need it)."""
 
     float16: bool = False
     zarr: bool = True
@@ -83,6 +96,7 @@ class OutputOptions:
     diameter_angstrom: float | None = DEFAULT_DIAMETER
     thresholds: ReadinessThresholds = field(default_factory=ReadinessThresholds)
     picks_frame: str = "input"
+    sidecar: bool = True
 
     def __post_init__(self) -> None:
         pick_frames(self.picks_frame)  # raises ValueError for an unknown frame
@@ -90,11 +104,14 @@ class OutputOptions:
 
 @dataclass(frozen=True)
 class Results:
-    """Outputs written for one micrograph ({kind: path}) and its statistics (without the
-    candidate arrays, so they can be kept for the session at no memory cost)."""
+    """Outputs written for one micrograph ({kind: path}), its statistics (without the
+    candidate arrays, so they can be kept for the session at no memory cost), its working
+    pixel size in Å/px and the do-no-harm guard's report (None: no guard ran)."""
 
     outputs: dict[str, str]
     statistics: MicrographStatistics | None
+    pixel_size: float
+    guard: GuardReport | None
 
 
 def read_prepared(
@@ -153,6 +170,7 @@ def write_results(
         float16=options.float16,
         zarr=options.zarr,
         thumbnails=options.thumbnails,
+        sidecar=options.sidecar,
     )
     if statistics is not None:
         with stage("write picks"):
@@ -160,7 +178,7 @@ def write_results(
                 outputs.update(write_picks(layout, source, prepared, statistics, frame))
         empty = np.zeros((0, 2))
         statistics = replace(statistics, coordinates=empty, scores=empty[:, 0])
-    return Results(outputs, statistics)
+    return Results(outputs, statistics, prepared.pixel_size, result.guard)
 
 
 def write_picks(
@@ -197,7 +215,7 @@ def process_micrograph(
     input_pixel_size: float | None = None,
     device: torch.device | str | None = None,
 ) -> Results:
-    """Read, denoise and write one micrograph (the batch runner's task)."""
+    """Read, denoise and write one micrograph in turn (`denoise`, and `batch`'s task)."""
     start = time.perf_counter()
     prepared = read_prepared(path, model_pixel_size, settings, input_pixel_size)
     denoised = denoise_prepared([prepared], model, settings, device)[0]

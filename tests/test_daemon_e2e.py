@@ -6,9 +6,11 @@ while `streamdenoise watch` runs as its own process; bad files are dropped in be
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,14 +32,19 @@ GOOD = 4
 
 
 def start_daemon(
-    watch: Path, out: Path, *extra: str, fake_compile: str | None = None
+    watch: Path,
+    out: Path,
+    *extra: str,
+    fake_compile: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
     """`streamdenoise watch` in its own process group (a signal to the group reaches its
     children, as Ctrl-C in a terminal does). fake_compile: compile with the FAKE_COMPILE
-    test hook's seconds (default: no compilation, which would only slow these tests)."""
+    test hook's seconds (default: no compilation, which would only slow these tests); env:
+    more environment variables."""
     args = [EXECUTABLE, "watch", str(watch), "--out", str(out), "--device", "cpu", "--headless"]
     args.append("--compile" if fake_compile else "--no-compile")
-    env = {**os.environ, FAKE_COMPILE: fake_compile} if fake_compile else None
+    env = {**os.environ, **(env or {}), **({FAKE_COMPILE: fake_compile} if fake_compile else {})}
     args += [
         "--settle",
         "0.5",
@@ -415,3 +422,63 @@ def test_a_failed_compilation_is_logged_once_and_kept_short_in_the_journal(
     log = daemon_log(out)
     assert log.count("more characters)") == 1  # the compiler's output, once, cut
     assert len(log) < 20_000 and "Traceback" not in log
+
+
+def test_stopping_is_sent_at_the_stop_request_not_after_the_drain(tmp_path: Path) -> None:
+    watch, out = tmp_path / "in", tmp_path / "out"
+    write_micrographs(watch, 1)
+    address = Path("/tmp") / f"sdn-{os.getpid()}-{time.monotonic_ns()}.sock"  # ≤ 108 bytes
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(address))
+    listener.settimeout(10.0)
+    daemon = start_daemon(watch, out, fake_compile="0,60", env={"NOTIFY_SOCKET": str(address)})
+    try:
+        wait_for(partial(compiling_for_micrographs, daemon, out), what="a slow compilation")
+        os.kill(daemon.pid, signal.SIGTERM)  # the daemon only: its compiler runs on
+        asked = time.monotonic()
+        while "STOPPING=1" not in listener.recv(4096).decode():
+            pass
+        assert time.monotonic() - asked < 5.0 and daemon.poll() is None  # still draining
+        assert stop_group(daemon, signal.SIGTERM) == 0  # ends the compiler, then the drain
+    finally:
+        listener.close()
+        address.unlink(missing_ok=True)
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait()
+    assert all(row == ("seen", 0, None) for row in journal_attempts(out))
+
+
+def received(listener: socket.socket, seconds: float) -> list[str]:
+    """The messages `listener` receives within `seconds`."""
+    end, messages = time.monotonic() + seconds, []
+    while (left := end - time.monotonic()) > 0:
+        listener.settimeout(left)
+        try:
+            messages.append(listener.recv(4096).decode())
+        except TimeoutError:
+            break
+    return messages
+
+
+def test_the_watchdog_is_fed_while_a_long_compilation_runs(tmp_path: Path) -> None:
+    watch, out = tmp_path / "in", tmp_path / "out"
+    write_micrographs(watch, 1)
+    address = Path("/tmp") / f"sdn-{os.getpid()}-{time.monotonic_ns()}.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(address))
+    env = {"NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "1000000"}  # ping every 0.5 s
+    daemon = start_daemon(watch, out, fake_compile="0,60", env=env)
+    try:
+        wait_for(partial(compiling_for_micrographs, daemon, out), what="a slow compilation")
+        listener.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:  # what the loop sent before the compilation began
+                listener.recv(4096)
+        pings = received(listener, 3.0).count("WATCHDOG=1")
+        assert pings >= 3 and compilers(daemon.pid)  # fed, while the compiler still runs
+    finally:
+        listener.close()
+        address.unlink(missing_ok=True)
+        if daemon.poll() is None:
+            assert stop_group(daemon, signal.SIGTERM) == 0

@@ -98,12 +98,7 @@ def test_batch_matches_in_process_outputs_and_rerun_does_nothing(
     names = star_names(out)
     assert sorted(names) == sorted(str(out / "denoised" / "grid1" / p.name) for p in inputs)
     daemon_hash = processing_params_hash(
-        default_model_path(),
-        DenoiseSettings(),
-        input_pixel_size=None,
-        float16=False,
-        suffix="",
-        picks_frame="input",
+        default_model_path(), DenoiseSettings(), OutputOptions(), input_pixel_size=None, suffix=""
     )
     before = journal_rows(out)
     assert {row[3] for row in before} == {daemon_hash}  # the daemon skips these, and back
@@ -212,3 +207,18 @@ def test_batch_writes_the_optics_and_coordinate_lists(
     assert sorted(denoised["rlnMicrographName"]) == sorted(
         tables["micrographs"]["rlnMicrographName"]
     )
+
+
+def test_local_workers_are_one_per_gpu_on_a_gpu_host_not_one_per_core() -> None:
+    from streamdenoise.distributed import local_workers, worker_device
+
+    gpu_host, cpu_host = {"cpus": 16, "gpus": 2}, {"cpus": 16, "gpus": 0}
+    assert local_workers("auto", None, 1, **gpu_host) == (2, True)
+    assert local_workers("cuda", None, 1, **gpu_host) == (2, True)
+    assert local_workers("cuda:1", None, 1, **gpu_host) == (1, True)
+    assert local_workers("cpu", None, 4, **gpu_host) == (4, False)
+    assert local_workers("auto", None, 2, **cpu_host) == (8, False)
+    assert local_workers("auto", 3, 1, **gpu_host) == (3, True)
+    assert [worker_device("auto", name, 2) for name in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert worker_device("cuda:1", 0, 2) == "cuda:1" and worker_device("auto", 0, 1) == "auto"
+    assert worker_device("auto", "tcp://remote:1234", 2) == "auto"  # not a local worker

@@ -48,3 +48,25 @@ def test_write_helpers_create_parents(tmp_path: Path) -> None:
     assert (tmp_path / "x" / "y" / "b.bin").read_bytes() == b"\x00\x01"
     atomic_write_text(tmp_path / "t.txt", "Å/px\n")
     assert (tmp_path / "t.txt").read_text(encoding="utf-8") == "Å/px\n"
+
+
+def test_temporaries_of_a_killed_writer_are_removed_at_the_next_start(tmp_path: Path) -> None:
+    from streamdenoise.io.omezarr import _temporary
+    from streamdenoise.outputs import OutputLayout, remove_temporaries
+
+    layout = OutputLayout(tmp_path / "in", tmp_path / "out")
+    folder = layout.denoised_mrc(tmp_path / "in" / "grid" / "a.mrc").parent
+    folder.mkdir(parents=True)
+    with atomic_output(folder / "a.mrc") as temporary:
+        temporary.write_text("whole")
+        stale = temporary.with_name(temporary.name.replace(".a.mrc.", ".b.mrc."))
+        stale.write_text("half")  # as a kill -9 inside such a block leaves it
+    group = _temporary(layout.zarr_root, "grid__a", "tmp")
+    group.mkdir(parents=True)
+    (group / "zarr.json").write_text("{}")
+    keep = [folder / ".notes", folder / "a.mrc", layout.out_dir / ".hidden.tmp"]
+    for path in keep[::2]:
+        path.write_text("mine")
+    assert remove_temporaries(layout) == 2
+    assert not stale.exists() and not group.exists()
+    assert all(path.exists() for path in keep)
