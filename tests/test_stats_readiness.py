@@ -225,3 +225,36 @@ def test_session_shares_distributions_and_trends() -> None:
     empty = session_statistics([])
     assert math.isnan(empty.ready_share) and math.isnan(empty.cnr.median)
     assert json.loads(json.dumps(empty.to_dict(), allow_nan=False))["cnr"]["median"] is None
+
+
+def test_crowded_field_is_counted_and_not_empty() -> None:
+    positions = grid(14, 244, 14, 244, 1.15 * DIAMETER)  # 289 nearly touching disks
+    result = statistics(*field(positions))
+    assert result.candidates >= 0.75 * len(positions)
+    assert not any(reason.startswith("empty: ") for reason in result.reasons)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 15, not fixed yet: the FDR cut's decoys (bright peaks of the same "
+    "response) include the gaps of a crowded field, so 0 of 426 particles are kept",
+)
+def test_demo_mic_0004_is_counted_and_not_empty() -> None:
+    """The demo's 4th micrograph (426 particles, 0.83 µm defocus) as the daemon sees it."""
+    from streamdenoise.model.modelfile import default_model_path, load_model
+    from streamdenoise.model.pipeline import DenoiseSettings, denoise_prepared, prepare
+    from streamdenoise.physics.density import load_reference
+    from streamdenoise.physics.session import SessionSpec, micrograph_params
+    from streamdenoise.physics.simulator import simulate_micrograph
+
+    spec = SessionSpec(count=8, seed=1, detector="falcon4i", pixel_size=1.0, binning=2)
+    params = micrograph_params(spec, 3)  # mic_0004
+    simulated = simulate_micrograph(load_reference(), params)
+    loaded = load_model(default_model_path())
+    prepared = prepare(simulated.noisy, params.pixel_size, loaded.pixel_size, DenoiseSettings())
+    denoised = denoise_prepared([prepared], loaded.model, DenoiseSettings())[0].image
+    result = micrograph_statistics(prepared.image, denoised, prepared.pixel_size, 150.0)
+    assert len(simulated.coordinates) == 426
+    assert result.candidates >= 0.25 * 426
+    assert not any(reason.startswith("empty: ") for reason in result.reasons)
