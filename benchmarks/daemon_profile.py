@@ -38,10 +38,11 @@ from results import cached_micrographs, markdown_table, write_section
 
 from streamdenoise.engine.batches import compile_by_default, default_batch_size, prepare_model
 from streamdenoise.engine.device import resolve_device
-from streamdenoise.engine.profiling import record_stages
+from streamdenoise.engine.profiling import record_stages, stage
+from streamdenoise.io.relion import MicrographRow, OpticsSettings, write_micrographs_star
 from streamdenoise.model.modelfile import default_model_path, load_model
 from streamdenoise.model.pipeline import DenoiseSettings
-from streamdenoise.outputs import OutputLayout, star_row, write_micrographs_star
+from streamdenoise.outputs import DoneMicrograph, OutputLayout
 from streamdenoise.physics.session import SessionSpec
 from streamdenoise.processing import OutputOptions, process_micrograph
 
@@ -130,23 +131,27 @@ def stage_table(runs: list[dict[str, float]]) -> tuple[str, list[tuple[str, floa
     return table, sorted(shares, key=lambda item: -item[1]), median_total
 
 
-def star_rewrite_seconds(path: Path, rows: list[tuple[str, float]], repeats: int = 5) -> float:
+def star_rewrite_seconds(path: Path, rows: list[MicrographRow], repeats: int = 5) -> float:
     """Median seconds of one `write_micrographs_star` of `rows` to `path`."""
     times = []
     for _ in range(repeats):
-        with record_stages() as seconds:
-            write_micrographs_star(path, rows)
+        with record_stages() as seconds, stage(STAR):
+            write_micrographs_star(path, rows, OpticsSettings())
         times.append(seconds[STAR])
     return float(np.median(times))
 
 
-def star_table(folder: Path, pixel_size: float, done_rows: list[tuple[str, float]]) -> str:
+def star_table(folder: Path, pixel_size: float, done_rows: list[MicrographRow]) -> str:
     """Markdown table of the STAR rewrite's cost at this run's and larger session sizes."""
     counts = sorted({len(done_rows), *STAR_ROWS})
     seconds = {}
     for count in counts:
         rows = done_rows[:count] + [
-            (str(folder / "denoised" / f"FoilHole_{i:05d}_fractions.mrc"), pixel_size)
+            MicrographRow(
+                folder / "denoised" / f"FoilHole_{i:05d}_fractions.mrc",
+                pixel_size,
+                folder / f"FoilHole_{i:05d}_fractions.mrc",
+            )
             for i in range(len(done_rows), count)
         ]
         seconds[count] = star_rewrite_seconds(folder / f"rows_{count}.star", rows)
@@ -256,16 +261,18 @@ def main() -> None:
         link.symlink_to(pool[index % len(pool)])
         return link
 
-    def run(index: int) -> tuple[float, tuple[str, float] | None]:
+    def run(index: int) -> tuple[float, MicrographRow | None]:
         """Process input `index`; (wall seconds, its STAR row)."""
         path = source(index)
         start = time.perf_counter()
         results = process_micrograph(
             path, model, loaded.pixel_size, settings, layout, options, device=device
         )
-        return time.perf_counter() - start, star_row(results.outputs)
+        done = DoneMicrograph.from_journal(layout, path, results.outputs)
+        row = None if done is None else MicrographRow(done.mrc, done.pixel_size, path)
+        return time.perf_counter() - start, row
 
-    star_rows: list[tuple[str, float]] = []
+    star_rows: list[MicrographRow] = []
     runs: list[dict[str, float]] = []
     try:
         run(0)  # warm-up: first-call costs (allocator, lazy imports, caches)
@@ -275,7 +282,8 @@ def main() -> None:
                 seconds[OTHER] = wall - sum(seconds.values())
                 if row is not None:
                     star_rows.append(row)
-                write_micrographs_star(layout.star, star_rows)
+                with stage(STAR):
+                    write_micrographs_star(layout.star, star_rows, OpticsSettings())
             runs.append(dict(seconds))
             print(
                 f"micrograph {index}/{count}: {milliseconds(sum(seconds.values()))} ms",
@@ -286,7 +294,7 @@ def main() -> None:
         profiled_seconds, _ = run(count + 1)
         profiler.disable()
         stats = pstats.Stats(profiler).stats
-        pixel_size = star_rows[0][1] if star_rows else loaded.pixel_size
+        pixel_size = star_rows[0].pixel_size if star_rows else loaded.pixel_size
         stars = star_table(root, pixel_size, star_rows)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -294,7 +302,7 @@ def main() -> None:
     table, shares, median_total = stage_table(runs)
     share = dict(shares)
     detector = "small 1024² at 1.0 Å/px" if args.quick else "Falcon-4i 4096² at 0.93 Å/px"
-    binned = f"{star_rows[0][1]:.2f} Å/px" if star_rows else "the model's pixel size"
+    binned = f"{star_rows[0].pixel_size:.2f} Å/px" if star_rows else "the model's pixel size"
     batch = default_batch_size(device)
     top = [f"{name} ({100 * value:.0f} %)" for name, value in shares[:3]]
     model_share = share.get("model", 0.0)

@@ -199,13 +199,19 @@ def main() -> None:
         ):
             start = time.perf_counter()
             result = adapt(
-                loaded.model, session, steps=args.adapt_steps, crop=128, templates=templates
+                loaded.model,
+                session,
+                diameter=truths[0].diameter / truths[0].params.pixel_size,
+                steps=args.adapt_steps,
+                crop=128,
+                templates=templates,
             )
             adapt_seconds = time.perf_counter() - start
             chosen = result.model if result.improved else loaded.model
             notes.append(
-                f"{label}: {args.adapt_steps} steps in {adapt_seconds:.0f} s, held-out "
-                f"loss {result.loss_before:.4f} → {result.loss_after:.4f} "
+                f"{label}: {args.adapt_steps} blind-spot steps in {adapt_seconds:.0f} s, "
+                f"held-out criterion ρ {result.criterion_before:.4f} → "
+                f"{result.criterion_after:.4f} (no denoising {result.criterion_input:.4f}) "
                 f"({'swapped in' if result.improved else 'kept the resident model'})"
             )
             outputs[label] = timed(lambda image, m=chosen: live(image, m), noisy)

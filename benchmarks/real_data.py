@@ -15,12 +15,15 @@ EMPIAR-10146 micrographs at 1.5 Å/px, apoferritin D = 120 Å. Each micrograph i
   with the do-no-harm guard off, to show what the guard does), candidate models given with
   --candidate (with and without the guard), and the model adapted to the session
   (`streamdenoise.model.training.adapt` on the 19 micrographs, noisy only, no truth:
-  swapped in only when its held-out loss improves), with --guided also target-guided by a
-  hollow-sphere map of 60/40 Å radii (what apoferritin is close to);
+  blind-spot loss, swapped in only when the held-out picking criterion beats the resident
+  model and no denoising), with --guided also target-guided by a hollow-sphere map of
+  60/40 Å radii (what apoferritin is close to); every model also with the guard off;
 - metrics per micrograph, averaged: average precision and best F1 of the project's fixed
   picker (`stats.picker`, difference of Gaussians at D) and of the data README's LoG picker
   (σ = 0.4·D/√2, suppression within D/2), picks matched within D/2; detection ROC AUC of
-  each detector at true centres against background points; the do-no-harm guard's verdict.
+  each detector at true centres against background points; the do-no-harm guard's verdict;
+  the truth-free picking criterion ρ of `stats.criterion` (what adaptation's swap rule uses)
+  and its rank correlation with AP across methods.
 
 EPU_DIR (optional): real EPU micrographs without truth (the two in the mrcfile 1.5.4 source
 archive's tests/test_data: `pip download --no-deps --no-binary :all: mrcfile==1.5.4`). For
@@ -43,6 +46,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from quality import topaz_denoise
 from results import markdown_table, write_section
 
@@ -51,12 +55,14 @@ from streamdenoise.io.png import side_by_side
 from streamdenoise.model.guidance import TemplateSet, TemplateSpec, load_templates
 from streamdenoise.model.modelfile import default_model_path, load_model
 from streamdenoise.model.pipeline import DenoiseSettings, denoise_image
-from streamdenoise.model.training import adapt, prepare_image
+from streamdenoise.model.training import adapt, prepare_image, session_criterion
 from streamdenoise.physics.binning import bin_to_pixel_size
 from streamdenoise.physics.density import scatterers_from_map
 from streamdenoise.physics.shapes import hollow_shell
+from streamdenoise.stats.criterion import response_correlation
 from streamdenoise.stats.filters import gaussian_blur, gaussian_transfer
 from streamdenoise.stats.guard import residual_structure_correlation
+from streamdenoise.stats.noise import estimate_noise_spectrum
 from streamdenoise.stats.picker import blob_response, pick_peaks
 from streamdenoise.stats.quality import (
     low_frequency_fraction,
@@ -248,27 +254,48 @@ def apoferritin_templates(working: float) -> TemplateSet:
     return load_templates(reference, TemplateSpec(pixel_size=working, box=ADAPT_CROP))
 
 
-def adapted_method(
-    loaded, micrographs: list[RealMicrograph], steps: int, templates, settings
-) -> tuple[Method, str]:
+def adapted_model(loaded, micrographs: list[RealMicrograph], steps: int, templates):
     """Adapt the model to the micrographs (noisy only; with `templates`, target-guided):
-    the adapted model as a method (the resident one where the held-out loss did not
-    improve) and a note with the losses and the time."""
+    the model to use (the adapted one where the held-out criterion improved, else the
+    resident one) and a note with the criteria and the time."""
     noise_unit = bool(getattr(loaded.model, "noise_unit_input", False))
+    diameter = APOFERRITIN_DIAMETER / loaded.pixel_size
     start = time.perf_counter()
     session = [
         prepare_image(m.image, m.pixel_size, loaded.pixel_size, noise_unit=noise_unit)
         for m in micrographs
     ]
-    result = adapt(loaded.model, session, steps=steps, crop=ADAPT_CROP, templates=templates)
+    result = adapt(
+        loaded.model, session, diameter=diameter, steps=steps, crop=ADAPT_CROP, templates=templates
+    )
     seconds = time.perf_counter() - start
     note = (
-        f"{steps} steps on {len(session)} micrographs in {seconds:.0f} s; held-out AR-DAE "
-        f"loss {result.loss_before:.4f} → {result.loss_after:.4f} "
+        f"{steps} blind-spot steps on {len(session)} micrographs in {seconds:.0f} s; held-out "
+        f"criterion ρ: no denoising {result.criterion_input:.4f}, resident "
+        f"{result.criterion_before:.4f}, adapted {result.criterion_after:.4f} "
         f"({'swapped in' if result.improved else 'not swapped in'})."
     )
-    chosen = replace(loaded, model=result.model if result.improved else loaded.model)
-    return model_method(chosen, settings), note
+    return replace(loaded, model=result.model if result.improved else loaded.model), note
+
+
+def criterion(micrographs: list[RealMicrograph], working: float, denoiser) -> float:
+    """Mean truth-free picking criterion ρ (`stats.criterion`) over the micrographs binned
+    to `working` Å/px: `denoiser` a model (live, guard off), None (the input itself) or
+    a function (H, W) → (H, W)."""
+    diameter = APOFERRITIN_DIAMETER / working
+    images = [prepare_image(m.image, m.pixel_size, working) for m in micrographs]
+    if denoiser is None or isinstance(denoiser, torch.nn.Module):
+        return session_criterion(denoiser, images, diameter)
+    return float(
+        np.mean(
+            [
+                response_correlation(
+                    denoiser, image.noisy, estimate_noise_spectrum(image.noisy), diameter
+                )
+                for image in images
+            ]
+        )
+    )
 
 
 def apoferritin_section(args, loaded, settings: DenoiseSettings) -> str:
@@ -277,48 +304,61 @@ def apoferritin_section(args, loaded, settings: DenoiseSettings) -> str:
     diameter = APOFERRITIN_DIAMETER / working
     print(f"apoferritin: {len(micrographs)} micrographs, D = {diameter:.1f} px", flush=True)
     methods = baseline_methods(working, args.topaz_python)
-    methods["streamdenoise default model"] = model_method(loaded, settings)
-    methods["the same, guard off"] = model_method(loaded, replace(settings, guard=False))
+    # The criterion of each method (guard off: the guard is not a smooth function).
+    denoisers = {
+        "raw": None,
+        f"Gaussian σ = {GAUSSIAN_SIGMA:g} Å": lambda y: gaussian_blur(y, GAUSSIAN_SIGMA / working),
+    }
+    models = {"streamdenoise default model": loaded}
     for path in args.candidate:
-        candidate = load_model(path)
-        methods[f"candidate {path.name}"] = model_method(candidate, settings)
-        methods[f"candidate {path.name}, guard off"] = model_method(
-            candidate, replace(settings, guard=False)
-        )
+        models[f"candidate {path.name}"] = load_model(path)
     notes = []
     if args.adapt_steps > 0:
-        plain, note = adapted_method(loaded, micrographs, args.adapt_steps, None, settings)
-        methods["streamdenoise adapted to the session"] = plain
+        chosen, note = adapted_model(loaded, micrographs, args.adapt_steps, None)
+        models["streamdenoise adapted to the session"] = chosen
         notes.append(f"Session adaptation: {note}")
         if args.guided:
-            templates = apoferritin_templates(working)
-            guided, note = adapted_method(
-                loaded, micrographs, args.adapt_steps, templates, settings
+            chosen, note = adapted_model(
+                loaded, micrographs, args.adapt_steps, apoferritin_templates(working)
             )
-            methods["adapted with guidance (hollow-sphere map)"] = guided
+            models["adapted with guidance (hollow-sphere map)"] = chosen
             notes.append(
                 "Guided adaptation (target guidance from a hollow sphere of 60/40 Å radii, "
                 f"the user's reference a facility would have for apoferritin): {note}"
             )
+    for label, model in models.items():
+        methods[label] = model_method(model, settings)
+        methods[f"{label}, guard off"] = model_method(model, replace(settings, guard=False))
+        denoisers[f"{label}, guard off"] = model.model
     results = run_methods(micrographs, methods)
-    rows = []
+    rows, agreement = [], []
     for label, (outputs, verdicts, seconds) in results.items():
         scores = [
             picking_metrics(out, m.truth * out.shape[1] / m.image.shape[1], diameter)
             for out, m in zip(outputs, micrographs, strict=True)
         ]
         mean = {key: float(np.mean([s[key] for s in scores])) for key in scores[0]}
+        rho = criterion(micrographs, working, denoisers[label]) if label in denoisers else None
+        if rho is not None:
+            agreement.append((mean["LoG AP"], mean["DoG AP"], rho))
         guarded = sum("fallback" in v for v in verdicts)
         rows.append(
             [label]
             + [f"{mean[k]:.3f}" for k in METRICS]
+            + ["–" if rho is None else f"{rho:.3f}"]
             + [f"{seconds:.2f}", f"{guarded}/{len(verdicts)}" if any(verdicts) else "–"]
         )
         print("  " + " | ".join(map(str, rows[-1])), flush=True)
+    log_ap, dog_ap, rhos = (np.array(column) for column in zip(*agreement, strict=True))
+    notes.append(
+        f"Criterion ρ against picking AP over the {len(rhos)} methods that have it: Spearman "
+        f"{rank_correlation(rhos, log_ap):.2f} (LoG AP), {rank_correlation(rhos, dog_ap):.2f} "
+        "(DoG AP)."
+    )
     MONTAGES.mkdir(exist_ok=True)
     panels = [results[label][0][0] for label in results]
     (MONTAGES / "apoferritin.png").write_bytes(montage(panels, 450))
-    header = ["method", *METRICS, "s / micrograph", "guard fallbacks"]
+    header = ["method", *METRICS, "criterion ρ", "s / micrograph", "guard fallbacks"]
     return (
         f"### Apoferritin (EMPIAR-10146, {len(micrographs)} micrographs, "
         f"{sum(len(m.truth) for m in micrographs)} labelled particles, judged at "
@@ -329,6 +369,12 @@ def apoferritin_section(args, loaded, settings: DenoiseSettings) -> str:
         + f"\n\nMontage (first micrograph; {' | '.join(results)}): "
         "[real_data/apoferritin.png](real_data/apoferritin.png)\n"
     )
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two 1-D arrays (no ties expected)."""
+    ranks_a, ranks_b = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
 
 
 def epu_section(args, loaded, settings: DenoiseSettings) -> str:

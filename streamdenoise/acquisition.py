@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamdenoise import __version__
 from streamdenoise.io import atomic_write_text, write_mrc_atomic, write_star_atomic
 from streamdenoise.io.jsontext import json_text
 from streamdenoise.physics.density import Scatterers
@@ -90,7 +91,13 @@ def write_session(
         name = micrograph_name(index)
         params = micrograph_params(spec, index)
         simulated = simulate_micrograph(scatterers, params)
-        write_mrc_atomic(truth / f"{name}_clean.mrc", simulated.clean, params.pixel_size)
+        labels = [f"streamdenoise {__version__}: simulated, seed {params.seed}"]
+        write_mrc_atomic(
+            truth / f"{name}_clean.mrc",
+            simulated.clean,
+            params.pixel_size,
+            labels=[*labels, "noise-free expected counts"],
+        )
         write_star_atomic(
             truth / f"{name}_particles.star",
             {
@@ -111,7 +118,7 @@ def write_session(
         atomic_write_text(truth / f"{name}.json", json_text(record))
         staged = staging / f"{name}.mrc"
         dtype = np.float16 if float16 else np.float32
-        write_mrc_atomic(staged, simulated.noisy, params.pixel_size, dtype=dtype)
+        write_mrc_atomic(staged, simulated.noisy, params.pixel_size, dtype=dtype, labels=labels)
         del simulated
         if rate:
             sleep(max(0.0, start + index * rate - clock()))

@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from streamdenoise import __version__
-from streamdenoise.errors import StreamDenoiseError
+from streamdenoise.errors import StreamDenoiseError, one_line
 from streamdenoise.model.tiling import DEFAULT_MAX_TILE
 
 app = typer.Typer(
@@ -56,9 +57,29 @@ def _range(text: str, name: str) -> tuple[float, float]:
     return parts[0], parts[1]
 
 
+def _say(kind: str, message: object) -> None:
+    """Print "KIND: message" as one line on stderr (never wrapped, no markup from the
+    message)."""
+    console.print(f"[bold red]{kind}:[/] {escape(one_line(message))}", soft_wrap=True)
+
+
 def _fail(error: Exception) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {error}")
+    """Print `error` as one line on stderr; returns the exit (code 2) to raise."""
+    _say("error", error)
     return typer.Exit(code=2)
+
+
+def _about(path: Path, error: object) -> str:
+    """`error` as a message naming `path` (prefixed unless it already names it)."""
+    text = str(error)
+    return text if str(path) in text else f"{path}: {text}"
+
+
+def _positive(value: float | None) -> float | None:
+    """Typer callback: refuse a number that is not > 0 (None: not given)."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"must be > 0, got {value:g}")
+    return value
 
 
 def _output_directory(path: Path, option: str) -> Path:
@@ -80,6 +101,8 @@ def _output_file(path: Path, option: str) -> Path:
     naming it and the option otherwise, so long jobs fail before they start."""
     if path.is_dir():
         raise ValueError(f"{path}: is a folder; give a file name for {option}")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path}: not a regular file (a device or pipe); give a file for {option}")
     _output_directory(path.parent, option)
     return path
 
@@ -87,19 +110,22 @@ def _output_file(path: Path, option: str) -> Path:
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Argument(help="Output directory of the simulated session.")],
-    count: Annotated[int, typer.Option("-n", "--count", help="Number of micrographs.")] = 10,
+    count: Annotated[int, typer.Option("-n", "--count", min=1, help="Number of micrographs.")] = 10,
     detector: Annotated[
         str,
         typer.Option(help="Detector geometry: falcon4i (4096²), k3 (5760×4092), small (1024²)."),
     ] = "falcon4i",
     pixel_size: Annotated[
         float | None,
-        typer.Option(help="Physical pixel size in Å (default: the detector's typical one)."),
+        typer.Option(
+            callback=_positive,
+            help="Physical pixel size in Å (default: the detector's typical one).",
+        ),
     ] = None,
     binning: Annotated[
-        int, typer.Option("--bin", help="Write micrographs binned by this integer factor.")
+        int, typer.Option("--bin", min=1, help="Write micrographs binned by this integer factor.")
     ] = 1,
-    dose: Annotated[float, typer.Option(help="Total dose in e⁻/Å².")] = 40.0,
+    dose: Annotated[float, typer.Option(callback=_positive, help="Total dose in e⁻/Å².")] = 40.0,
     defocus: Annotated[
         str, typer.Option(help="Defocus range MIN:MAX in µm (underfocus), drawn uniformly.")
     ] = "0.8:2.5",
@@ -107,7 +133,7 @@ def simulate(
         str, typer.Option(help="Mean ice thickness range MIN:MAX in Å, drawn per micrograph.")
     ] = "250:500",
     particle_density: Annotated[
-        float, typer.Option(help="Mean particles per µm² (each micrograph draws 0.5–1.5×).")
+        float, typer.Option(min=0, help="Mean particles per µm² (each micrograph draws 0.5–1.5×).")
     ] = 1800.0,
     carbon_edge_fraction: Annotated[
         float,
@@ -129,7 +155,10 @@ def simulate(
     ] = 0,
     rate: Annotated[
         float | None,
-        typer.Option(help="Write one micrograph every RATE seconds, like a live acquisition."),
+        typer.Option(
+            callback=_positive,
+            help="Write one micrograph every RATE seconds, like a live acquisition.",
+        ),
     ] = None,
     write_mode: Annotated[
         str,
@@ -222,6 +251,7 @@ BackgroundOption = Annotated[
     float | None,
     typer.Option(
         "--flatten-background",
+        callback=_positive,
         help="Remove slowly varying background (ice gradients, thickness) from the output: "
         "subtract its Gaussian low-pass of this σ in Å (e.g. 3× the particle diameter). "
         "Off by default: it flattens the background by construction, and did not change "
@@ -247,6 +277,54 @@ GuardOption = Annotated[
 ]
 
 
+VoltageOption = Annotated[
+    float | None,
+    typer.Option("--voltage", help="Acceleration voltage in kV, for the STAR optics table (300)."),
+]
+CsOption = Annotated[
+    float | None,
+    typer.Option("--cs", help="Spherical aberration in mm, for the STAR optics table (2.7)."),
+]
+AmplitudeContrastOption = Annotated[
+    float | None,
+    typer.Option(help="Amplitude contrast (fraction), for the STAR optics table (0.1)."),
+]
+OpticsFromOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--optics-from",
+        help="Copy the optics table from this micrographs STAR (e.g. RELION's "
+        "MotionCorr/jobNNN/corrected_micrographs.star) instead of --voltage, --cs and "
+        "--amplitude-contrast; each micrograph keeps its optics group, by file name.",
+    ),
+]
+RelionProjectOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--relion-project",
+        help="RELION project directory: paths in the STAR files are written relative to it "
+        "(default: absolute paths).",
+    ),
+]
+PicksFrameOption = Annotated[
+    str | None,
+    typer.Option(
+        "--picks-frame",
+        help="Pixels of the candidate coordinates: input (the input micrograph's, to extract "
+        "from it; OUT/picks/, OUT/coordinates.star), denoised (the denoised micrograph's; "
+        "OUT/picks_denoised/, OUT/coordinates_denoised.star) or both. Default: input.",
+    ),
+]
+
+
+def _check_optics_from(path: Path | None) -> None:
+    """Read an --optics-from STAR now, so that a bad one fails before any work."""
+    if path is not None:
+        from streamdenoise.io.relion import read_upstream
+
+        read_upstream(path)
+
+
 @app.command()
 def denoise(
     files: Annotated[list[Path], typer.Argument(help="Micrographs (MRC or TIFF).")],
@@ -255,26 +333,32 @@ def denoise(
         Path | None, typer.Option(help="Model file (default: the model shipped in the package).")
     ] = None,
     binning: Annotated[
-        float | None, typer.Option("--bin", help="Fourier-bin by this factor before denoising.")
+        float | None,
+        typer.Option("--bin", min=1, help="Fourier-bin by this factor before denoising."),
     ] = None,
     pixel_size: Annotated[
         float | None,
         typer.Option(
+            callback=_positive,
             help="Bin to about this pixel size in Å before denoising (default: the model's "
-            "training pixel size, 4 Å for the shipped model; never upsamples)."
+            "training pixel size, 4 Å for the shipped model; never upsamples).",
         ),
     ] = None,
     input_pixel_size: Annotated[
         float | None,
-        typer.Option(help="Pixel size of the inputs in Å, for TIFFs or MRC headers without one."),
+        typer.Option(
+            callback=_positive,
+            help="Pixel size of the inputs in Å, for TIFFs or MRC headers without one.",
+        ),
     ] = None,
     device: DeviceOption = "auto",
     tile: Annotated[
-        int, typer.Option(help="Live mode largest tile side in pixels (binned).")
+        int, typer.Option(min=16, help="Live mode largest tile side in pixels (binned).")
     ] = DEFAULT_MAX_TILE,
-    overlap: Annotated[int, typer.Option(help="Live mode tile overlap in pixels.")] = 32,
+    overlap: Annotated[int, typer.Option(min=0, help="Live mode tile overlap in pixels.")] = 32,
     batch_size: Annotated[
-        int | None, typer.Option(help="Tiles per network call (default: 1 on CPU, 8 on GPU).")
+        int | None,
+        typer.Option(min=1, help="Tiles per network call (default: 1 on CPU, 8 on GPU)."),
     ] = None,
     suffix: Annotated[str, typer.Option(help="Appended to each output file's stem.")] = "",
     float16: Annotated[bool, typer.Option("--float16", help="Write float16 (mode 12).")] = False,
@@ -340,7 +424,7 @@ def denoise(
                     console.print(f"[yellow]{path}:[/] {denoised.guard.summary()}")
             except (StreamDenoiseError, ValueError, OSError) as error:
                 failures += 1
-                console.print(f"[bold red]failed:[/] {error}")
+                _say("failed", _about(path, error))
             progress.advance(task)
     console.print(f"Denoised {len(files) - failures} of {len(files)} micrographs into {out}")
     if failures:
@@ -382,11 +466,20 @@ def train(
         Path | None,
         typer.Option(
             help="Adapt this model file to the given micrographs (a session's own, noisy "
-            "only) instead of training from scratch: fine-tunes a copy with the AR-DAE loss "
-            "on all but the last quarter, and writes OUT only if the held-out loss on that "
-            "quarter improves (else exits 1). Works at the model's pixel size."
+            "only) instead of training from scratch: fine-tunes a copy with the blind-spot "
+            "loss on all but the last quarter, and writes OUT only if a picking criterion on "
+            "that quarter (see --particle-diameter) beats both the model and no denoising "
+            "(else exits 1). Works at the model's pixel size."
         ),
     ] = None,
+    particle_diameter: Annotated[
+        float,
+        typer.Option(
+            min=10.0,
+            help="Particle diameter in Å; with --init, the scale of the held-out picking "
+            "criterion.",
+        ),
+    ] = 150.0,
     clean_dir: Annotated[
         Path | None,
         typer.Option(
@@ -404,13 +497,19 @@ def train(
         float, typer.Option(min=0.0, help="Adam learning rate (cosine decay).")
     ] = 5e-4,
     pixel_size: Annotated[
-        float, typer.Option(help="Working pixel size in Å: micrographs are binned to it.")
+        float,
+        typer.Option(
+            callback=_positive, help="Working pixel size in Å: micrographs are binned to it."
+        ),
     ] = 4.0,
     input_pixel_size: Annotated[
         float | None,
-        typer.Option(help="Pixel size of the inputs in Å, for TIFFs or MRC headers without one."),
+        typer.Option(
+            callback=_positive,
+            help="Pixel size of the inputs in Å, for TIFFs or MRC headers without one.",
+        ),
     ] = None,
-    base_channels: Annotated[int, typer.Option(help="U-Net width of the first level.")] = 16,
+    base_channels: Annotated[int, typer.Option(min=1, help="U-Net width of the first level.")] = 16,
     template_defocus: Annotated[
         float | None,
         typer.Option(help="Apply a CTF at this defocus (µm) to the reference templates."),
@@ -487,7 +586,8 @@ def train(
     except (StreamDenoiseError, ValueError) as error:
         raise _fail(error) from None
     if initial is not None:
-        _adapt_model(initial, images, config, templates, out, torch_device, micrographs)
+        diameter = particle_diameter / initial.pixel_size
+        _adapt_model(initial, images, config, templates, out, torch_device, micrographs, diameter)
         return
     held_out = images[-1:] if len(images) > 1 else images
     training_images = images[:-1] if len(images) > 1 else images
@@ -532,9 +632,12 @@ def train(
     console.print(f"Wrote {out} ({state.step} steps)")
 
 
-def _adapt_model(initial, images, config, templates, out: Path, device, sources) -> None:
+def _adapt_model(
+    initial, images, config, templates, out: Path, device, sources, diameter: float
+) -> None:
     """`train --init`: adapt `initial` (a LoadedModel) to `images`; write OUT if the
-    held-out loss improved, else exit 1 without writing."""
+    held-out criterion (particles of `diameter` working pixels) improved, else exit 1
+    without writing."""
     from streamdenoise.model.modelfile import save_model
     from streamdenoise.model.training import adapt
 
@@ -543,6 +646,7 @@ def _adapt_model(initial, images, config, templates, out: Path, device, sources)
             result = adapt(
                 initial.model,
                 images,
+                diameter=diameter,
                 steps=config.steps,
                 batch=config.batch,
                 crop=config.crop,
@@ -553,9 +657,12 @@ def _adapt_model(initial, images, config, templates, out: Path, device, sources)
             )
         except ValueError as error:
             raise _fail(error) from None
-    losses = f"held-out loss {result.loss_before:.4f} → {result.loss_after:.4f}"
+    criterion = (
+        f"held-out picking criterion {result.criterion_after:.4f} (model "
+        f"{result.criterion_before:.4f}, no denoising {result.criterion_input:.4f})"
+    )
     if not result.improved:
-        console.print(f"[yellow]Not written:[/] adaptation did not improve the {losses}")
+        console.print(f"[yellow]Not written:[/] adaptation did not improve: {criterion}")
         raise typer.Exit(code=1)
     save_model(
         out,
@@ -566,14 +673,16 @@ def _adapt_model(initial, images, config, templates, out: Path, device, sources)
             "initial_model": str(initial.path),
             "initial_provenance": initial.provenance,
             "micrographs": [str(p) for p in sources],
-            "objective": "AR-DAE DSM adaptation (noisy data only)",
+            "objective": "blind-spot adaptation (noisy data only)",
             "guidance": templates is not None,
             "steps": config.steps,
-            "held_out_loss_before": result.loss_before,
-            "held_out_loss_after": result.loss_after,
+            "particle_diameter_px": diameter,
+            "held_out_criterion_input": result.criterion_input,
+            "held_out_criterion_before": result.criterion_before,
+            "held_out_criterion_after": result.criterion_after,
         },
     )
-    console.print(f"Wrote {out}: {losses}")
+    console.print(f"Wrote {out}: {criterion}")
 
 
 def _setup_logging(rich_console: bool) -> None:
@@ -661,25 +770,41 @@ def watch(
     ] = None,
     settle: Annotated[
         float | None,
-        typer.Option(help="Seconds a file's size and mtime must be stable (×3 on network mounts)."),
+        typer.Option(
+            callback=_positive,
+            help="Seconds a file's size and mtime must be stable (×3 on network mounts).",
+        ),
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option(help="Seconds after which a never-complete file is quarantined.")
+        float | None,
+        typer.Option(
+            callback=_positive, help="Seconds after which a never-complete file is quarantined."
+        ),
     ] = None,
     rescan_interval: Annotated[
-        float | None, typer.Option(help="Seconds between full rescans (events are only hints).")
+        float | None,
+        typer.Option(
+            callback=_positive, help="Seconds between full rescans (events are only hints)."
+        ),
     ] = None,
     binning: Annotated[
-        float | None, typer.Option("--bin", help="Fourier-bin inputs by this factor.")
+        float | None, typer.Option("--bin", min=1, help="Fourier-bin inputs by this factor.")
     ] = None,
     pixel_size: Annotated[
-        float | None, typer.Option(help="Working pixel size in Å (default: the model's, 4 Å).")
+        float | None,
+        typer.Option(
+            callback=_positive, help="Working pixel size in Å (default: the model's, 4 Å)."
+        ),
     ] = None,
     input_pixel_size: Annotated[
-        float | None, typer.Option(help="Pixel size of the inputs in Å (TIFF, or MRC without one).")
+        float | None,
+        typer.Option(
+            callback=_positive, help="Pixel size of the inputs in Å (TIFF, or MRC without one)."
+        ),
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Tiles per network call (default: 1 on CPU, 8 on GPU).")
+        int | None,
+        typer.Option(min=1, help="Tiles per network call (default: 1 on CPU, 8 on GPU)."),
     ] = None,
     float16: Annotated[
         bool | None, typer.Option("--float16/--float32", help="Output precision.")
@@ -694,7 +819,8 @@ def watch(
         ),
     ] = None,
     status_interval: Annotated[
-        float | None, typer.Option(help="Seconds between headless summary lines.")
+        float | None,
+        typer.Option(callback=_positive, help="Seconds between headless summary lines."),
     ] = None,
     compile_model: Annotated[
         bool | None,
@@ -707,7 +833,10 @@ def watch(
     ] = None,
     particle_diameter: Annotated[
         float | None,
-        typer.Option(help="Expected particle diameter in Å, for picking statistics (default 150)."),
+        typer.Option(
+            callback=_positive,
+            help="Expected particle diameter in Å, for picking statistics (default 150).",
+        ),
     ] = None,
     statistics: Annotated[
         bool | None,
@@ -718,6 +847,26 @@ def watch(
     ] = None,
     guard: GuardOption = None,
     flatten_background: BackgroundOption = None,
+    adapt_after: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Adapt the model to this session after its first N micrographs (0: off, "
+            "the default; N ≥ 2): a background thread fine-tunes a copy with the blind-spot "
+            "loss and swaps it in only if a picking criterion on the last quarter, held "
+            "out, beats the model and no denoising. The adapted weights go to "
+            "STATE/adapted_model.pt. Measured results: docs/model.md.",
+        ),
+    ] = None,
+    adapt_steps: Annotated[
+        int | None, typer.Option(min=1, help="Optimiser steps of --adapt-after (default 300).")
+    ] = None,
+    voltage: VoltageOption = None,
+    cs: CsOption = None,
+    amplitude_contrast: AmplitudeContrastOption = None,
+    optics_from: OpticsFromOption = None,
+    relion_project: RelionProjectOption = None,
+    picks_frame: PicksFrameOption = None,
 ) -> None:
     """Denoise every micrograph that appears in DIR, live, until stopped (SIGTERM drains)."""
     from streamdenoise.config import load_config
@@ -748,13 +897,25 @@ def watch(
         "statistics": statistics,
         "guard": guard,
         "background_scale": flatten_background,
+        "adapt_after": adapt_after,
+        "adapt_steps": adapt_steps,
+        "voltage_kv": voltage,
+        "spherical_aberration_mm": cs,
+        "amplitude_contrast": amplitude_contrast,
+        "optics_from": optics_from,
+        "relion_project": relion_project,
+        "picks_frame": picks_frame,
     }
     try:
         config = load_config(config_file, overrides)
         if not config.watch_dir.is_dir():
-            raise ValueError(f"{config.watch_dir}: not a directory")
+            raise ValueError(f"{config.watch_dir}: not a folder; give the folder to watch")
+        _check_optics_from(config.optics_from)
+        _output_directory(config.output_dir, "--out")
+        if config.state_dir is not None:
+            _output_directory(config.state_dir, "--state-dir")
         code = _run_daemon(config)
-    except (StreamDenoiseError, ValueError) as error:
+    except (StreamDenoiseError, ValueError, OSError) as error:
         raise _fail(error) from None
     raise typer.Exit(code=code)
 
@@ -796,10 +957,11 @@ def quarantine(
 
     from streamdenoise.watch import Journal
 
-    path = (state_dir or out_dir) / "journal.sqlite"
-    if not path.is_file():
-        raise _fail(ValueError(f"{path}: no journal here"))
-    with Journal(path) as journal:
+    try:
+        journal = Journal(_journal_path(state_dir or out_dir))
+    except (StreamDenoiseError, ValueError) as error:
+        raise _fail(error) from None
+    with journal:
         entries = journal.quarantined()
         if retry:
             count = journal.retry()
@@ -807,7 +969,7 @@ def quarantine(
 
             who = (
                 "by the running daemon"
-                if daemon_alive(path.parent)
+                if daemon_alive(journal.path.parent)
                 else "when a daemon next runs on this folder"
             )
             console.print(f"{count} file(s) will be processed again {who}")
@@ -823,10 +985,13 @@ def demo(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Where to put the demo session (default: a temporary directory)."
+            "--out",
+            "-o",
+            help="Where to keep the demo session (default: a temporary folder, removed at "
+            "the end).",
         ),
     ] = None,
-    count: Annotated[int, typer.Option("-n", "--count", help="Micrographs to acquire.")] = 8,
+    count: Annotated[int, typer.Option("-n", "--count", min=1, help="Micrographs to acquire.")] = 8,
     rate: Annotated[float, typer.Option(min=0.1, help="Seconds between micrographs.")] = 4.0,
     device: DeviceOption = "auto",
     headless: Annotated[
@@ -835,16 +1000,39 @@ def demo(
     ] = None,
 ) -> None:
     """Acquire a simulated session (2048² at 2 Å/px, one micrograph every RATE s) and
-    denoise it live with `watch`; prints where the outputs are."""
+    denoise it live with `watch`; prints where the outputs are (with --out)."""
+    import shutil
     import tempfile
+
+    try:
+        root = (
+            _output_directory(out, "--out")
+            if out is not None
+            else Path(tempfile.mkdtemp(prefix="streamdenoise-demo-"))
+        )
+    except ValueError as error:
+        raise _fail(error) from None
+    try:
+        code = _demo_session(root, count, rate, device, headless, keep=out is not None)
+    finally:
+        if out is None:
+            shutil.rmtree(root, ignore_errors=True)
+    raise typer.Exit(code=code)
+
+
+def _demo_session(
+    root: Path, count: int, rate: float, device: str, headless: bool | None, keep: bool
+) -> int:
+    """Run `demo` in `root`: the acquisition in a thread (stopped with the daemon), the
+    daemon in this one; returns the daemon's exit code. `keep`: print where the files are."""
     import threading
 
     from streamdenoise.acquisition import write_session
     from streamdenoise.config import load_config
+    from streamdenoise.dashboard import read_status
     from streamdenoise.physics.density import load_reference
     from streamdenoise.physics.session import SessionSpec
 
-    root = out or Path(tempfile.mkdtemp(prefix="streamdenoise-demo-"))
     session, outputs = root / "session", root / "denoised"
     (session / "micrographs").mkdir(parents=True, exist_ok=True)
     spec = SessionSpec(count=count, seed=1, detector="falcon4i", pixel_size=1.0, binning=2)
@@ -852,10 +1040,28 @@ def demo(
         f"Demo: acquiring {count} micrographs into {session / 'micrographs'}, one every {rate:g} s"
     )
     acquisition_error: list[BaseException] = []
+    stopping = threading.Event()
+
+    class Stopped(Exception):
+        """The daemon stopped before the acquisition ended (e.g. Ctrl-C)."""
+
+    def wait(seconds: float) -> None:
+        """The acquisition's pause between micrographs; ends it once the daemon stops."""
+        if stopping.wait(seconds):
+            raise Stopped
 
     def acquire() -> None:
         try:
-            write_session(session, spec, load_reference(), rate=rate, write_mode="mixed")
+            write_session(
+                session,
+                spec,
+                load_reference(),
+                rate=rate,
+                write_mode="mixed",
+                sleep=wait,
+            )
+        except Stopped:
+            pass
         except BaseException as error:  # reported after the daemon stops
             acquisition_error.append(error)
 
@@ -893,16 +1099,22 @@ def demo(
                 target=stop_when_finished, args=(daemon,), daemon=True
             ).start(),
         )
-    except (StreamDenoiseError, ValueError) as error:
+    except (StreamDenoiseError, ValueError, OSError) as error:
         raise _fail(error) from None
+    finally:
+        stopping.set()
+        writer.join()
     if acquisition_error:
         raise _fail(ValueError(f"the simulated acquisition failed: {acquisition_error[0]}"))
-    from streamdenoise.dashboard import read_status
-
     final = read_status(outputs)
     console.print(
         f"\nDone: {final.done} of {count} micrographs denoised, median latency "
-        f"{final.latency_median or 0:.1f} s.\n"
+        f"{final.latency_median or 0:.1f} s."
+    )
+    if not keep:
+        console.print("The demo ran in a temporary folder, now removed (--out DIR keeps it).")
+        return code
+    console.print(
         f"  raw micrographs:    {session / 'micrographs'}\n"
         f"  ground truth:       {session / 'ground_truth'}\n"
         f"  denoised MRC:       {outputs / 'denoised'}\n"
@@ -911,7 +1123,7 @@ def demo(
         f"  thumbnails:         {outputs / 'thumbnails'}\n"
         f"  status:             streamdenoise status {outputs}"
     )
-    raise typer.Exit(code=code)
+    return code
 
 
 @app.command()
@@ -948,18 +1160,30 @@ def batch(
         typer.Option(help="Device on the workers: auto, cpu or cuda (one task per GPU at a time)."),
     ] = "auto",
     binning: Annotated[
-        float | None, typer.Option("--bin", help="Fourier-bin inputs by this factor.")
+        float | None, typer.Option("--bin", min=1, help="Fourier-bin inputs by this factor.")
     ] = None,
     pixel_size: Annotated[
-        float | None, typer.Option(help="Working pixel size in Å (default: the model's, 4 Å).")
+        float | None,
+        typer.Option(
+            callback=_positive, help="Working pixel size in Å (default: the model's, 4 Å)."
+        ),
     ] = None,
     input_pixel_size: Annotated[
-        float | None, typer.Option(help="Pixel size of the inputs in Å (TIFF, or MRC without one).")
+        float | None,
+        typer.Option(
+            callback=_positive, help="Pixel size of the inputs in Å (TIFF, or MRC without one)."
+        ),
     ] = None,
     float16: Annotated[bool, typer.Option("--float16", help="Write float16 (mode 12).")] = False,
     zarr: Annotated[bool, typer.Option("--zarr/--no-zarr", help="Write OME-Zarr groups.")] = True,
     guard: GuardOption = None,
     flatten_background: BackgroundOption = None,
+    voltage: VoltageOption = None,
+    cs: CsOption = None,
+    amplitude_contrast: AmplitudeContrastOption = None,
+    optics_from: OpticsFromOption = None,
+    relion_project: RelionProjectOption = None,
+    picks_frame: PicksFrameOption = None,
 ) -> None:
     """Reprocess a whole dataset on a Dask cluster, with the daemon's outputs and journal
     (micrographs already done, by the daemon or an earlier batch, are skipped)."""
@@ -975,11 +1199,26 @@ def batch(
         from streamdenoise.distributed import BatchConfig, find_inputs, local_cluster, run_batch
     except ImportError:
         raise _fail(ValueError('batch needs Dask: pip install "streamdenoise[cluster]"')) from None
+    from streamdenoise.io.relion import OpticsSettings
     from streamdenoise.model.pipeline import DenoiseSettings
+    from streamdenoise.outputs import pick_frames
 
     gpu = device.strip().lower().startswith("cuda")
+    given = {
+        "voltage_kv": voltage,
+        "spherical_aberration_mm": cs,
+        "amplitude_contrast": amplitude_contrast,
+        "optics_from": optics_from,
+        "project": relion_project,
+    }
     try:
+        optics = OpticsSettings(**{k: v for k, v in given.items() if v is not None})
+        pick_frames(picks_frame or "input")
+        _check_optics_from(optics_from)
         files, root = find_inputs(inputs, exclude=(out, state_dir or out))
+        _output_directory(out, "--out")
+        if state_dir is not None:
+            _output_directory(state_dir, "--state-dir")
         config = BatchConfig(
             out_dir=out,
             root=root,
@@ -995,6 +1234,8 @@ def batch(
             float16=float16,
             zarr=zarr,
             state_dir=state_dir,
+            optics=optics,
+            picks_frame=picks_frame or "input",
         )
         count = workers or (1 if gpu else max(1, (os.cpu_count() or 1) // threads_per_worker))
         console.print(f"{len(files)} micrograph(s) below {root}")
@@ -1008,9 +1249,7 @@ def batch(
     except (StreamDenoiseError, ValueError, OSError) as error:
         raise _fail(error) from None
     for path, reason in result.quarantined.items():
-        console.print(
-            f"[bold red]quarantined:[/] {reason if str(path) in reason else f'{path}: {reason}'}"
-        )
+        _say("quarantined", _about(path, reason))
     zarr_line = f"  OME-Zarr:      {out / 'denoised.zarr'}\n" if zarr else ""
     console.print(
         f"Done: {result.done} denoised ({result.per_hour:.0f}/h), {result.skipped} already "
@@ -1035,6 +1274,19 @@ def report(
     from streamdenoise.report import write_report
 
     state = state_dir or out_dir
-    if not (state / "journal.sqlite").is_file():
-        raise _fail(ValueError(f"{state / 'journal.sqlite'}: no journal here"))
-    console.print(f"Wrote {write_report(state, output or out_dir / 'report.html')}")
+    try:
+        _journal_path(state)
+        written = write_report(
+            out_dir, state, _output_file(output or out_dir / "report.html", "--output")
+        )
+    except (StreamDenoiseError, ValueError, OSError) as error:
+        raise _fail(error) from None
+    console.print(f"Wrote {written}")
+
+
+def _journal_path(state: Path) -> Path:
+    """The journal of the state folder `state`; ValueError if there is none."""
+    path = state / "journal.sqlite"
+    if not path.is_file():
+        raise ValueError(f"{path}: no journal here (give the daemon's OUT or --state-dir)")
+    return path

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -27,10 +27,10 @@ import numpy as np
 
 from streamdenoise import __version__
 from streamdenoise.config import WatchConfig
-from streamdenoise.errors import StreamDenoiseError
+from streamdenoise.errors import DeviceError, StreamDenoiseError, one_line
 from streamdenoise.io import atomic_write_text
 from streamdenoise.io.jsontext import json_text
-from streamdenoise.outputs import OutputLayout, star_row, write_micrographs_star
+from streamdenoise.outputs import DoneMicrograph, OutputLayout, write_session_lists
 from streamdenoise.processing import (
     DEFAULT_DIAMETER,
     OutputOptions,
@@ -46,11 +46,22 @@ from streamdenoise.watch.discovery import is_network_filesystem
 
 if TYPE_CHECKING:
     from streamdenoise.model.inference import Denoised
+    from streamdenoise.session_adaptation import SessionAdapter
 
 log = logging.getLogger("streamdenoise.daemon")
 RECENT = 20
 SESSION_WINDOW = 2000
 """Micrographs kept (as small statistics records) for the session's distributions."""
+LOG_LIMIT = 4000
+"""Characters of a model-stage error (e.g. a compiler's output) logged, once."""
+
+
+def _log_text(error: BaseException) -> str:
+    """`error` for the log: its text cut to LOG_LIMIT characters (compilers say a lot)."""
+    text = f"{type(error).__name__}: {error}"
+    if len(text) <= LOG_LIMIT:
+        return text
+    return f"{text[:LOG_LIMIT]}… ({len(text) - LOG_LIMIT:,} more characters)"
 
 
 class AlreadyRunning(StreamDenoiseError, RuntimeError):
@@ -104,9 +115,10 @@ class Daemon:
         self._pending: set[Path] = set()
         self._ready: dict[Path, _Ready] = {}
         self._found: set[Path] = set()
-        self._star_rows: dict[str, float] = {}  # denoised MRC → pixel size, one row each
+        self._done: dict[Path, DoneMicrograph] = {}  # input → what the session lists need
         self._alternate = False
         self._last_status = 0.0
+        self.adapter: SessionAdapter | None = None
         self.started = time.time()
         self.snapshot = self._make_snapshot("starting")
 
@@ -172,6 +184,7 @@ class Daemon:
             input_pixel_size=self.config.input_pixel_size,
             float16=self.config.float16,
             suffix=self.config.suffix,
+            picks_frame=self.config.picks_frame,
         )
         compile_model = (
             self.config.compile
@@ -188,6 +201,7 @@ class Daemon:
             if self.config.statistics
             else None,
             thresholds=ReadinessThresholds.from_dict(self.config.readiness),
+            picks_frame=self.config.picks_frame,
         )
         # Warm-up: one batch of the largest tile, so the first micrograph is not slow. A
         # compiled model compiles here, and once more for each smaller fitted tile that
@@ -201,13 +215,62 @@ class Daemon:
             try:
                 self.model(warm_up)
             except Exception as error:
+                if self._stop.is_set():  # a Ctrl-C or stop also ends the compiler's processes
+                    log.info("stopped during warm-up (%s)", one_line(error, 200))
+                    return
+                log.error("warm-up failed: %s", _log_text(error))
                 if not compile_model or self.config.compile:
-                    raise
-                log.warning("torch.compile failed (%s); running the model eagerly", error)
+                    raise DeviceError(
+                        f"the model failed on {self.device}: {one_line(error, 200)} (the log "
+                        "has the whole message)" + ("; try --no-compile" if compile_model else "")
+                    ) from error
+                log.warning("torch.compile failed; running the model eagerly")
                 self.model = prepare_model(self.loaded.model, self.device, compile_model=False)
                 self.model(warm_up)
         mode = "compiled" if is_compiled(self.model) else "eager"
         log.info("model ready on %s (%s)", self.device, mode)
+        self._compile_model = is_compiled(self.model)
+        self.adapter = self._session_adapter(str(model_path))
+
+    def _session_adapter(self, model_label: str) -> SessionAdapter | None:
+        """The session adapter of `--adapt-after` (None when it is off)."""
+        from streamdenoise.session_adaptation import ADAPTED_MODEL, AdaptationPlan, SessionAdapter
+
+        if self.config.adapt_after == 0:
+            return None
+        diameter = self.config.particle_diameter or DEFAULT_DIAMETER
+        plan = AdaptationPlan(
+            after=self.config.adapt_after,
+            steps=self.config.adapt_steps,
+            diameter=diameter / self.loaded.pixel_size,
+            pixel_size=self.loaded.pixel_size,
+            save_to=self.layout.state / ADAPTED_MODEL,
+            provenance={
+                "trained_by": "streamdenoise watch --adapt-after",
+                "initial_model": model_label,
+                "initial_provenance": self.loaded.provenance,
+                "objective": "blind-spot adaptation (noisy data only)",
+                "watch_dir": str(self.config.watch_dir),
+                "particle_diameter_angstrom": diameter,
+            },
+        )
+        return SessionAdapter(self.loaded.model, plan, self.device)
+
+    def _swap_in_adapted_model(self) -> None:
+        """Take a finished session adaptation; swap its model in when it improved."""
+        from streamdenoise.engine.batches import prepare_model
+        from streamdenoise.session_adaptation import ADAPTED_MODEL
+
+        result = self.adapter.take() if self.adapter is not None else None
+        if result is None or not result.improved:
+            return
+        self.model = prepare_model(result.model, self.device, compile_model=self._compile_model)
+        self.output_options = replace(
+            self.output_options,
+            model_label=f"{self.output_options.model_label} adapted to this session "
+            f"({self.layout.state / ADAPTED_MODEL})",
+        )
+        log.info("swapped in the model adapted to this session")
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> int:
@@ -215,20 +278,19 @@ class Daemon:
         lock = self._lock()
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="streamdenoise-io")
         try:
-            self._publish("loading model")
-            self._load_model()
-            network = is_network_filesystem(self.config.watch_dir)
-            polling = self.config.polling if self.config.polling is not None else network
-            settle = self.config.settle_seconds * (3 if network else 1)
-            self.tracker = ReadinessTracker(settle, self.config.timeout_seconds)
+            # The journal first: one that cannot be read stops the start before the model
+            # loads, and is left as it is for recovery.
             with Journal(self.layout.journal, max_attempts=self.config.max_attempts) as journal:
                 self.journal = journal
+                self._publish("loading model")
+                self._load_model()
+                network = is_network_filesystem(self.config.watch_dir)
+                polling = self.config.polling if self.config.polling is not None else network
+                settle = self.config.settle_seconds * (3 if network else 1)
+                self.tracker = ReadinessTracker(settle, self.config.timeout_seconds)
                 resumed = journal.reset_in_flight()
-                self._star_rows = dict(
-                    row
-                    for entry in journal.done_entries()
-                    if (row := star_row(entry.outputs or {}))
-                )
+                for entry in journal.done_entries():
+                    self._add_done(entry.path, entry.outputs or {})
                 if resumed:
                     log.warning(
                         "%d micrograph(s) were in flight at the last stop; redoing", resumed
@@ -257,7 +319,7 @@ class Daemon:
                 finally:
                     discovery.stop()
                 self._requeue_unstarted()
-                self._write_star()
+                self._write_lists()
                 self._publish("stopped", force=True)
             self.notifier.stopping()
             self._remove_stop_file()
@@ -345,6 +407,7 @@ class Daemon:
     def _process_batch(self, pool: ThreadPoolExecutor) -> None:
         from streamdenoise.model.pipeline import denoise_prepared
 
+        self._swap_in_adapted_model()
         batch = self._next_batch()
         start = time.perf_counter()
         for item in batch:
@@ -357,9 +420,19 @@ class Daemon:
             denoised = denoise_prepared(
                 [p for _, p in good], self.model, self.settings, self.device
             )
-        except (RuntimeError, ValueError) as error:  # e.g. out of memory on a huge micrograph
+        except Exception as error:  # e.g. out of memory, a compiler that failed or was killed
+            if self._stop.is_set():  # a Ctrl-C or stop ended the compiler: not a failure
+                log.warning(
+                    "stopped while denoising (%s); %d micrograph(s) stay pending",
+                    one_line(error, 200),
+                    len(good),
+                )
+                for item, _ in good:
+                    self.journal.release(item.path)
+                return
+            log.error("denoising failed: %s", _log_text(error))  # the whole output, once
             for item, _ in good:
-                self._fail(item, f"denoising failed: {error}")
+                self._fail(item, f"denoising failed: {one_line(error, 200)}")
             return
         compute = time.perf_counter() - start
         writes = [
@@ -369,7 +442,7 @@ class Daemon:
         for future in writes:
             future.result()
         del denoised, prepared, good
-        self._write_star()
+        self._write_lists()
 
     def _read_and_prepare(self, item: _Ready):
         try:
@@ -390,7 +463,9 @@ class Daemon:
             return
         latency = time.time() - item.mtime_ns / 1e9
         self.journal.mark_done(item.path, results.outputs, latency)
-        self._star_rows[results.outputs["mrc"]] = prepared.pixel_size
+        if self.adapter is not None:
+            self.adapter.offer(prepared.image, prepared.sigma)
+        self._add_done(item.path, results.outputs)
         statistics = results.statistics
         if statistics is not None:
             self._counters.statistics.append(statistics)
@@ -432,15 +507,19 @@ class Daemon:
     def _remember(self, summary: MicrographSummary) -> None:
         self._counters.recent.append(summary)
 
-    def _write_star(self) -> None:
-        """Rewrite the micrographs STAR file from the rows kept in memory (loaded from the
-        journal once at start, appended as micrographs finish)."""
-        if not self._star_rows:
-            return
+    def _add_done(self, source: Path, outputs: dict[str, str]) -> None:
+        done = DoneMicrograph.from_journal(self.layout, source, outputs)
+        if done is not None:
+            self._done[done.source] = done
+
+    def _write_lists(self) -> None:
+        """Rewrite the session's lists (micrographs STAR, coordinate lists, OME-Zarr series)
+        from the micrographs kept in memory (loaded from the journal once at start,
+        added as they finish)."""
         try:
-            write_micrographs_star(self.layout.star, list(self._star_rows.items()))
-        except OSError as error:  # e.g. the output disk is full: retried next batch
-            log.error("cannot write %s: %s", self.layout.star, error)
+            write_session_lists(self.layout, list(self._done.values()), self.config.optics())
+        except (OSError, StreamDenoiseError) as error:  # e.g. a full disk: retried next batch
+            log.error("cannot write the session's lists in %s: %s", self.layout.out_dir, error)
 
     # -- status ----------------------------------------------------------------------------
     def _make_snapshot(self, state: str) -> Snapshot:
@@ -480,6 +559,7 @@ class Daemon:
             guard_fallbacks=self._counters.guard_fallbacks,
             warnings=warnings,
             session=session,
+            adaptation=None if self.adapter is None else self.adapter.state,
         )
 
     def _publish(self, state: str, force: bool = False) -> None:

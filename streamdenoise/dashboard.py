@@ -87,6 +87,8 @@ def render(snapshot: Snapshot) -> Panel:
                 style="yellow",
             )
         )
+    if snapshot.adaptation:
+        parts.append(Text(f"session adaptation: {snapshot.adaptation}", style="cyan"))
     parts += [Text(f"⚠ {warning}", style="yellow") for warning in snapshot.warnings]
     return Panel(Group(*parts), title=f"streamdenoise {snapshot.version}", border_style="blue")
 

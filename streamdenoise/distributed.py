@@ -26,8 +26,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from streamdenoise.daemon import AlreadyRunning
 from streamdenoise.errors import StreamDenoiseError
+from streamdenoise.io.relion import OpticsSettings
 from streamdenoise.model.pipeline import DenoiseSettings
-from streamdenoise.outputs import OutputLayout, star_row, write_micrographs_star
+from streamdenoise.outputs import DoneMicrograph, OutputLayout, write_session_lists
 from streamdenoise.processing import (
     OutputOptions,
     model_digest,
@@ -111,7 +112,8 @@ def denoise_task(
 @dataclass(frozen=True)
 class BatchConfig:
     """What to run: model file (None: the shipped one), device on the workers ("cuda…"
-    asks for one GPU resource per task), denoising settings and outputs (as `watch`)."""
+    asks for one GPU resource per task), denoising settings and outputs (as `watch`:
+    `optics` for the micrographs STAR, `picks_frame` for the candidate coordinates)."""
 
     out_dir: Path
     root: Path
@@ -125,6 +127,8 @@ class BatchConfig:
     suffix: str = ""
     state_dir: Path | None = None
     retries: int = 2
+    optics: OpticsSettings = field(default_factory=OpticsSettings)
+    picks_frame: str = "input"
 
     @property
     def layout(self) -> OutputLayout:
@@ -199,12 +203,16 @@ def _output_lock(layout: OutputLayout) -> Iterator[None]:
         os.close(descriptor)
 
 
-def _write_star(journal: Journal, layout: OutputLayout) -> Path | None:
-    done = [row for entry in journal.done_entries() if (row := star_row(entry.outputs or {}))]
-    if not done:
-        return None
-    write_micrographs_star(layout.star, done)
-    return layout.star
+def _write_lists(journal: Journal, layout: OutputLayout, optics: OpticsSettings) -> Path | None:
+    """Write the session's lists (see `write_session_lists`); the micrographs STAR's path,
+    None when nothing is done."""
+    done = [
+        micrograph
+        for entry in journal.done_entries()
+        if (micrograph := DoneMicrograph.from_journal(layout, entry.path, entry.outputs or {}))
+    ]
+    write_session_lists(layout, done, optics)
+    return layout.star if done else None
 
 
 def _progress(console: Console) -> Progress:
@@ -241,8 +249,15 @@ def run_batch(
         input_pixel_size=config.input_pixel_size,
         float16=config.float16,
         suffix=config.suffix,
+        picks_frame=config.picks_frame,
     )
-    options = OutputOptions(config.float16, config.zarr, config.thumbnails, str(model))
+    options = OutputOptions(
+        config.float16,
+        config.zarr,
+        config.thumbnails,
+        str(model),
+        picks_frame=config.picks_frame,
+    )
     gpu = config.device.strip().lower().startswith("cuda")
     workers = client.scheduler_info()["workers"].values()
     if gpu and workers and not any("GPU" in w.get("resources", {}) for w in workers):
@@ -303,5 +318,5 @@ def run_batch(
             client.cancel(list(futures))
             raise
         result.seconds = time.monotonic() - start
-        result.star = _write_star(journal, layout)
+        result.star = _write_lists(journal, layout, config.optics)
     return result

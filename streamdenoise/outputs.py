@@ -3,16 +3,26 @@
 OUT/denoised/<path relative to the watched dir, stem + suffix>.mrc   denoised micrograph
 OUT/denoised/<...>.json                                               statistics sidecar
 OUT/thumbnails/<...>.png                                              raw | denoised preview
-OUT/picks/<...>.star, .box                                            candidate particles
-OUT/denoised.zarr/<relative path joined by "__">/                     OME-Zarr 0.5 group
+OUT/picks/<...>.star, .box                                            candidate particles,
+                                                                      input micrograph's px
+OUT/picks_denoised/<...>.star, .box                                   the same in the
+                                                                      denoised micrograph's px
+OUT/denoised.zarr/<relative path joined by "__">/                     OME-Zarr 0.5 image
 OUT/micrographs_denoised.star                                         RELION micrographs list
+OUT/coordinates.star, OUT/coordinates_denoised.star                   RELION 4/5 coordinate
+                                                                      lists (--coord_list)
 STATE/status.json, STATE/journal.sqlite, STATE/.lock                  daemon state (STATE
                                                                       defaults to OUT)
+
+The journal records each micrograph's outputs relative to OUT, so a moved output folder
+keeps its record.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +31,29 @@ import numpy as np
 from streamdenoise.engine.profiling import stage
 from streamdenoise.io import atomic_write_bytes, atomic_write_text, write_mrc_atomic
 from streamdenoise.io.jsontext import json_text
-from streamdenoise.io.omezarr import write_image_group
+from streamdenoise.io.omezarr import write_image_group, write_series
 from streamdenoise.io.png import side_by_side
-from streamdenoise.io.star import write_star_atomic
+from streamdenoise.io.relion import (
+    MicrographRow,
+    OpticsSettings,
+    write_coordinate_list,
+    write_micrographs_star,
+)
 from streamdenoise.physics.binning import bin_image
 
 THUMBNAIL_SIZE = 512
+PICK_FOLDERS = {"input": "picks", "denoised": "picks_denoised"}
+"""Frame of candidate coordinates → their folder: "input", pixels of the input micrograph
+(what a user extracts from); "denoised", pixels of the denoised (binned) micrograph."""
+PICK_FRAMES = (*PICK_FOLDERS, "both")
+COORDINATE_LISTS = {"input": "coordinates.star", "denoised": "coordinates_denoised.star"}
+
+
+def pick_frames(choice: str) -> tuple[str, ...]:
+    """The frames a `picks_frame` setting ("input", "denoised" or "both") writes."""
+    if choice not in PICK_FRAMES:
+        raise ValueError(f"picks frame must be one of {PICK_FRAMES}, got {choice!r}")
+    return tuple(PICK_FOLDERS) if choice == "both" else (choice,)
 
 
 @dataclass(frozen=True)
@@ -58,9 +85,26 @@ class OutputLayout:
     def thumbnail(self, source: Path) -> Path:
         return self._beside("thumbnails", source, ".png")
 
-    def picks(self, source: Path, extension: str) -> Path:
-        """Candidate coordinates for pickers: OUT/picks/<relative path>.star or .box."""
-        return self._beside("picks", source, extension)
+    def picks(self, source: Path, extension: str, frame: str = "input") -> Path:
+        """Candidate coordinates in `frame` (a key of PICK_FOLDERS):
+        OUT/picks/<relative path>.star or .box, or OUT/picks_denoised/<...>."""
+        return self._beside(PICK_FOLDERS[frame], source, extension)
+
+    def coordinate_list(self, frame: str) -> Path:
+        """RELION 4/5 coordinate list of the picks in `frame`."""
+        return self.out_dir / COORDINATE_LISTS[frame]
+
+    def record(self, path: Path) -> str:
+        """How the journal records an output: relative to OUT (absolute if outside)."""
+        try:
+            return path.relative_to(self.out_dir).as_posix()
+        except ValueError:
+            return str(path)
+
+    def resolve(self, recorded: str) -> Path:
+        """The path of an output the journal recorded (relative to OUT, or absolute as
+        older journals have them)."""
+        return self.out_dir / recorded
 
     def zarr_group(self, source: Path) -> str:
         return "__".join(self.relative(source).with_suffix("").parts)
@@ -125,8 +169,9 @@ def write_micrograph_outputs(
     zarr: bool = True,
     thumbnails: bool = True,
 ) -> dict[str, str]:
-    """Write every output of one micrograph; returns {kind: path} for the journal."""
-    outputs: dict[str, str] = {}
+    """Write every output of one micrograph; returns {kind: path relative to OUT} for the
+    journal."""
+    outputs: dict[str, Path] = {}
     mrc = layout.denoised_mrc(source)
     with stage("write MRC"):
         write_mrc_atomic(
@@ -136,59 +181,77 @@ def write_micrograph_outputs(
             dtype=np.float16 if float16 else np.float32,
             labels=provenance_labels(statistics),
         )
-    outputs["mrc"] = str(mrc)
+    outputs["mrc"] = mrc
     if zarr:
         with stage("write OME-Zarr"):
-            group = write_image_group(
+            outputs["zarr"] = write_image_group(
                 layout.zarr_root,
                 layout.zarr_group(source),
                 denoised,
                 pixel_size,
                 attributes={"source": str(source)},
             )
-        outputs["zarr"] = str(group)
     if thumbnails:
         png = layout.thumbnail(source)
         with stage("write thumbnail"):
             atomic_write_bytes(png, thumbnail(raw_binned, denoised))
-        outputs["thumbnail"] = str(png)
+        outputs["thumbnail"] = png
     sidecar = layout.sidecar(source)
     record = {"source": str(source), "pixel_size_angstrom": pixel_size, **statistics}
     with stage("write sidecar"):
         atomic_write_text(sidecar, json_text(record))
-    outputs["sidecar"] = str(sidecar)
-    return outputs
+    outputs["sidecar"] = sidecar
+    return {kind: layout.record(path) for kind, path in outputs.items()}
 
 
-def star_row(outputs: dict[str, str]) -> tuple[str, float] | None:
-    """(denoised MRC path, working pixel size Å) of a done micrograph, from its journal
-    outputs and sidecar; None when they are missing."""
-    try:
-        sidecar = json.loads(Path(outputs["sidecar"]).read_text())
-        return outputs["mrc"], float(sidecar["pixel_size_angstrom"])
-    except (OSError, KeyError, ValueError, TypeError):
-        return None
+@dataclass(frozen=True)
+class DoneMicrograph:
+    """A done micrograph as the session's lists need it: input (absolute), denoised MRC,
+    working pixel size (Å/px), coordinate STAR file per frame, OME-Zarr image name (None:
+    not written)."""
+
+    source: Path
+    mrc: Path
+    pixel_size: float
+    picks: dict[str, Path]
+    zarr: str | None
+
+    @classmethod
+    def from_journal(
+        cls, layout: OutputLayout, source: Path, outputs: dict[str, str]
+    ) -> DoneMicrograph | None:
+        """From a journal row's input and outputs (the pixel size from its sidecar); None
+        when the outputs are missing."""
+        try:
+            sidecar = json.loads(layout.resolve(outputs["sidecar"]).read_text())
+            pixel_size = float(sidecar["pixel_size_angstrom"])
+            mrc = layout.resolve(outputs["mrc"])
+        except (OSError, KeyError, ValueError, TypeError):
+            return None
+        picks = {
+            frame: layout.resolve(outputs[f"{folder}_star"])
+            for frame, folder in PICK_FOLDERS.items()
+            if f"{folder}_star" in outputs
+        }
+        zarr = layout.resolve(outputs["zarr"]).name if "zarr" in outputs else None
+        return cls(Path(os.path.abspath(source)), mrc, pixel_size, picks, zarr)
 
 
-def write_micrographs_star(path: Path, micrographs: list[tuple[str, float]]) -> None:
-    """RELION 3.1+ micrographs STAR of the denoised micrographs [(mrc path, Å/px)].
-
-    One optics group per distinct pixel size (normally one), as RELION expects.
-    """
-    pixel_sizes = sorted({round(p, 6) for _, p in micrographs})
-    group_of = {p: i + 1 for i, p in enumerate(pixel_sizes)}
+def write_session_lists(
+    layout: OutputLayout, done: Sequence[DoneMicrograph], optics: OpticsSettings
+) -> None:
+    """Rewrite (atomically) what lists the session's micrographs: the RELION micrographs
+    STAR, a coordinate list per frame of picks, the OME-Zarr store's series."""
+    if not done:
+        return
     with stage("write micrographs STAR"):
-        write_star_atomic(
-            path,
-            {
-                "optics": {
-                    "_rlnOpticsGroupName": [f"opticsGroup{i + 1}" for i in range(len(pixel_sizes))],
-                    "_rlnOpticsGroup": list(range(1, len(pixel_sizes) + 1)),
-                    "_rlnMicrographPixelSize": pixel_sizes,
-                },
-                "micrographs": {
-                    "_rlnMicrographName": [name for name, _ in micrographs],
-                    "_rlnOpticsGroup": [group_of[round(p, 6)] for _, p in micrographs],
-                },
-            },
-        )
+        rows = [MicrographRow(d.mrc, d.pixel_size, d.source) for d in done]
+        write_micrographs_star(layout.star, rows, optics)
+        for frame in PICK_FOLDERS:
+            named = [(d.source if frame == "input" else d.mrc, d) for d in done]
+            pairs = [(name, d.picks[frame]) for name, d in named if frame in d.picks]
+            if pairs:
+                write_coordinate_list(layout.coordinate_list(frame), pairs, optics.project)
+    images = [d.zarr for d in done if d.zarr is not None]
+    if images:
+        write_series(layout.zarr_root, images)

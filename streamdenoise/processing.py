@@ -14,11 +14,18 @@ from torch import nn
 
 from streamdenoise import __version__
 from streamdenoise.engine.profiling import stage
+from streamdenoise.errors import MicrographError
 from streamdenoise.io import read_micrograph
 from streamdenoise.io.picks import write_box, write_coordinates_star
 from streamdenoise.model.inference import Denoised
 from streamdenoise.model.pipeline import DenoiseSettings, Prepared, denoise_prepared, prepare
-from streamdenoise.outputs import OutputLayout, write_micrograph_outputs
+from streamdenoise.outputs import (
+    PICK_FOLDERS,
+    OutputLayout,
+    pick_frames,
+    write_micrograph_outputs,
+)
+from streamdenoise.physics.binning import binned_to_input
 from streamdenoise.stats.readiness import (
     MicrographStatistics,
     ReadinessThresholds,
@@ -39,6 +46,7 @@ def processing_params_hash(
     input_pixel_size: float | None,
     float16: bool,
     suffix: str,
+    picks_frame: str,
 ) -> str:
     """The journal's parameter hash: the daemon and the batch runner agree on it, so a
     micrograph done by one is skipped by the other."""
@@ -53,6 +61,7 @@ def processing_params_hash(
         background_scale=settings.background_scale,
         float16=float16,
         suffix=suffix,
+        picks_frame=picks_frame,
     )
 
 
@@ -64,7 +73,8 @@ DEFAULT_DIAMETER = 150.0
 class OutputOptions:
     """What to write besides the denoised MRC. `model_label` names the model in sidecars;
     `diameter_angstrom` and `thresholds` drive the picking-readiness statistics (None:
-    no statistics and no candidate coordinates)."""
+    no statistics and no candidate coordinates); `picks_frame`: the pixels candidate
+    coordinates are in, "input" (the input micrograph's, default), "denoised" or "both"."""
 
     float16: bool = False
     zarr: bool = True
@@ -72,6 +82,10 @@ class OutputOptions:
     model_label: str = "default"
     diameter_angstrom: float | None = DEFAULT_DIAMETER
     thresholds: ReadinessThresholds = field(default_factory=ReadinessThresholds)
+    picks_frame: str = "input"
+
+    def __post_init__(self) -> None:
+        pick_frames(self.picks_frame)  # raises ValueError for an unknown frame
 
 
 @dataclass(frozen=True)
@@ -93,7 +107,10 @@ def read_prepared(
     MicrographError naming the file when it cannot be used)."""
     with stage("read"):
         micrograph = read_micrograph(path, pixel_size=input_pixel_size)
-    return prepare(micrograph.data, micrograph.pixel_size, model_pixel_size, settings)
+    try:
+        return prepare(micrograph.data, micrograph.pixel_size, model_pixel_size, settings)
+    except ValueError as error:  # e.g. a constant image cannot be normalised
+        raise MicrographError(path, str(error)) from error
 
 
 def write_results(
@@ -138,15 +155,35 @@ def write_results(
         thumbnails=options.thumbnails,
     )
     if statistics is not None:
-        box = max(1, round(1.5 * statistics.diameter_angstrom / prepared.pixel_size))
-        star, box_file = layout.picks(source, ".star"), layout.picks(source, ".box")
         with stage("write picks"):
-            write_coordinates_star(star, statistics.coordinates, statistics.scores)
-            write_box(box_file, statistics.coordinates, box)
-        outputs.update(picks_star=str(star), picks_box=str(box_file))
+            for frame in pick_frames(options.picks_frame):
+                outputs.update(write_picks(layout, source, prepared, statistics, frame))
         empty = np.zeros((0, 2))
         statistics = replace(statistics, coordinates=empty, scores=empty[:, 0])
     return Results(outputs, statistics)
+
+
+def write_picks(
+    layout: OutputLayout,
+    source: Path,
+    prepared: Prepared,
+    statistics: MicrographStatistics,
+    frame: str,
+) -> dict[str, str]:
+    """Write the candidate coordinates as RELION STAR and .box (box 1.5 diameters) in the
+    pixels of `frame`: "input" (the input micrograph's, scaled from the binned frame) or
+    "denoised"; returns {kind: path relative to OUT}."""
+    coordinates, pixel_size = statistics.coordinates, prepared.pixel_size
+    if frame == "input":
+        binned = prepared.image.shape
+        coordinates = binned_to_input(coordinates, binned, prepared.input_shape)
+        pixel_size *= binned[1] / prepared.input_shape[1]
+    box = max(1, round(1.5 * statistics.diameter_angstrom / pixel_size))
+    star, box_file = layout.picks(source, ".star", frame), layout.picks(source, ".box", frame)
+    write_coordinates_star(star, coordinates, statistics.scores)
+    write_box(box_file, coordinates, box)
+    folder = PICK_FOLDERS[frame]
+    return {f"{folder}_star": layout.record(star), f"{folder}_box": layout.record(box_file)}
 
 
 def process_micrograph(

@@ -23,20 +23,24 @@ SERIES = (
 VERDICT_COLOURS = {"ready": "#2e7d32", "marginal": "#f9a825", "not ready": "#c62828"}
 
 
-def load_session(state_dir: Path) -> list[dict]:
+def load_session(out_dir: Path, state_dir: Path | None = None) -> list[dict]:
     """Sidecar records of the done micrographs, in completion order, each with "name",
-    "latency" and "verdict"."""
+    "latency", "verdict" and "thumbnail" (its path). The journal is in `state_dir`
+    (default `out_dir`) and names outputs relative to `out_dir`."""
     records = []
-    with Journal(state_dir / "journal.sqlite") as journal:
+    with Journal((state_dir or out_dir) / "journal.sqlite") as journal:
         for entry in journal.done_entries():
-            sidecar = Path((entry.outputs or {}).get("sidecar", ""))
+            outputs = entry.outputs or {}
+            if "sidecar" not in outputs:
+                continue
             try:
-                record = json.loads(sidecar.read_text())
+                record = json.loads((out_dir / outputs["sidecar"]).read_text())
             except (OSError, ValueError):
                 continue
             record["name"] = entry.path.name
             record["latency"] = entry.latency
-            record["thumbnail"] = (entry.outputs or {}).get("thumbnail")
+            thumbnail = outputs.get("thumbnail")
+            record["thumbnail"] = None if thumbnail is None else str(out_dir / thumbnail)
             records.append(record)
     return records
 
@@ -106,9 +110,10 @@ def render_report(records: list[dict], title: str, examples: int = 4) -> str:
     )
 
 
-def write_report(state_dir: Path, out: Path | None = None) -> Path:
-    """Write STATE/report.html (or `out`) for the session whose journal is in `state_dir`."""
-    records = load_session(state_dir)
-    target = out or state_dir / "report.html"
-    atomic_write_text(target, render_report(records, f"streamdenoise session {state_dir}"))
+def write_report(out_dir: Path, state_dir: Path | None = None, out: Path | None = None) -> Path:
+    """Write OUT/report.html (or `out`) for the session whose outputs are in `out_dir`
+    (journal in `state_dir`, default `out_dir`)."""
+    records = load_session(out_dir, state_dir)
+    target = out or out_dir / "report.html"
+    atomic_write_text(target, render_report(records, f"streamdenoise session {out_dir}"))
     return target

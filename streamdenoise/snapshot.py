@@ -55,6 +55,8 @@ class Snapshot:
     guard_fallbacks: int = 0
     warnings: tuple[str, ...] = ()
     session: dict | None = None
+    adaptation: str | None = None
+    """State of `--adapt-after` session adaptation (None when off)."""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -85,6 +87,8 @@ def summary_line(snapshot: Snapshot) -> str:
     warnings = "".join(f"; WARNING {w}" for w in snapshot.warnings)
     if snapshot.guard_fallbacks:
         warnings = f"; guard kept the input for {snapshot.guard_fallbacks}" + warnings
+    if snapshot.adaptation:
+        warnings = f"; adaptation: {snapshot.adaptation}" + warnings
     return (
         f"{snapshot.state}: {snapshot.done} done, {snapshot.queued + snapshot.pending} waiting, "
         f"{snapshot.failed} failed, {snapshot.quarantined} quarantined; "

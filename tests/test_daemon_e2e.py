@@ -13,22 +13,31 @@ import sqlite3
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import mrcfile
 import numpy as np
 import pytest
 import zarr
+from readers import assert_valid_mrc, star_tables, strict_json
 
+from streamdenoise.engine.batches import FAKE_COMPILE
 from streamdenoise.io import read_star
 
 EXECUTABLE = str(Path(sys.executable).with_name("streamdenoise"))
 GOOD = 4
 
 
-def start_daemon(watch: Path, out: Path, *extra: str) -> subprocess.Popen:
+def start_daemon(
+    watch: Path, out: Path, *extra: str, fake_compile: str | None = None
+) -> subprocess.Popen:
+    """`streamdenoise watch` in its own process group (a signal to the group reaches its
+    children, as Ctrl-C in a terminal does). fake_compile: compile with the FAKE_COMPILE
+    test hook's seconds (default: no compilation, which would only slow these tests)."""
     args = [EXECUTABLE, "watch", str(watch), "--out", str(out), "--device", "cpu", "--headless"]
-    args.append("--no-compile")  # compiling each daemon of these tests would only slow them
+    args.append("--compile" if fake_compile else "--no-compile")
+    env = {**os.environ, FAKE_COMPILE: fake_compile} if fake_compile else None
     args += [
         "--settle",
         "0.5",
@@ -42,7 +51,18 @@ def start_daemon(watch: Path, out: Path, *extra: str) -> subprocess.Popen:
     with open(
         out.parent / f"daemon-{time.monotonic_ns()}.log", "w"
     ) as log:  # the child keeps a copy
-        return subprocess.Popen([*args, *extra], stdout=log, stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(
+            [*args, *extra],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def daemon_log(out: Path) -> str:
+    return "".join(p.read_text() for p in sorted(out.parent.glob("daemon-*.log")))
 
 
 def start_simulator(session: Path, count: int = GOOD, rate: float = 1.0) -> subprocess.Popen:
@@ -116,7 +136,7 @@ def test_live_session_every_micrograph_once_bad_files_quarantined(tmp_path: Path
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait()
-    assert status(out)["state"] == "stopped"
+    assert strict_json(out / "status.json")["state"] == "stopped"
     rows = journal_rows(out)
     states = {Path(p).name: (s, e) for p, s, e in rows}
     for name, words in bad.items():
@@ -130,13 +150,19 @@ def test_live_session_every_micrograph_once_bad_files_quarantined(tmp_path: Path
         denoised = out / "denoised" / source.name
         with mrcfile.open(denoised, permissive=False) as mrc:
             assert mrc.data.shape == (256, 256) and float(mrc.voxel_size.x) == pytest.approx(4.0)
+        assert_valid_mrc(denoised)
         assert str(denoised) in star
-        sidecar = json.loads((out / "denoised" / f"{source.stem}.json").read_text())
+        sidecar = strict_json(out / "denoised" / f"{source.stem}.json")
         assert sidecar["pixel_size_angstrom"] == pytest.approx(4.0)
         group = zarr.open_group(out / "denoised.zarr" / source.stem, mode="r")
         assert group["0"].shape == (256, 256)
         assert group.attrs["ome"]["multiscales"][0]["axes"][0]["unit"] == "angstrom"
         assert (out / "thumbnails" / f"{source.stem}.png").read_bytes()[:4] == b"\x89PNG"
+    root = zarr.open_group(out / "denoised.zarr", mode="r")
+    assert root.attrs["ome"]["bioformats2raw.layout"] == 3
+    assert sorted(root["OME"].attrs["ome"]["series"]) == [p.stem for p in good]
+    listed = star_tables(out / "coordinates.star")["coordinate_files"]
+    assert sorted(listed["rlnMicrographName"]) == [str(p) for p in good]
 
 
 def test_kill_dash_nine_then_restart_finishes_everything_exactly_once(tmp_path: Path) -> None:
@@ -233,3 +259,159 @@ def test_full_output_disk_is_recorded_and_the_daemon_keeps_going(tmp_path: Path)
                 daemon.wait()
     finally:
         subprocess.run(["umount", "-l", str(out)], check=False)
+
+
+def test_session_adaptation_runs_beside_the_live_daemon(tmp_path: Path) -> None:
+    """--adapt-after: after the first micrographs the daemon adapts a copy of the model in
+    the background, keeps denoising, reports the outcome in status.json and, only where
+    the held-out criterion improved, saves the adapted model."""
+    session, out = tmp_path / "session", tmp_path / "out"
+    watch = session / "micrographs"
+    watch.mkdir(parents=True)
+    count = 6
+    daemon = start_daemon(watch, out, "--adapt-after", "4", "--adapt-steps", "3")
+    simulator = start_simulator(session, count=count, rate=2.0)
+    try:
+        assert simulator.wait(timeout=120) == 0
+        wait_for(
+            lambda: (
+                status(out).get("done") == count
+                and (status(out).get("adaptation") or "").startswith(("adapted", "kept"))
+            ),
+            deadline=300.0,
+            what="every micrograph done and the adaptation decided",
+        )
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=60) == 0
+    finally:
+        for process in (daemon, simulator):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    outcome = status(out)["adaptation"]
+    assert "criterion ρ" in outcome and "no denoising" in outcome
+    assert (out / "adapted_model.pt").exists() == outcome.startswith("adapted")
+    assert all(state == "done" for _, state, _ in journal_rows(out))
+
+
+def write_micrographs(folder: Path, count: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    for index in range(count):
+        with mrcfile.new(folder / f"mic_{index}.mrc") as mrc:
+            mrc.set_data(rng.poisson(20.0, (256, 256)).astype(np.float32))
+            mrc.voxel_size = 4.0
+
+
+def compilers(pid: int) -> list[int]:
+    """The fake compiler processes (`sleep`) of the process `pid`, from /proc."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    found = []
+    for child in children:
+        try:
+            if Path(f"/proc/{child}/comm").read_text().strip() == "sleep":
+                found.append(child)
+        except OSError:
+            continue
+    return found
+
+
+def compiling_for_micrographs(daemon: subprocess.Popen, out: Path) -> bool:
+    return bool(compilers(daemon.pid)) and ("processing", 0, None) in journal_attempts(out)
+
+
+def journal_attempts(out: Path) -> list[tuple[str, int, str | None]]:
+    with sqlite3.connect(out / "journal.sqlite") as db:
+        return db.execute("SELECT state, attempts, error FROM files ORDER BY path").fetchall()
+
+
+def stop_group(daemon: subprocess.Popen, signum: int) -> int:
+    """Signal the daemon's process group (Ctrl-C, or systemd's stop of every process) and
+    return its exit code."""
+    os.killpg(daemon.pid, signum)
+    return daemon.wait(timeout=60)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "stop"])
+def test_a_stop_during_warm_up_is_a_clean_exit(tmp_path: Path, signum: int) -> None:
+    watch, out = tmp_path / "in", tmp_path / "out"
+    write_micrographs(watch, 1)
+    daemon = start_daemon(watch, out, fake_compile="600")
+    try:
+        wait_for(lambda: compilers(daemon.pid), what="the warm-up's compilation")
+        assert stop_group(daemon, signum) == 0
+    finally:
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait()
+    log = daemon_log(out)
+    assert "stopped during warm-up" in log and "Traceback" not in log
+    assert "eagerly" not in log  # no fallback to the eager model on the way out
+    assert all(state == "seen" and attempts == 0 for state, attempts, _ in journal_attempts(out))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "stop"])
+def test_a_stop_while_compiling_for_micrographs_fails_none_of_them(
+    tmp_path: Path, signum: int
+) -> None:
+    watch, out = tmp_path / "in", tmp_path / "out"
+    write_micrographs(watch, 2)
+    for _ in range(2):  # more stops than one; each would have used a try
+        daemon = start_daemon(watch, out, fake_compile="0,600")  # the warm-up compiles at once
+        try:
+            wait_for(
+                partial(compiling_for_micrographs, daemon, out),
+                what="a compilation for the first micrographs",
+            )
+            assert stop_group(daemon, signum) == 0
+        finally:
+            if daemon.poll() is None:
+                os.killpg(daemon.pid, signal.SIGKILL)
+                daemon.wait()
+    rows = journal_attempts(out)
+    assert rows and all(row == ("seen", 0, None) for row in rows)  # pending, no try used
+    log = daemon_log(out)
+    assert "stay pending" in log and "Traceback" not in log
+    assert "more characters)" not in log and len(log) < 20_000  # no compiler output
+    daemon = start_daemon(watch, out)  # the next start does them
+    try:
+        wait_for(lambda: status(out).get("done") == 2, what="both done after the restart")
+        assert stop_group(daemon, signal.SIGTERM) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+
+
+def test_a_failed_compilation_is_logged_once_and_kept_short_in_the_journal(
+    tmp_path: Path,
+) -> None:
+    watch, out = tmp_path / "in", tmp_path / "out"
+    write_micrographs(watch, 2)
+    daemon = start_daemon(watch, out, fake_compile="0,600")
+    try:
+        wait_for(lambda: compilers(daemon.pid) and journal_attempts(out), what="a compilation")
+        wait_for(lambda: len(compilers(daemon.pid)) == 1, what="one compiler")
+        os.kill(compilers(daemon.pid)[0], signal.SIGKILL)  # the compiler dies; no stop
+        wait_for(
+            lambda: any(attempts == 1 for _, attempts, _ in journal_attempts(out)),
+            what="the failure recorded",
+        )
+        assert stop_group(daemon, signal.SIGTERM) == 0  # (stops the retry's compilation)
+    finally:
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait()
+    rows = journal_attempts(out)
+    failed = [error for _, attempts, error in rows if attempts == 1]
+    assert failed and all(e.startswith("denoising failed: C++ compile error") for e in failed)
+    assert all(len(error or "") <= 300 for _, _, error in rows)
+    assert all(attempts <= 1 for _, attempts, _ in rows)  # the stop took no second try
+    log = daemon_log(out)
+    assert log.count("more characters)") == 1  # the compiler's output, once, cut
+    assert len(log) < 20_000 and "Traceback" not in log

@@ -87,7 +87,10 @@ def test_batch_matches_in_process_outputs_and_rerun_does_nothing(
             source, loaded.model, loaded.pixel_size, DenoiseSettings(), reference, OutputOptions()
         ).outputs
         denoised = out / "denoised" / "grid1" / source.name  # mirrors the input tree
-        with mrcfile.open(denoised) as got, mrcfile.open(expected["mrc"]) as want:
+        with (
+            mrcfile.open(denoised) as got,
+            mrcfile.open(reference.resolve(expected["mrc"])) as want,
+        ):
             assert got.data.shape == (256, 256)
             assert np.allclose(got.data, want.data, atol=1e-5)
         group = zarr.open_group(out / "denoised.zarr" / f"grid1__{source.stem}", mode="r")
@@ -95,7 +98,12 @@ def test_batch_matches_in_process_outputs_and_rerun_does_nothing(
     names = star_names(out)
     assert sorted(names) == sorted(str(out / "denoised" / "grid1" / p.name) for p in inputs)
     daemon_hash = processing_params_hash(
-        default_model_path(), DenoiseSettings(), input_pixel_size=None, float16=False, suffix=""
+        default_model_path(),
+        DenoiseSettings(),
+        input_pixel_size=None,
+        float16=False,
+        suffix="",
+        picks_frame="input",
     )
     before = journal_rows(out)
     assert {row[3] for row in before} == {daemon_hash}  # the daemon skips these, and back
@@ -173,3 +181,34 @@ def test_cli_batch_exits_1_when_an_input_failed(micrographs: list[Path], tmp_pat
     run = cli(str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--workers", "1")
     assert run.returncode == 1, run.stderr
     assert "quarantined" in run.stderr and "Done: 1 denoised" in run.stderr
+
+
+def test_batch_writes_the_optics_and_coordinate_lists(
+    micrographs: list[Path], client, tmp_path: Path
+) -> None:
+    from readers import star_tables
+
+    from streamdenoise.io.relion import OpticsSettings
+
+    inputs = dataset(micrographs, tmp_path / "project" / "Movies", 2)
+    out = tmp_path / "project" / "External" / "job003"
+    files, root = find_inputs([tmp_path / "project" / "Movies"])
+    optics = OpticsSettings(200.0, 1.4, 0.07, project=tmp_path / "project")
+    config = BatchConfig(
+        out_dir=out, root=root, device="cpu", optics=optics, picks_frame="both", zarr=False
+    )
+    assert run_batch(files, config, client).done == 2
+    tables = star_tables(out / "micrographs_denoised.star")
+    assert tables["optics"].loc[0, ["rlnVoltage", "rlnAmplitudeContrast"]].tolist() == [200, 0.07]
+    assert sorted(tables["micrographs"]["rlnMicrographName"]) == [
+        f"External/job003/denoised/{p.name}" for p in inputs
+    ]
+    listed = star_tables(out / "coordinates.star")["coordinate_files"]
+    assert sorted(listed["rlnMicrographName"]) == [f"Movies/{p.name}" for p in inputs]
+    assert sorted(listed["rlnMicrographCoordinates"]) == [
+        f"External/job003/picks/{p.stem}.star" for p in inputs
+    ]
+    denoised = star_tables(out / "coordinates_denoised.star")["coordinate_files"]
+    assert sorted(denoised["rlnMicrographName"]) == sorted(
+        tables["micrographs"]["rlnMicrographName"]
+    )

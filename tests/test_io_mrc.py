@@ -11,6 +11,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
+from readers import assert_valid_mrc
 
 from streamdenoise.errors import MicrographError
 from streamdenoise.io import expected_mrc_size, read_micrograph, read_mrc, write_mrc_atomic
@@ -55,6 +56,22 @@ def test_round_trip_keeps_data_mode_and_pixel_size(tmp_path: Path, dtype, mode: 
     assert np.array_equal(micrograph.data, data.astype(np.float32))
     assert micrograph.pixel_size == pytest.approx(0.83) and micrograph.path == path
     assert [p.name for p in path.parent.iterdir()] == ["m.mrc"]  # no temporaries left
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_micrograph_sized_outputs_pass_mrcfile_validate(tmp_path: Path, dtype) -> None:
+    # Counts around 560 over 512²: a float16 standard deviation overflows (sums > 65504).
+    data = np.random.default_rng(1).normal(560.0, 30.0, size=(512, 512)).astype(dtype)
+    path = tmp_path / "m.mrc"
+    write_mrc_atomic(path, data, 4.0, dtype=dtype, labels=["streamdenoise test"])
+    assert_valid_mrc(path)
+    with mrcfile.open(path, permissive=False) as mrc:
+        exact = data.astype(np.float64)
+        assert float(mrc.header.dmean) == pytest.approx(exact.mean(), rel=1e-6)
+        assert float(mrc.header.dmin) == exact.min() and float(mrc.header.dmax) == exact.max()
+        rms = float(mrc.header.rms)
+        assert rms == -1.0 if dtype == np.float16 else rms == pytest.approx(exact.std(), rel=1e-5)
+        assert mrc.get_labels()[1].startswith("streamdenoise test")
 
 
 def test_write_replaces_and_rejects_bad_input(tmp_path: Path) -> None:

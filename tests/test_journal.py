@@ -260,8 +260,41 @@ def test_newer_schema_is_a_clear_error(tmp_path: Path) -> None:
 def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     db = tmp_path / "j.sqlite"
     db.write_bytes(b"this is not a database, just text" * 100)
-    with pytest.raises(JournalError, match="not a usable journal"):
+    with pytest.raises(JournalError, match=r"not a readable journal .*move it .*aside"):
         Journal(db)
+
+
+def test_a_damaged_journal_is_refused_not_rebuilt(tmp_path: Path) -> None:
+    db = tmp_path / "j.sqlite"
+    with Journal(db) as j:
+        for index in range(2000):  # several pages, so that cutting some off breaks the file
+            j.mark_seen(Path(f"/data/mic_{index:05d}.mrc"), index, index, H)
+    data = db.read_bytes()
+    pages = len(data) // 4096
+    db.write_bytes(data[:4096] + b"\xff" * 4096 * (pages - 1))  # header kept, pages garbage
+    with pytest.raises(JournalError, match=str(db)):
+        Journal(db)
+    assert len(db.read_bytes()) == len(data)  # left as it was, for recovery
+
+
+def test_reasons_are_one_short_line(journal: Journal) -> None:
+    journal.mark_seen(MIC, 1, 1, H)
+    compiler_output = "C++ compile error\n" + "In file included from …\n" * 5000
+    journal.mark_failed(MIC, compiler_output)
+    error = journal.entry(MIC).error
+    assert len(error) <= 300 and "\n" not in error and error.startswith("C++ compile error")
+    journal.quarantine(MIC, compiler_output)
+    assert len(journal.entry(MIC).error) <= 300
+
+
+def test_release_after_a_shutdown_does_not_count_a_try(journal: Journal) -> None:
+    journal.mark_seen(MIC, 1, 1, H)
+    for _ in range(5):  # more stops than max_attempts
+        journal.mark_processing(MIC, 1, 1, H)
+        journal.release(MIC)
+    entry = journal.entry(MIC)
+    assert (entry.state, entry.attempts, entry.error) == ("seen", 0, None)
+    assert journal.needs_processing(MIC, 1, 1, H)
 
 
 def test_wal_mode(tmp_path: Path) -> None:

@@ -93,3 +93,25 @@ def test_background_scale_is_applied_after_denoising() -> None:
     np.testing.assert_allclose(result.image, expected, rtol=1e-5, atol=1e-3)
     with pytest.raises(ValueError, match="background"):
         DenoiseSettings(background_scale=-1.0)
+
+
+@pytest.mark.parametrize(
+    "image, words",
+    [
+        (np.ones((64, 64), np.float32), "constant"),
+        (np.random.default_rng(4).poisson(20.0, (16, 64)).astype(np.float32), "too small"),
+    ],
+)
+def test_an_unusable_micrograph_is_a_named_error(tmp_path, image, words: str) -> None:
+    import mrcfile
+
+    from streamdenoise.errors import MicrographError
+    from streamdenoise.processing import read_prepared
+
+    path = tmp_path / "m.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(image)
+        mrc.voxel_size = 4.0
+    with pytest.raises(MicrographError, match=words) as caught:
+        read_prepared(path, 4.0, DenoiseSettings())
+    assert str(path) in str(caught.value)

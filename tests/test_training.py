@@ -118,23 +118,34 @@ def test_guided_training_runs_and_changes_the_result(pairs) -> None:
     assert differs
 
 
+BLOB_DIAMETER = 8.0  # px, the blobs of `blobs`
+
+
 def test_adapt_leaves_the_resident_model_untouched(pairs) -> None:
     resident = ScoreUNet(TINY)
     before = {k: v.clone() for k, v in resident.state_dict().items()}
-    result = adapt(resident, pairs, steps=10, batch=4, crop=32)
+    result = adapt(resident, pairs, diameter=BLOB_DIAMETER, steps=10, batch=4, crop=32)
     assert all(torch.equal(before[k], v) for k, v in resident.state_dict().items())
     assert result.model is not resident
-    assert np.isfinite(result.loss_before) and np.isfinite(result.loss_after)
-    assert result.improved == (result.loss_after < result.loss_before)
+    scores = (result.criterion_input, result.criterion_before, result.criterion_after)
+    assert all(np.isfinite(scores))
+    assert result.improved == (result.criterion_after > max(scores[:2]))
     with pytest.raises(ValueError, match="at least two"):
-        adapt(resident, pairs[:1])
+        adapt(resident, pairs[:1], diameter=BLOB_DIAMETER)
 
 
 def test_adaptation_swap_rule(pairs) -> None:
-    """Swapped in only when the held-out loss improves: an untrained (zero-score) model
-    learns from the session; with a zero learning rate nothing changes and it is kept."""
+    """Swapped in only when the held-out criterion beats both the resident model and the
+    input: an untrained (zero-score, identity) model scores exactly the input and learns
+    from the session; with a zero learning rate nothing changes and nothing is swapped."""
     untrained = ScoreUNet(TINY)
-    learned = adapt(untrained, pairs, steps=40, batch=4, crop=32, learning_rate=2e-3)
-    assert learned.loss_after < learned.loss_before and learned.improved
-    frozen = adapt(untrained, pairs, steps=5, batch=4, crop=32, learning_rate=0.0)
-    assert frozen.loss_after == pytest.approx(frozen.loss_before) and not frozen.improved
+    learned = adapt(
+        untrained, pairs, diameter=BLOB_DIAMETER, steps=60, batch=4, crop=32, learning_rate=3e-3
+    )
+    assert learned.criterion_before == pytest.approx(learned.criterion_input)
+    assert learned.criterion_after > learned.criterion_before and learned.improved
+    frozen = adapt(
+        untrained, pairs, diameter=BLOB_DIAMETER, steps=5, batch=4, crop=32, learning_rate=0.0
+    )
+    assert frozen.criterion_after == pytest.approx(frozen.criterion_before)
+    assert not frozen.improved

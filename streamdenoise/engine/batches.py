@@ -17,6 +17,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -38,6 +39,15 @@ CPU_BATCH_SIZE = 1
 time per pixel grows with the batch (benchmarks/RESULTS.md, "Throughput")."""
 CUDA_BATCH_SIZE = 8
 """Tiles per call on a GPU: eight 384² tiles (1.2 Mpx) keep an H100-class device busy."""
+
+FAKE_COMPILE = "STREAMDENOISE_TEST_FAKE_COMPILE"
+"""Test hook (environment variable; tests/test_daemon_interrupt.py): when set,
+`prepare_model(compile_model=True)` does not torch.compile but returns a stand-in that, on
+the first call with each input shape, runs `sleep SECONDS` as a child process, as inductor
+runs the C++ compiler: a Ctrl-C or a stop sent to the process group kills it, and the call
+then raises a RuntimeError with a long compiler-like output. The value lists the seconds
+of each compilation in turn, the last repeating (e.g. "0,60": a quick warm-up, then a slow
+compilation for the first micrographs)."""
 
 _largest_batch_that_fit: dict[tuple[str, int], int] = {}
 """(device, tile side) → the batch size an out-of-memory error reduced it to, so later
@@ -68,8 +78,38 @@ def prepare_model(model: nn.Module, device: torch.device, *, compile_model: bool
     model = model.eval().to(device=device, memory_format=torch.channels_last)
     if not compile_model:
         return model
+    if FAKE_COMPILE in os.environ:
+        return _FakeCompiled(model, [float(v) for v in os.environ[FAKE_COMPILE].split(",")])
     options = {"freezing": True} if device.type == "cpu" else {}
     return torch.compile(model, dynamic=False, options=options)
+
+
+class _FakeCompiled(nn.Module):
+    """The FAKE_COMPILE test hook's stand-in for a compiled model (`_orig_mod`, as
+    torch.compile's wrapper has): a slow, killable "compilation" per input shape."""
+
+    def __init__(self, model: nn.Module, seconds: list[float]) -> None:
+        super().__init__()
+        self._orig_mod = model
+        self.seconds = seconds
+        self.shapes: set[tuple[int, ...]] = set()
+
+    def __getattr__(self, name: str) -> object:
+        """The model's attributes (noise_unit_input, size_multiple …), as torch.compile's."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._orig_mod, name)
+
+    def forward(self, x: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape) not in self.shapes:
+            seconds = self.seconds[min(len(self.shapes), len(self.seconds) - 1)]
+            compiler = subprocess.run(["sleep", str(seconds)], check=False)
+            if compiler.returncode != 0:
+                output = "".join(f"In file included from kernel_{i}.cpp\n" for i in range(4000))
+                raise RuntimeError(f"C++ compile error (exit {compiler.returncode})\n{output}")
+            self.shapes.add(tuple(x.shape))
+        return self._orig_mod(x, *args)
 
 
 def is_compiled(model: nn.Module) -> bool:

@@ -12,6 +12,8 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+from streamdenoise.errors import OutputError
+
 
 def _fsync_directory(directory: Path) -> None:
     """Make a rename in `directory` durable; a no-op where directories cannot be opened."""
@@ -33,9 +35,13 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     The caller writes the temporary (`.<name>.<random>.tmp`, same directory, so the rename
     stays on one filesystem). On leaving the block it is fsynced, renamed onto `path` with
     `os.replace` and the directory fsynced. On an exception the temporary is removed and
-    `path` is left as it was. Parent directories are created.
+    `path` is left as it was. Parent directories are created. A `path` that exists and is
+    not a regular file (a folder, a device such as /dev/null, a pipe) is refused with
+    OutputError (an OSError and a ValueError): renaming onto it would replace it.
     """
     target = Path(path)
+    if target.exists() and not target.is_file():
+        raise OutputError(target, "exists and is not a regular file; give a file name")
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     try:

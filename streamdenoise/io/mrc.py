@@ -173,7 +173,8 @@ def write_mrc_atomic(
 ) -> None:
     """Write a 2-D image (ny, nx) as MRC mode 2 (float32) or 12 (float16), atomically.
 
-    The header gets `pixel_size` (Å/px), the data statistics and up to nine `labels`
+    The header gets `pixel_size` (Å/px), the data statistics (see `_set_header_stats`:
+    float16 files leave rms undetermined) and up to nine `labels`
     (what made the file; ASCII, cut to 80 characters); parent directories are created.
     Raises ValueError for another dtype, a non-2-D or non-finite image, values beyond the
     float16 range, or a pixel size that is not positive.
@@ -190,9 +191,24 @@ def write_mrc_atomic(
         raise ValueError("refusing to write non-finite values (NaN/Inf)")
     if image.size and float(np.max(np.abs(image))) > float(np.finfo(dtype).max):
         raise ValueError(f"values exceed the {dtype} range")
+    stored = image.astype(dtype, copy=False)
     with atomic_output(path) as temporary, mrcfile.new(temporary, overwrite=True) as mrc:
-        mrc.set_data(image.astype(dtype, copy=False))
+        mrc.set_data(stored)
         mrc.voxel_size = float(pixel_size)
         for label in list(labels)[:MAX_LABELS]:
             mrc.add_label(label.encode("ascii", "replace").decode()[:80])
-        mrc.update_header_stats()
+        _set_header_stats(mrc.header, stored)
+
+
+def _set_header_stats(header: np.recarray, stored: np.ndarray) -> None:
+    """Header dmin, dmax, dmean (computed in float64) and rms of the stored values.
+
+    For float16 (mode 12) rms is -1, MRC2014's "not determined": readers that check it
+    (mrcfile.validate) recompute the standard deviation in float16, which overflows for
+    any micrograph (sums beyond 65504), so a true value would make them reject the file.
+    """
+    values = stored.astype(np.float64, copy=False)
+    header.dmin = values.min() if values.size else 0.0
+    header.dmax = values.max() if values.size else 0.0
+    header.dmean = values.mean() if values.size else 0.0
+    header.rms = -1.0 if stored.dtype == np.float16 else (values.std() if values.size else 0.0)

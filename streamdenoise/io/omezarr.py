@@ -1,23 +1,34 @@
 """OME-Zarr 0.5 (Zarr v3) output: one multiscale image group per micrograph in a store.
 
-Layout: STORE.zarr/zarr.json (the root group) and STORE.zarr/<name>/ for each micrograph,
-with arrays "0", "1", ... (each level binned 2× by averaging) and the OME "multiscales"
-metadata with axes (y, x) in ångström. A group is written under a hidden temporary name
-beside its final place and renamed into place, so a reader never sees half a group; one
-micrograph's group is only ever written by one task.
+Layout (OME-NGFF 0.5's "bioformats2raw.layout", the one way 0.5 lists several images in a
+store): STORE.zarr/zarr.json, the root group, says `bioformats2raw.layout: 3`;
+STORE.zarr/OME/zarr.json lists the images' paths in `series`; STORE.zarr/<name>/ is one
+micrograph, with arrays "0", "1", ... (each level binned 2× by averaging, its
+coordinateTransformations a scale and the half-pixel translation of that averaging) and the
+OME "multiscales" metadata with axes (y, x) in ångström.
+
+An image group is written under a hidden temporary name beside the store (not inside it,
+so a crash leaves no member behind) and renamed into place, so a reader never sees half a
+group; one micrograph's group is only ever written by one task. The series list is written
+by the session's one journal writer, from the micrographs the journal says are done.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import zarr
 
+from streamdenoise.io.atomic import atomic_write_text
+
 OME_VERSION = "0.5"
+ROOT_ATTRIBUTES = {"ome": {"version": OME_VERSION, "bioformats2raw.layout": 3}}
 
 
 def downsample_2x(image: np.ndarray) -> np.ndarray:
@@ -49,9 +60,7 @@ def multiscales_metadata(name: str, pixel_size: float, level_count: int) -> dict
                 "datasets": [
                     {
                         "path": str(level),
-                        "coordinateTransformations": [
-                            {"type": "scale", "scale": [pixel_size * 2**level] * 2}
-                        ],
+                        "coordinateTransformations": _transforms(pixel_size, level),
                     }
                     for level in range(level_count)
                 ],
@@ -60,15 +69,41 @@ def multiscales_metadata(name: str, pixel_size: float, level_count: int) -> dict
     }
 
 
+def _transforms(pixel_size: float, level: int) -> list[dict]:
+    """coordinateTransformations of pyramid `level`: its pixel size (Å) and, below level
+    0, the offset of its first pixel's centre, (2**level − 1)/2 level-0 pixels (the centre
+    of the 2**level × 2**level block it averages)."""
+    scale = [{"type": "scale", "scale": [pixel_size * 2**level] * 2}]
+    offset = pixel_size * (2**level - 1) / 2
+    return scale + ([{"type": "translation", "translation": [offset] * 2}] if level else [])
+
+
+def _group_json(attributes: dict) -> str:
+    """zarr.json of a Zarr v3 group with `attributes`."""
+    return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attributes})
+
+
 def ensure_store(root: Path) -> None:
-    """Create the store's root group (zarr.json) if it does not exist yet."""
-    if (root / "zarr.json").is_file():
-        return
-    root.mkdir(parents=True, exist_ok=True)
-    temporary = root.parent / f".{root.name}.{uuid.uuid4().hex}.tmp"
-    zarr.open_group(temporary, mode="w", zarr_format=3)
-    os.replace(temporary / "zarr.json", root / "zarr.json")
-    shutil.rmtree(temporary, ignore_errors=True)
+    """Create the store's root group with its OME attributes if it lacks them."""
+    path = root / "zarr.json"
+    try:
+        if json.loads(path.read_text()).get("attributes") == ROOT_ATTRIBUTES:
+            return
+    except (OSError, ValueError):
+        pass
+    atomic_write_text(path, _group_json(ROOT_ATTRIBUTES))
+
+
+def write_series(root: Path, names: Sequence[str]) -> None:
+    """List the images `names` (paths below `root`) in STORE/OME/zarr.json, atomically."""
+    ensure_store(root)
+    series = {"ome": {"version": OME_VERSION, "series": list(names)}}
+    atomic_write_text(root / "OME" / "zarr.json", _group_json(series))
+
+
+def _temporary(root: Path, name: str, kind: str) -> Path:
+    """A hidden path beside the store (same file system, never a member of it)."""
+    return root.parent / f".{root.name}.{name}.{uuid.uuid4().hex}.{kind}"
 
 
 def write_image_group(
@@ -90,7 +125,7 @@ def write_image_group(
         raise ValueError(f"pixel size must be positive, got {pixel_size}")
     ensure_store(root)
     final = root / name
-    temporary = root / f".{name}.{uuid.uuid4().hex}.tmp"
+    temporary = _temporary(root, name, "tmp")
     try:
         group = zarr.open_group(temporary, mode="w", zarr_format=3)
         images = pyramid(image, levels)
@@ -117,7 +152,7 @@ def _replace_directory(source: Path, target: Path) -> None:
     """Move directory `source` onto `target`, replacing an existing one (never half-done:
     the old one is first renamed aside, then removed)."""
     if target.exists():
-        aside = target.parent / f".{target.name}.{uuid.uuid4().hex}.old"
+        aside = _temporary(target.parent, target.name, "old")
         os.replace(target, aside)
         os.replace(source, target)
         shutil.rmtree(aside, ignore_errors=True)

@@ -21,6 +21,8 @@ Table = Mapping[str, Sequence[object]]
 """One block: column label (e.g. "_rlnCoordinateX") → that column's values."""
 _TOKEN = re.compile(r"""'(.*?)'(?=\s|$)|"(.*?)"(?=\s|$)|(\S+)""")
 _RESERVED = ("data_", "loop_", "save_", "global_", "stop_")
+STAR_VERSION = "# version 30001"
+"""The line RELION 3.1, 4 and 5 write before each block of their STAR files."""
 
 
 def _format_value(value: object) -> str:
@@ -48,15 +50,16 @@ def _format_value(value: object) -> str:
 def format_star(blocks: Mapping[str, Table]) -> str:
     """STAR text of `blocks`: {block name: {column label: values}}, one loop per block.
 
-    Labels get a leading "_" if missing and their "#n" index. Raises ValueError when the
-    columns of a block differ in length.
+    Each block is preceded by RELION 3.1+'s `# version 30001` line. Labels get a leading
+    "_" if missing and their "#n" index. Raises ValueError when the columns of a block
+    differ in length.
     """
     lines = ["# written by streamdenoise", ""]
     for name, table in blocks.items():
         lengths = sorted({len(column) for column in table.values()})
         if len(lengths) > 1:
             raise ValueError(f"columns of block {name!r} differ in length: {lengths}")
-        lines += [f"data_{name}", "", "loop_"]
+        lines += [STAR_VERSION, "", f"data_{name}", "", "loop_"]
         lines += [
             f"{label if label.startswith('_') else '_' + label} #{index}"
             for index, label in enumerate(table, start=1)

@@ -3,6 +3,7 @@ pixel size is always given by the caller."""
 
 from __future__ import annotations
 
+import logging
 import math
 import struct
 from pathlib import Path
@@ -24,6 +25,10 @@ DECODE_ERRORS = (
     struct.error,
 )
 """What tifffile raises for a corrupt, truncated or undecodable file."""
+
+# tifffile logs what it finds wrong in a corrupt file; the MicrographError says it once.
+# Without this handler, Python's last-resort handler prints those lines on stderr.
+logging.getLogger("tifffile").addHandler(logging.NullHandler())
 
 
 def read_tiff(path: str | Path, pixel_size: float | None) -> Micrograph:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -120,3 +121,44 @@ def dsm_loss_clean(
     if not bool((sig > 0).all()):
         raise ValueError("noise std sigma must be > 0 for every crop")
     return (sig * model(y) + n / sig).square().mean()
+
+
+def blind_spot_loss(
+    model: nn.Module,
+    y: torch.Tensor,
+    sigma: float | torch.Tensor,
+    offset: tuple[int, int],
+    stride: int = 4,
+) -> torch.Tensor:
+    """Blind-spot (Noise2Self) loss of the Tweedie denoiser, from noisy micrographs alone.
+
+    The pixels on a grid of pitch `stride` starting at `offset` (row, column) are replaced
+    by the mean of their four neighbours; the denoiser x̂ = ỹ + σ² s_θ(ỹ) of the masked
+    image ỹ must then predict the hidden pixels. Since the noise of a hidden pixel is
+    independent of everything the network saw, the loss is the denoiser's mean squared
+    error to the clean image plus the noise variance, so it cannot be lowered by copying
+    noise (the identity scores the interpolation error).
+
+    Args:
+        model: score network, (B, 1, H, W) → (B, 1, H, W).
+        y: noisy normalised crops, (B, 1, H, W), H, W ≥ 2.
+        sigma: each crop's noise std σ̂, normalised units: a float or a (B,) tensor.
+        offset: (row, column) of the first hidden pixel, each in [0, stride).
+
+    Returns:
+        Scalar loss tensor (mean over the hidden pixels).
+    """
+    _check_images("y", y)
+    sig = _per_image(sigma, y)
+    padded = F.pad(y, (1, 1, 1, 1), mode="reflect")
+    neighbours = 0.25 * (
+        padded[..., :-2, 1:-1]
+        + padded[..., 2:, 1:-1]
+        + padded[..., 1:-1, :-2]
+        + padded[..., 1:-1, 2:]
+    )
+    hidden = torch.zeros(y.shape[-2:], dtype=torch.bool, device=y.device)
+    hidden[offset[0] :: stride, offset[1] :: stride] = True
+    masked = torch.where(hidden, neighbours, y)
+    denoised = masked + sig**2 * model(masked)
+    return (denoised - y)[..., hidden].square().mean()

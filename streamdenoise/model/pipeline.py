@@ -25,6 +25,8 @@ from streamdenoise.physics.binning import bin_image
 from streamdenoise.stats.filters import flatten_background
 from streamdenoise.stats.noise import NoiseSpectrum, estimate_noise_spectrum
 
+MIN_SIDE = 32
+"""Smallest side (pixels, at the working pixel size) of a micrograph worth denoising."""
 COUNTS_CONSISTENCY = (0.5, 2.0)
 """Poisson noise is trusted when the spectral estimate lies within this factor of it."""
 
@@ -91,6 +93,11 @@ class DenoiseSettings:
             raise ValueError("give a binning factor or a target pixel size, not both")
         if self.bin_factor is not None and self.bin_factor < 1:
             raise ValueError(f"binning factor must be ≥ 1, got {self.bin_factor}")
+        if self.tile < 1 or not 0 <= self.overlap < self.tile:
+            raise ValueError(
+                f"need tile ≥ 1 and 0 ≤ overlap < tile; got tile {self.tile}, "
+                f"overlap {self.overlap}"
+            )
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch size must be ≥ 1, got {self.batch_size}")
         if self.target_pixel_size is not None and self.target_pixel_size <= 0:
@@ -109,12 +116,14 @@ class DenoiseSettings:
 @dataclass(frozen=True)
 class Prepared:
     """A micrograph binned to the working pixel size: image (h, w) float32, its pixel size
-    in Å/px, its noise level σ̂ in normalised units and its fitted noise spectrum."""
+    in Å/px, its noise level σ̂ in normalised units, its fitted noise spectrum and the
+    shape (H, W) of the input micrograph it was binned from."""
 
     image: np.ndarray
     pixel_size: float
     sigma: float
     noise: NoiseSpectrum
+    input_shape: tuple[int, int]
 
 
 def prepare(
@@ -127,9 +136,15 @@ def prepare(
             bin_image(image, pixel_size, factor) if factor > 1 else (image, pixel_size)
         )
         binned = np.asarray(binned, dtype=np.float32)
+    if min(binned.shape) < MIN_SIDE:
+        height, width = binned.shape
+        raise ValueError(
+            f"too small: {width}×{height} px at {working_pixel:.3g} Å/px (at least {MIN_SIDE} "
+            "px a side)"
+        )
     with stage("noise estimate"):
         sigma, spectrum = noise_level(binned, float(np.mean(image)), binned.size / image.size)
-    return Prepared(binned, working_pixel, sigma, spectrum)
+    return Prepared(binned, working_pixel, sigma, spectrum, image.shape)
 
 
 def denoise_prepared(

@@ -6,6 +6,9 @@ the training checkpoint (model, optimiser, step, RNG states), atomically, for `-
 Objectives (METHOD §2, §3): with clean images (the simulator) the clean-target DSM at the
 crops' own noise level; without them the AR-DAE loss from noisy data alone with σ_a
 annealed; with a reference, plus the gated target score-matching term after a warm-up.
+Adapting a model to a session (`adapt`) uses the blind-spot loss instead, chosen by
+measurement on real micrographs (docs/model.md), and swaps only on a held-out,
+truth-free picking criterion (`stats.criterion`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,9 +33,24 @@ from streamdenoise.model.guidance import (
     template_features,
     tsm_loss,
 )
-from streamdenoise.model.inference import NORM_SCALE, estimate_noise_sigma, normalize
-from streamdenoise.model.losses import dsm_loss_clean, dsm_loss_noisy, sigma_schedule
+from streamdenoise.model.inference import (
+    NORM_SCALE,
+    estimate_noise_sigma,
+    live_denoise,
+    normalize,
+)
+from streamdenoise.model.losses import (
+    blind_spot_loss,
+    dsm_loss_clean,
+    dsm_loss_noisy,
+    sigma_schedule,
+)
 from streamdenoise.physics.binning import bin_to_pixel_size
+from streamdenoise.stats.criterion import response_correlation
+from streamdenoise.stats.noise import estimate_noise_spectrum
+
+BLIND_SPOT_STRIDE = 4
+"""Pitch of the hidden-pixel grid of the blind-spot loss (1/16 of the pixels hidden)."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +144,9 @@ class TrainConfig:
     guidance_ramp: int = 300
     guidance_refresh: int = 50
     guidance_toward: bool = True
+    objective: Literal["dsm", "blind_spot"] = "dsm"
+    """"dsm": clean-target DSM with clean images, else AR-DAE (σ_a annealed);
+    "blind_spot": `blind_spot_loss` from noisy crops alone (session adaptation)."""
 
 
 @dataclass
@@ -226,11 +248,16 @@ def train(
         y, x = sample_crops(images, config.batch, config.crop, rng)
         y = y.to(device)
         sigma_a = sigma_schedule(step, config.steps, config.sigma_start, config.sigma_end)
-        loss = (
-            dsm_loss_clean(model, y, x.to(device))
-            if supervised
-            else dsm_loss_noisy(model, y, sigma_a)
-        )
+        if config.objective == "blind_spot":
+            crop_sigmas = [estimate_noise_sigma(c[0]) for c in y.cpu().numpy()]
+            offset = (int(rng.integers(BLIND_SPOT_STRIDE)), int(rng.integers(BLIND_SPOT_STRIDE)))
+            loss = blind_spot_loss(
+                model, y, torch.tensor(crop_sigmas, device=device), offset, BLIND_SPOT_STRIDE
+            )
+        elif supervised:
+            loss = dsm_loss_clean(model, y, x.to(device))
+        else:
+            loss = dsm_loss_noisy(model, y, sigma_a)
         ramp = guidance_ramp(step, config.guidance_warmup, config.guidance_ramp)
         if guide is not None and templates is not None and ramp > 0:
             if features is None or step % config.guidance_refresh == 0:
@@ -280,68 +307,99 @@ def train(
     return state
 
 
-ADAPT_SIGMA_FRACTION = 0.25
-"""AR-DAE perturbation during adaptation, as a fraction of the micrographs' noise std."""
-
-
 @dataclass(frozen=True)
 class AdaptationResult:
-    """Outcome of on-the-fly adaptation: the candidate model and the held-out
-    score-matching losses (AR-DAE at a fixed σ_a, fixed crops and noise) before and after."""
+    """Outcome of adapting a model to a session: the candidate model and the held-out
+    criterion (the picker-response correlation of `session_criterion`) of the input left
+    as it is, of the resident model and of the candidate."""
 
     model: nn.Module
-    loss_before: float
-    loss_after: float
+    criterion_input: float
+    criterion_before: float
+    criterion_after: float
 
     @property
     def improved(self) -> bool:
-        """Whether the adapted weights should replace the resident ones."""
-        return self.loss_after < self.loss_before
+        """Whether the adapted weights should replace the resident ones: the candidate
+        must beat both the resident model and leaving the micrographs undenoised."""
+        return self.criterion_after > max(self.criterion_before, self.criterion_input)
+
+
+def live_denoiser(
+    model: nn.Module, sigma: float, device: torch.device | str = "cpu"
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The live denoiser (guard off) as a function (H, W) → (H, W) in the input's units,
+    with the noise std fixed at `sigma` (input units) whatever the input: a smooth
+    function of its input, as `response_correlation` needs."""
+
+    def denoise(y: np.ndarray) -> np.ndarray:
+        # live_denoise normalises y; σ̂ follows into those units.
+        scale = NORM_SCALE * float(np.std(y))
+        return live_denoise(y, model, device=device, sigma=sigma / scale, guard=False)
+
+    return denoise
+
+
+def session_criterion(
+    model: nn.Module | None,
+    images: Sequence[TrainingImage],
+    diameter: float,
+    device: torch.device | str = "cpu",
+) -> float:
+    """Mean `response_correlation` of the live denoiser (guard off) over `images`, for
+    particles of `diameter` pixels; `model` None scores the input itself. nan where no
+    image has anything to detect."""
+    values = []
+    for image in images:
+        spectrum = estimate_noise_spectrum(image.noisy)
+        denoise = (
+            np.asarray if model is None else live_denoiser(model, spectrum.pixel_sigma, device)
+        )
+        values.append(response_correlation(denoise, image.noisy, spectrum, diameter))
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 def adapt(
     model: nn.Module,
     session_images: Sequence[TrainingImage],
     *,
+    diameter: float,
     steps: int = 200,
     batch: int = 8,
     crop: int = 128,
-    learning_rate: float = 1e-4,
+    learning_rate: float = 3e-4,
     held_out_fraction: float = 0.25,
     seed: int = 0,
     templates: TemplateSet | None = None,
     device: torch.device | str = "cpu",
 ) -> AdaptationResult:
     """Fine-tune a copy of the resident `model` on this session's micrographs (noisy only,
-    prepared with `prepare_image(..., noise_unit=model.noise_unit_input)`).
+    prepared with `prepare_image(..., noise_unit=model.noise_unit_input)`) with the
+    blind-spot loss (`losses.blind_spot_loss`; with `templates`, plus target guidance
+    from the first step, ramped over a third of the steps).
 
-    The AR-DAE perturbation is a quarter of the noise std (`ADAPT_SIGMA_FRACTION`). The
-    micrographs are split: the last `held_out_fraction` (at least one) is held out and
-    scores both models with the same crops and noise. With `templates`, the target-guided
-    term is added from the first step (ramped over a third of the steps). The resident
-    model is not modified; swap in `result.model` when `result.improved`.
+    The last `held_out_fraction` of the micrographs (at least one) is not trained on; it
+    scores the input, the resident and the candidate with `session_criterion` for particles
+    of `diameter` pixels. The resident model is not modified; swap in `result.model` when
+    `result.improved`.
     """
     if len(session_images) < 2:
         raise ValueError("adaptation needs at least two micrographs (one held out)")
     noisy_only = [TrainingImage(image.noisy) for image in session_images]
     held = max(1, math.floor(len(noisy_only) * held_out_fraction))
     train_images, held_out = noisy_only[:-held], noisy_only[-held:]
-    rng = np.random.default_rng(seed + 1)
     device = torch.device(device)
-    batches = [_to_device(sample_crops(held_out, batch, crop, rng), device) for _ in range(4)]
-    # Noise std in the model's input units: 1 for unit-noise inputs, ≈ 0.2 otherwise
-    # (nearly all of a micrograph's variance is noise; normalised images have std 0.2).
-    noise_std = 1.0 if getattr(model, "noise_unit_input", False) else 1.0 / NORM_SCALE
-    sigma_a = ADAPT_SIGMA_FRACTION * noise_std
-    before = _validation_loss(model.to(device).eval(), batches, seed, sigma_a)
+    model = model.to(device).eval()
+    criterion_input = session_criterion(None, held_out, diameter)
+    criterion_before = session_criterion(model, held_out, diameter, device)
     candidate = copy.deepcopy(model)
     config = TrainConfig(
         steps=steps,
         batch=batch,
         crop=crop,
         learning_rate=learning_rate,
-        sigma_start=sigma_a,
-        sigma_end=sigma_a,
+        objective="blind_spot",
         validation_every=max(steps, 1),
         checkpoint_every=max(steps, 1),
         seed=seed,
@@ -349,5 +407,5 @@ def adapt(
         guidance_ramp=max(steps // 3, 1),
     )
     train(candidate, train_images, config, validation=held_out, templates=templates, device=device)
-    after = _validation_loss(candidate.eval(), batches, seed, sigma_a)
-    return AdaptationResult(candidate, before, after)
+    criterion_after = session_criterion(candidate.eval(), held_out, diameter, device)
+    return AdaptationResult(candidate, criterion_input, criterion_before, criterion_after)

@@ -29,10 +29,12 @@ def fourier_crop(image: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
     keep_high = my // 2
     rows = torch.cat([spectrum[:keep_low], spectrum[ny - keep_high :]])
     cropped = rows[:, : mx // 2 + 1].clone()
-    if my % 2 == 0:  # the new Nyquist row holds both ±Nyquist of the old grid: keep it real
-        cropped[my // 2] = cropped[my // 2].real
+    # The new Nyquist row and column hold both ±Nyquist of the old grid: keep them real
+    # (cloned: a tensor's real part is a view of it, and torch refuses overlapping writes).
+    if my % 2 == 0:
+        cropped[my // 2] = cropped[my // 2].real.clone()
     if mx % 2 == 0:
-        cropped[:, -1] = cropped[:, -1].real
+        cropped[:, -1] = cropped[:, -1].real.clone()
     scale = (my * mx) / (ny * nx)
     return (torch.fft.irfft2(cropped, s=(my, mx)) * scale).numpy().astype(np.float32)
 
@@ -67,3 +69,20 @@ def bin_to_pixel_size(
             f"target pixel size {target_pixel_size} Å is finer than the input's {pixel_size} Å"
         )
     return bin_image(image, pixel_size, max(1.0, target_pixel_size / pixel_size))
+
+
+def binned_to_input(
+    coords_xy: np.ndarray, binned: tuple[int, int], original: tuple[int, int]
+) -> np.ndarray:
+    """Positions (N, 2) as (x, y) in pixels of a Fourier-cropped image of shape `binned`
+    (my, mx) → pixels of the image of shape `original` (ny, nx) it was cropped from.
+
+    Pixel coordinates put pixel i's centre at i (0-based), as RELION's coordinates and the
+    simulator's truth do. Fourier cropping resamples the same periodic, band-limited image
+    on a coarser grid that shares sample 0, so binned sample j lies at j·nx/mx: a scale per
+    axis and no half-pixel shift (block averaging, by contrast, puts binned pixel j at
+    j·b + (b − 1)/2). Returns float64 (N, 2).
+    """
+    (my, mx), (ny, nx) = binned, original
+    scale = np.array([nx / mx, ny / my], dtype=np.float64)
+    return np.asarray(coords_xy, dtype=np.float64).reshape(-1, 2) * scale

@@ -63,6 +63,18 @@ class NoiseSpectrum:
         """σ, the per-pixel noise std: √(σ_w²) (1 − 2m)."""
         return math.sqrt(self.white_variance) * (1.0 - 2.0 * self.interpolation)
 
+    def sample(self, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+        """A noise image (H, W) float64 drawn from this spectrum (Gaussian, stationary)."""
+        fy = np.fft.fftfreq(shape[0])[:, None]
+        fx = np.fft.rfftfreq(shape[1])[None, :]
+        amplitude = np.sqrt(
+            self.white_variance
+            * interpolation_power(fy, self.interpolation)
+            * interpolation_power(fx, self.interpolation)
+        )
+        white = np.fft.rfft2(rng.standard_normal(shape))
+        return np.fft.irfft2(white * amplitude, s=shape)
+
     def band_shape(self, shape: tuple[int, int], bands: int) -> np.ndarray:
         """Mean noise power of each of `bands` radial bands (up to Nyquist) of an rfft2 of
         an image of `shape`, relative to σ² (1 everywhere for white noise): (bands,)."""

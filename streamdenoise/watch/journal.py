@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from streamdenoise.errors import FileProblem
+from streamdenoise.errors import FileProblem, one_line
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -38,6 +38,13 @@ __all__ = [
 State = Literal["seen", "processing", "done", "failed", "quarantined"]
 STATES: tuple[State, ...] = ("seen", "processing", "done", "failed", "quarantined")
 SCHEMA_VERSION = 1
+REASON_LIMIT = 300
+"""Longest reason (characters, one line) a row keeps: the log has the whole story."""
+UNREADABLE = (
+    "it records which micrographs are done: restore it from a backup, or move it (with any "
+    "journal.sqlite-wal beside it) aside to start a new journal, and every micrograph is "
+    "done again"
+)
 
 _SCHEMA = (
     """CREATE TABLE files (
@@ -156,7 +163,7 @@ class Journal:
             self._open_schema()
         except sqlite3.DatabaseError as exc:
             self._conn.close()
-            raise JournalError(self.path, f"not a usable journal: {exc}") from exc
+            raise JournalError(self.path, f"not a readable journal ({exc}); {UNREADABLE}") from exc
         except JournalError:
             self._conn.close()
             raise
@@ -176,6 +183,9 @@ class Journal:
                 for statement in _SCHEMA:
                     self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            (check,) = self._conn.execute("PRAGMA quick_check(1)").fetchone()
+            if check != "ok":
+                raise sqlite3.DatabaseError(one_line(check, 100))
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -265,22 +275,33 @@ class Journal:
 
     def mark_failed(self, path: Path, error: str) -> State:
         """Count a failed attempt; returns ``"quarantined"`` once attempts reach max_attempts,
-        else ``"failed"``."""
+        else ``"failed"``. The reason is kept on one line of at most REASON_LIMIT characters."""
         return self._update(
             path,
             "UPDATE files SET attempts = attempts + 1, error = :error, updated = :now, "
             "state = CASE WHEN attempts + 1 >= :max THEN 'quarantined' ELSE 'failed' END "
             "WHERE path = :path",
-            {"error": error, "max": self.max_attempts},
+            {"error": one_line(error, REASON_LIMIT), "max": self.max_attempts},
         )
 
     def quarantine(self, path: Path, reason: str) -> None:
-        """Quarantine a file now (e.g. it is invalid), with the reason."""
+        """Quarantine a file now (e.g. it is invalid), with the reason (cut as mark_failed's)."""
         self._update(
             path,
             "UPDATE files SET state = 'quarantined', error = :reason, updated = :now "
             "WHERE path = :path",
-            {"reason": reason},
+            {"reason": one_line(reason, REASON_LIMIT)},
+        )
+
+    def release(self, path: Path) -> None:
+        """Put a row being processed back to ``seen`` without counting an attempt: a
+        shutdown, not the file, interrupted it (it is processed again at the next start)."""
+        self._update(
+            path,
+            "UPDATE files SET updated = :now, "
+            "state = CASE WHEN state = 'processing' THEN 'seen' ELSE state END "
+            "WHERE path = :path",
+            {},
         )
 
     def reset_in_flight(self) -> int:

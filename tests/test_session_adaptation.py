@@ -1,0 +1,89 @@
+"""Session adaptation beside the live daemon: collect, adapt in a thread, take once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from streamdenoise.model.modelfile import load_model
+from streamdenoise.model.unet import ScoreUNet, UNetConfig
+from streamdenoise.session_adaptation import AdaptationPlan, SessionAdapter
+
+TINY = UNetConfig(base_channels=8, channel_multipliers=(1, 2), norm_groups=0)
+
+
+def blobs(seed: int, size: int = 96) -> np.ndarray:
+    """Poisson counts of dark Gaussian blobs (diameter ≈ 8 px) on a gradient, (size, size)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size]
+    clean = 100.0 + 0.05 * x
+    for cx, cy in rng.uniform(8, size - 8, size=(12, 2)):
+        clean -= 20 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 18.0)
+    return rng.poisson(clean).astype(np.float32)
+
+
+def plan(tmp_path: Path, steps: int) -> AdaptationPlan:
+    return AdaptationPlan(
+        after=4,
+        steps=steps,
+        diameter=8.0,
+        pixel_size=4.0,
+        save_to=tmp_path / "adapted_model.pt",
+        provenance={"trained_by": "test"},
+        learning_rate=3e-3,
+        crop=32,
+    )
+
+
+def wait_for(adapter: SessionAdapter, timeout: float = 300.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = adapter.take()
+        if result is not None:
+            return result
+        assert not adapter.state.startswith("adaptation failed"), adapter.state
+        time.sleep(0.2)
+    raise AssertionError(f"adaptation did not finish: {adapter.state}")
+
+
+def test_adapts_after_the_first_micrographs_and_saves_an_improved_model(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    resident = ScoreUNet(TINY)
+    adapter = SessionAdapter(resident, plan(tmp_path, steps=60), torch.device("cpu"))
+    for seed in range(3):
+        adapter.offer(blobs(seed), 0.2)
+    assert adapter.state == "collecting 3/4 micrographs" and adapter.take() is None
+    adapter.offer(blobs(3), 0.2)
+    adapter.offer(blobs(4), 0.2)  # beyond `after`: ignored
+    result = wait_for(adapter)
+    assert adapter.take() is None  # taken once
+    assert result.improved, adapter.state
+    assert adapter.state.startswith("adapted model swapped in")
+    saved = load_model(tmp_path / "adapted_model.pt")
+    assert saved.provenance["held_out_criterion_after"] == result.criterion_after
+    assert saved.pixel_size == 4.0
+
+
+def test_keeps_the_resident_model_when_nothing_improves(tmp_path: Path) -> None:
+    """A zero learning rate leaves the copy as it was: not better, so not swapped or saved."""
+    frozen = AdaptationPlan(**{**plan(tmp_path, steps=3).__dict__, "learning_rate": 0.0})
+    adapter = SessionAdapter(ScoreUNet(TINY), frozen, torch.device("cpu"))
+    for seed in range(4):
+        adapter.offer(blobs(seed), 0.2)
+    result = wait_for(adapter)
+    assert not result.improved
+    assert adapter.state.startswith("kept the resident model")
+    assert not (tmp_path / "adapted_model.pt").exists()
+
+
+def test_rejects_a_plan_without_a_held_out_micrograph(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        SessionAdapter(
+            ScoreUNet(TINY),
+            AdaptationPlan(1, 1, 8.0, 4.0, tmp_path / "m.pt", {}),
+            torch.device("cpu"),
+        )
