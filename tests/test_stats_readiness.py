@@ -84,9 +84,14 @@ def test_noise_sigma_and_nearest_neighbours() -> None:
 
 
 def test_half_empty_field() -> None:
-    result = statistics(*field(grid(20, 128, 20, 240, 25)))
-    assert result.empty_fraction == pytest.approx(0.5, abs=0.08)
-    assert any(reason.startswith("empty: ") for reason in result.reasons)
+    images = field(grid(20, 128, 20, 240, 25))  # 45 particles, ≈ 780 per µm² of the field
+    sparse = statistics(*images, min_density_per_um2=1000)
+    assert sparse.empty_fraction == pytest.approx(0.5, abs=0.08)
+    assert any(reason.startswith("empty: ") for reason in sparse.reasons)
+    # Enough particles for the default minimum (300 per µm²): the empty half costs nothing.
+    enough = statistics(*images)
+    assert enough.empty_fraction == sparse.empty_fraction
+    assert not any(reason.startswith("empty: ") for reason in enough.reasons)
 
 
 def test_large_dark_region_is_carbon_and_a_ramp_is_not() -> None:
@@ -243,6 +248,11 @@ def test_crowded_field_is_counted_and_not_empty() -> None:
     result = statistics(*field(positions))
     assert result.candidates >= 0.75 * len(positions)
     assert not any(reason.startswith("empty: ") for reason in result.reasons)
+    # Packed into one half: half the hole is empty, but 136 particles are not an empty field.
+    half = statistics(*field([p for p in positions if p[0] < SIZE / 2]))
+    assert half.candidates >= 0.75 * len(positions) / 2
+    assert half.empty_fraction > 0.3
+    assert not any(reason.startswith("empty: ") for reason in half.reasons)
 
 
 @pytest.mark.slow

@@ -31,15 +31,16 @@ denoised with the default model, scored against the true positions. Over the 12:
 0.3 rather than 0.4 because 0.4 invents particles on nearly empty micrographs (10–18
 candidates for 5–7 particles; 0.3 finds 0–7 there, though 20 on another 5-particle one:
 the denoiser turns noise into dark blobs more readily than into bright ones, which the
-decoys cannot see). Dense fields stay undercounted (≈ 180 candidates for 400 particles):
-touching particles merge into one peak.
+decoys cannot see). Dense fields were undercounted (≈ 180 candidates for 400 particles):
+touching particles merge into one peak, and the gaps between them fill the decoys (below).
 
 Crowded fields (issue 15): between dark particles a fraction of a diameter apart the
 background is a bright blob of the particle's size, so the decoys there measure the
-particles, not the noise; the demo's mic_0004 (426 particles of 129 Å, median nearest neighbour
-147 Å) kept none. Decoys within `DECOY_SHADOW`·D of a stronger target are therefore left
-out (`shadowed_decoys`). On 9 simulated micrographs (seeds 5000–5008, 5–550 particles, the
-benchmark's good-ice parameters, D = 129 Å) and mic_0004, all at the reference's diameter:
+particles, not the noise; the demo's mic_0004 (426 particles of 129 Å, median nearest
+neighbour 147 Å) kept 82 of them at 129 Å, none at the daemon's default 150 Å. Decoys
+within `DECOY_SHADOW`·D of a stronger target are therefore left out (`shadowed_decoys`).
+On 9 simulated micrographs (seeds 5000–5008, 5–550 particles, the benchmark's good-ice
+parameters, D = 129 Å) and mic_0004, all at the reference's diameter:
 
     decoys left out             median |N − N_true|/N_true   mic_0004 (426)   550 / 400 / 150
     none                                  0.36                      82          316 / 346 / 80
@@ -118,7 +119,10 @@ class ReadinessThresholds:
     carbon); the defaults suit particles of ~100–200 Å (≈ 50–500 per 0.17 µm² field).
     min_cnr: CNR of the picker response at the candidates vs background, denoised image.
     max_aggregated_fraction: share of candidates with a neighbour within 1.0·D (touching).
-    max_empty_fraction: share of the usable area in candidate-free discs (`empty_fraction`).
+    max_empty_fraction: share of the usable area in candidate-free discs (`empty_fraction`);
+    judged only below `min_density_per_um2`: a field with enough candidates is never
+    "empty" (part of the hole without particles costs nothing then; ≈ 50 candidates on a
+    1024² field at 4 Å/px), whatever a crowded field's undercount does to its empty area.
     max_carbon_fraction: share of the field that is carbon or contamination.
     """
 
@@ -401,6 +405,8 @@ def judge(
     named as in `MicrographStatistics`."""
     t = thresholds
     density = statistics["density_per_um2"]
+    enough = density >= t.min_density_per_um2  # False for NaN
+    empty = math.nan if enough else statistics["empty_fraction"]
     checks = [
         (
             density,
@@ -428,11 +434,10 @@ def judge(
             f"> {t.max_aggregated_fraction:.0%}",
         ),
         (
-            statistics["empty_fraction"],
+            empty,
             t.max_empty_fraction,
             False,
-            f"empty: {statistics['empty_fraction']:.0%} of the hole without particles "
-            f"> {t.max_empty_fraction:.0%}",
+            f"empty: {empty:.0%} of the hole without particles > {t.max_empty_fraction:.0%}",
         ),
         (
             statistics["carbon_fraction"],
