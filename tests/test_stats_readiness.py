@@ -61,6 +61,8 @@ SPREAD = grid(20, 240, 20, 240, 40)
 def test_candidates_are_the_blobs_and_density_is_count_over_area() -> None:
     result = statistics(*field(SPREAD))
     assert result.candidates == len(SPREAD) == len(result.coordinates) == len(result.scores)
+    # Poisson on 36, plus the background decoys above the cut (none on a clean field)
+    assert result.candidates_sigma == pytest.approx(6.0)
     truth = np.array(SPREAD)
     distance = np.linalg.norm(result.coordinates[:, None] - truth[None], axis=2).min(axis=1)
     assert distance.max() <= 1.5
@@ -159,6 +161,7 @@ def test_noise_only_gives_no_candidates_and_json() -> None:
     assert result.verdict == "not ready"
     values = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert values["cnr"] is None and values["verdict"] == "not ready"
+    assert values["candidates"] == values["candidates_sigma"] == 0
     assert "coordinates" not in values and "scores" not in values
     with pytest.raises(ValueError, match="same 2-D shape"):
         micrograph_statistics(np.zeros((8, 8)), np.zeros((8, 9)), PIXEL, 120.0)
@@ -210,6 +213,7 @@ def micrograph(cnr: float, empty: float, verdict: str = "ready", count: int = 10
         cnr=cnr,
         empty_fraction=empty,
         candidates=count,
+        candidates_sigma=math.sqrt(count),
         verdict=verdict,
         reasons=(),
         coordinates=np.zeros((0, 2)),

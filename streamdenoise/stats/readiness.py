@@ -177,12 +177,15 @@ class MicrographStatistics:
     candidates stand out after denoising (same positions in both images).
     low_frequency_raw/denoised: fraction of power below 1/(2·D); flatness_raw/denoised:
     std of the D/2-blurred background over the candidates' contrast (lower is flatter).
-    candidates: count; density_per_um2: per µm² of usable area (neither carbon nor within
-    2·D of it, nor within D/2 of the edge); median_nn_angstrom: median nearest-neighbour
-    distance, Å; crowded_fraction / aggregated_fraction: candidates with a neighbour within
-    1.5·D (boxes overlap) / 1.0·D (touching). empty_fraction: share of the usable area in
-    candidate-free discs (`empty_fraction`); carbon_fraction: share of the field that is
-    carbon or contamination (`carbon_mask`).
+    candidates: count; candidates_sigma: its statistical one-σ uncertainty √(N + F), Poisson
+    on the N candidates and on F, the background decoys at or above the cut (the estimated
+    false candidates among them), not the systematic errors (particles merged in a crowd, a
+    wrong diameter: see the module docstring); density_per_um2: per µm² of usable area
+    (neither carbon nor within 2·D of it, nor within D/2 of the edge); median_nn_angstrom:
+    median nearest-neighbour distance, Å; crowded_fraction / aggregated_fraction: candidates
+    with a neighbour within 1.5·D (boxes overlap) / 1.0·D (touching). empty_fraction: share
+    of the usable area in candidate-free discs (`empty_fraction`); carbon_fraction: share of
+    the field that is carbon or contamination (`carbon_mask`).
     coordinates (N, 2) (x, y) pixels and scores (N,) robust z, best first: the candidates
     (not in `to_dict`).
     """
@@ -200,6 +203,7 @@ class MicrographStatistics:
     flatness_raw: float
     flatness_denoised: float
     candidates: int
+    candidates_sigma: float
     density_per_um2: float
     median_nn_angstrom: float
     crowded_fraction: float
@@ -366,13 +370,14 @@ def shadowed_decoys(
 
 def find_candidates(
     response: np.ndarray, diameter: float, excluded: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate particles: (coordinates (N, 2) (x, y) pixels, scores (N,) robust z), best
-    first, outside `excluded` (H, W bool), at the `CANDIDATE_FDR` threshold of the picker's
-    dark-blob peaks (targets) against its bright-blob peaks (decoys, the same picker on the
-    inverted image) that no stronger target shadows (`shadowed_decoys`). `response`:
-    `blob_response` of the denoised image; the inverted image's response is its negative
-    (the detector is linear, its scale symmetric)."""
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Candidate particles: (coordinates (N, 2) (x, y) pixels, scores (N,) robust z, best
+    first; the number of background decoys at or above the cut), outside `excluded` (H, W
+    bool), at the `CANDIDATE_FDR` threshold of the picker's dark-blob peaks (targets)
+    against its bright-blob peaks (decoys, the same picker on the inverted image) that no
+    stronger target shadows (`shadowed_decoys`). `response`: `blob_response` of the
+    denoised image; the inverted image's response is its negative (the detector is linear,
+    its scale symmetric)."""
     found = []
     for sign in (1.0, -1.0):
         coordinates, scores = pick_peaks(
@@ -386,8 +391,9 @@ def find_candidates(
         found.append((coordinates[inside], scores[inside]))
     (coordinates, scores), (decoy_coordinates, decoys) = found
     background = ~shadowed_decoys(decoy_coordinates, decoys, coordinates, scores, diameter)
-    keep = scores >= fdr_threshold(scores, decoys[background], CANDIDATE_FDR)
-    return coordinates[keep], scores[keep]
+    threshold = fdr_threshold(scores, decoys[background], CANDIDATE_FDR)
+    keep = scores >= threshold
+    return coordinates[keep], scores[keep], int((decoys[background] >= threshold).sum())
 
 
 def _grade(value: float, limit: float, minimum: bool, band: float) -> int:
@@ -482,7 +488,7 @@ def micrograph_statistics(
     border = max(int(diameter / 2), 1)
     excluded[:border], excluded[-border:], excluded[:, :border], excluded[:, -border:] = (True,) * 4
     response = blob_response(denoised, diameter)
-    coordinates, scores = find_candidates(response, diameter, excluded)
+    coordinates, scores, false = find_candidates(response, diameter, excluded)
     area_um2 = (~excluded).sum() * pixel_size**2 / 1e8
     neighbours = nearest_neighbour_distances(coordinates)
     nan = float("nan")
@@ -525,6 +531,7 @@ def micrograph_statistics(
         "low_frequency_denoised": low_frequency_fraction(denoised, diameter),
         **flatness,
         "candidates": len(coordinates),
+        "candidates_sigma": math.sqrt(len(coordinates) + false),
         "density_per_um2": len(coordinates) / area_um2 if area_um2 > 0 else nan,
         "median_nn_angstrom": float(np.median(neighbours)) * pixel_size if len(neighbours) else nan,
         "crowded_fraction": share_closer(CROWDED_DISTANCE),
