@@ -39,18 +39,21 @@ background is a bright blob of the particle's size, so the decoys there measure 
 particles, not the noise; the demo's mic_0004 (426 particles of 129 Å, median nearest
 neighbour 147 Å) kept 82 of them at 129 Å, none at the daemon's default 150 Å. Decoys
 within `DECOY_SHADOW`·D of a stronger target are therefore left out (`shadowed_decoys`).
-On 9 simulated micrographs (seeds 5000–5008, 5–550 particles, the benchmark's good-ice
-parameters, D = 129 Å) and mic_0004, all at the reference's diameter:
+On 15 simulated micrographs (seeds 5000–5008 with 5–550 particles and 6000–6005 with
+60–300, the benchmark's good-ice parameters, D = 129 Å) and mic_0004, all at the
+reference's diameter:
 
-    decoys left out             median |N − N_true|/N_true   mic_0004 (426)   550 / 400 / 150
-    none                                  0.36                      82          316 / 346 / 80
-    stronger target ≤ 1.0·D               0.26                     103          432 / 375 / 95
-    stronger target ≤ 1.25·D              0.26                     269          432 / 375 / 134
+    decoys left out           median |N − N_true|/N_true (16)   mic_0004 (426)   90 / 160 / 550
+    none                                  0.32                        82          80 / 82 / 316
+    stronger target ≤ 1.0·D               0.21                       103         108 / 88 / 432
+    stronger target ≤ 1.25·D              0.26                       269        232 / 227 / 432
 
-at the cost of over-counting a sparse field (57 for 40 particles, 38 without). Sparse
-micrographs whose few particles the FDR cut cannot separate stay undercounted (20 for 80).
-At the daemon's default 150 Å mic_0004 still keeps none: a diameter 1.17× too large makes
-the particles' and the gaps' scores alike (issue 15, part 2: the diameter from the data).
+1.25·D would rescue mic_0004 but doubles the count of medium fields: the noise decoys near
+real particles are left out while the noise targets there stay. Sparse micrographs whose
+few particles the FDR cut cannot separate stay undercounted (20 for 80), and 1.0·D
+over-counts a sparse one a little (47 for 40, 38 without). At the daemon's default 150 Å
+mic_0004 keeps none either way: a diameter 1.17× too large makes the particles' and the
+gaps' scores alike (issue 15, part 2: the diameter from the data).
 """
 
 from __future__ import annotations
@@ -80,11 +83,10 @@ CANDIDATE_FLOOR = 1.0
 """Peaks of the picker response below this robust z are never candidates."""
 CANDIDATE_SEPARATION = 0.5
 """Minimum distance between candidates, in particle diameters."""
-DECOY_SHADOW = 1.25
+DECOY_SHADOW = 1.0
 """A decoy within this many diameters of a stronger target is a gap between particles,
-not background, and is left out of the FDR estimate (`shadowed_decoys`; 1.25 rather than
-1.0 because a crowded field's targets miss many particles, so a gap's nearest kept
-neighbour is often beyond 1·D: see the module docstring)."""
+not background, and is left out of the FDR estimate (`shadowed_decoys`; not more: see the
+module docstring)."""
 CROWDED_DISTANCE = 1.5
 """A candidate whose nearest neighbour is closer than this (diameters) is crowded: boxes
 of 1.5·D overlap."""
