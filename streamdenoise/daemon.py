@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from streamdenoise import __version__
-from streamdenoise.config import WatchConfig
+from streamdenoise.config import Settings
 from streamdenoise.errors import StreamDenoiseError, one_line
 from streamdenoise.io import atomic_write_text
 from streamdenoise.io.jsontext import json_text
@@ -47,7 +47,6 @@ from streamdenoise.outputs import (
 )
 from streamdenoise.processing import (
     DEFAULT_DIAMETER,
-    OutputOptions,
     Results,
     denoise_prepared,
     processing_params_hash,
@@ -58,7 +57,7 @@ from streamdenoise.runtime import log_text
 from streamdenoise.sdnotify import Notifier
 from streamdenoise.snapshot import MicrographSummary, Snapshot, summary_line
 from streamdenoise.stages import Pipeline, Stage, Stages
-from streamdenoise.stats.readiness import ReadinessThresholds, session_statistics
+from streamdenoise.stats.readiness import session_statistics
 from streamdenoise.watch import Discovery, Journal, ReadinessTracker
 from streamdenoise.watch.discovery import is_network_filesystem
 
@@ -128,14 +127,14 @@ class Daemon:
 
     def __init__(
         self,
-        config: WatchConfig,
+        config: Settings,
         *,
         notifier: Notifier | None = None,
         on_snapshot: Callable[[Snapshot], None] | None = None,
     ) -> None:
         self.config = config
         self.layout = OutputLayout(
-            config.watch_dir, config.output_dir, config.suffix, config.state_dir
+            config.watch_dir, config.output_dir, config.outputs.suffix, config.outputs.state_dir
         )
         self.notifier = notifier or Notifier.from_environment()
         self.on_snapshot = on_snapshot
@@ -215,41 +214,24 @@ class Daemon:
         """Load, prepare and warm up the model (`streamdenoise.runtime`); set the settings,
         parameter hash and output options it implies."""
         from streamdenoise.engine.batches import default_batch_size
-        from streamdenoise.model.pipeline import DenoiseSettings
         from streamdenoise.runtime import load_runtime, warm_up
 
         self.runtime = load_runtime(
-            self.config.model, self.config.device, compile_model=self.config.compile
+            self.config.denoise.model,
+            self.config.denoise.device,
+            compile_model=self.config.denoise.compile,
         )
         self.device = self.runtime.device
         self.loaded = self.runtime.loaded
-        model_path = self.config.model or self.runtime.model_path
-        self.settings = DenoiseSettings(
-            bin_factor=self.config.bin,
-            target_pixel_size=self.config.pixel_size,
-            tile=self.config.tile,
-            overlap=self.config.overlap,
-            batch_size=self.config.batch_size or default_batch_size(self.device),
-            guard=self.config.guard,
-            background_scale=self.config.background_scale,
-        )
-        self.output_options = OutputOptions(
-            float16=self.config.float16,
-            zarr=self.config.zarr,
-            thumbnails=self.config.thumbnails,
-            model_label=str(model_path),
-            diameter_angstrom=(self.config.particle_diameter or DEFAULT_DIAMETER)
-            if self.config.statistics
-            else None,
-            thresholds=ReadinessThresholds.from_dict(self.config.readiness),
-            picks_frame=self.config.picks_frame,
-        )
+        model_path = self.config.denoise.model or self.runtime.model_path
+        self.settings = self.config.denoise.settings(default_batch_size(self.device))
+        self.output_options = self.config.output_options(str(model_path))
         self.params_hash = processing_params_hash(
             self.runtime.model_path,
             self.settings,
             self.output_options,
-            input_pixel_size=self.config.input_pixel_size,
-            suffix=self.config.suffix,
+            input_pixel_size=self.config.denoise.input_pixel_size,
+            suffix=self.config.outputs.suffix,
         )
         # Warm-up: one batch of the largest tile, so the first micrograph is not slow. A
         # compiled model compiles here, and once more for each smaller fitted tile that
@@ -259,8 +241,8 @@ class Daemon:
             ready = warm_up(
                 self.runtime,
                 self.settings.batch_size,
-                self.config.tile,
-                compile_requested=bool(self.config.compile),
+                self.config.denoise.tile,
+                compile_requested=bool(self.config.denoise.compile),
                 stopping=self._stop.is_set,
             )
         if ready:
@@ -270,12 +252,12 @@ class Daemon:
         """The session adapter of `--adapt-after` (None when it is off)."""
         from streamdenoise.session_adaptation import ADAPTED_MODEL, AdaptationPlan, SessionAdapter
 
-        if self.config.adapt_after == 0:
+        if self.config.watch.adapt_after == 0:
             return None
-        diameter = self.config.particle_diameter or DEFAULT_DIAMETER
+        diameter = self.config.readiness.particle_diameter or DEFAULT_DIAMETER
         plan = AdaptationPlan(
-            after=self.config.adapt_after,
-            steps=self.config.adapt_steps,
+            after=self.config.watch.adapt_after,
+            steps=self.config.watch.adapt_steps,
             diameter=diameter / self.loaded.pixel_size,
             pixel_size=self.loaded.pixel_size,
             save_to=self.layout.state / ADAPTED_MODEL,
@@ -314,14 +296,18 @@ class Daemon:
                 log.warning("removed %d temporary file(s) left by the last stop", removed)
             # The journal first: one that cannot be read stops the start before the model
             # loads, and is left as it is for recovery.
-            with Journal(self.layout.journal, max_attempts=self.config.max_attempts) as journal:
+            with Journal(
+                self.layout.journal, max_attempts=self.config.watch.max_attempts
+            ) as journal:
                 self.journal = journal
                 self._publish("loading model")
                 self._load_model()
                 network = is_network_filesystem(self.config.watch_dir)
-                polling = self.config.polling if self.config.polling is not None else network
-                settle = self.config.settle_seconds * (3 if network else 1)
-                self.tracker = ReadinessTracker(settle, self.config.timeout_seconds)
+                polling = (
+                    self.config.watch.polling if self.config.watch.polling is not None else network
+                )
+                settle = self.config.watch.settle_seconds * (3 if network else 1)
+                self.tracker = ReadinessTracker(settle, self.config.watch.timeout_seconds)
                 resumed = journal.reset_in_flight()
                 for entry in journal.done_entries():
                     self._add_done(entry.path, entry.outputs or {})
@@ -331,11 +317,11 @@ class Daemon:
                     )
                 discovery = Discovery(
                     self.config.watch_dir,
-                    include=self.config.include,
-                    exclude=self.config.exclude,
-                    recursive=self.config.recursive,
+                    include=self.config.watch.include,
+                    exclude=self.config.watch.exclude,
+                    recursive=self.config.watch.recursive,
                     polling=polling,
-                    rescan_interval=self.config.rescan_interval,
+                    rescan_interval=self.config.watch.rescan_interval,
                 )
                 discovery.start()
                 log.info(
@@ -396,14 +382,14 @@ class Daemon:
         )
 
     def _stop_file_present(self) -> bool:
-        name = self.config.stop_file
+        name = self.config.watch.stop_file
         return bool(name) and (
             (self.config.watch_dir / name).exists() or (self.config.output_dir / name).exists()
         )
 
     def _remove_stop_file(self) -> None:
         for folder in (self.config.watch_dir, self.config.output_dir):
-            (folder / self.config.stop_file).unlink(missing_ok=True)
+            (folder / self.config.watch.stop_file).unlink(missing_ok=True)
 
     def _check_pending(self) -> None:
         for path in list(self._pending):
@@ -441,14 +427,16 @@ class Daemon:
         """The next micrographs in the configured order, at most `max_micrographs_per_batch`;
         one alone when it comes first and was in a batch that failed."""
         items = sorted(self._ready.values(), key=lambda r: r.mtime_ns)
-        if self.config.order == "newest" or (self.config.order == "alternate" and self._alternate):
+        if self.config.watch.order == "newest" or (
+            self.config.watch.order == "alternate" and self._alternate
+        ):
             items.reverse()
         self._alternate = not self._alternate
         if items and items[0].path in self._solo:
             batch = items[:1]
         else:
             batch = [i for i in items if i.path not in self._solo]
-            batch = batch[: self.config.max_micrographs_per_batch]
+            batch = batch[: self.config.denoise.max_micrographs_per_batch]
         for item in batch:
             del self._ready[item.path]
         return batch
@@ -474,7 +462,7 @@ class Daemon:
     def _read(self, item: _Ready) -> Prepared:
         """Reader thread: read, bin and estimate the noise of one micrograph."""
         return read_prepared(
-            item.path, self.loaded.pixel_size, self.settings, self.config.input_pixel_size
+            item.path, self.loaded.pixel_size, self.settings, self.config.denoise.input_pixel_size
         )
 
     def _denoise(self, prepared: list[Prepared]) -> list[Denoised]:
@@ -586,7 +574,9 @@ class Daemon:
         added as they finish)."""
         self._lists_stale = False
         try:
-            write_session_lists(self.layout, list(self._done.values()), self.config.optics())
+            write_session_lists(
+                self.layout, list(self._done.values()), self.config.outputs.optics()
+            )
         except (OSError, StreamDenoiseError) as error:  # e.g. a full disk: retried next batch
             log.error("cannot write the session's lists in %s: %s", self.layout.out_dir, error)
 
@@ -611,7 +601,7 @@ class Daemon:
             state=state,
             watch_dir=str(self.config.watch_dir),
             out_dir=str(self.config.output_dir),
-            device=str(getattr(self, "device", self.config.device)),
+            device=str(getattr(self, "device", self.config.denoise.device)),
             started=self.started,
             updated=now,
             found=len(self._found),
@@ -636,7 +626,7 @@ class Daemon:
         if self.on_snapshot is not None:
             self.on_snapshot(self.snapshot)
         now = time.monotonic()
-        if force or now - self._last_status >= min(self.config.status_interval, 2.0):
+        if force or now - self._last_status >= min(self.config.display.status_interval, 2.0):
             self._last_status = now
             try:
                 atomic_write_text(self.layout.status, json_text(self.snapshot.to_json(), indent=1))

@@ -290,3 +290,57 @@ def write_session_lists(
     images = [d.zarr for d in done if d.zarr is not None]
     if images:
         write_series(layout.zarr_root, images)
+
+
+def writable_folder(path: Path, option: str) -> Path:
+    """Create `path` (parents too) and check it is a writable folder; ValueError naming
+    it and the option otherwise (a file, a read-only place, /proc …)."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path}: not a folder (give a folder for {option})")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot create it ({error.strerror}); check {option}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: cannot write there (permission denied); check {option}")
+    return path
+
+
+def writable_file(path: Path, option: str) -> Path:
+    """Check that the file `path` can be written (its folder is created); ValueError
+    naming it and the option otherwise, so long jobs fail before they start."""
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; give a file name for {option}")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path}: not a regular file (a device or pipe); give a file for {option}")
+    writable_folder(path.parent, option)
+    return path
+
+
+def check_targets(files: Sequence[Path], layout: OutputLayout) -> None:
+    """Raise ValueError, naming the files, before any work when an output
+    (OUT/<stem><suffix>.mrc) would overwrite an input or another output of the run."""
+    inputs = {os.path.realpath(path): path for path in files}
+    claimed: dict[str, Path] = {}
+    for path in files:
+        target = layout.denoised_mrc(path)
+        key = os.path.realpath(target)
+        if key in inputs:
+            raise ValueError(
+                f"{target} would overwrite the input {inputs[key]}; choose another --out "
+                "or a --suffix"
+            )
+        if key in claimed:
+            raise ValueError(
+                f"{claimed[key]} and {path} would both be written to {target}; denoise them "
+                "into different --out folders"
+            )
+        claimed[key] = path
+
+
+def journal_in(state: Path) -> Path:
+    """The journal of the state folder `state`; ValueError if there is none."""
+    path = state / "journal.sqlite"
+    if not path.is_file():
+        raise ValueError(f"{path}: no journal here (give the daemon's OUT or --state-dir)")
+    return path

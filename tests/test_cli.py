@@ -108,7 +108,7 @@ def test_train_with_and_without_reference(session: Path, tmp_path: Path, guided:
     args = [
         "train",
         *micrographs,
-        "--out",
+        "--model-out",
         str(out),
         "--steps",
         "4",
@@ -147,7 +147,7 @@ def test_train_init_writes_the_adapted_model_only_when_the_criterion_improves(
     micrographs = [str(p) for p in sorted((session / "micrographs").glob("*.mrc"))]
     out = tmp_path / "adapted.pt"
     result = run(
-        "train", *micrographs, "--init", str(initial), "--out", str(out), "--steps", "30",
+        "train", *micrographs, "--init", str(initial), "--model-out", str(out), "--steps", "30",
         "--crop", "64", "--batch", "4", "--learning-rate", learning_rate, "--device", "cpu",
     )  # fmt: skip
     if result.returncode == 0:
@@ -198,7 +198,7 @@ def test_denoise_and_train_check_their_outputs_before_work(
     assert str(out) in result.stderr and "--out" in result.stderr
     folder = tmp_path / "a-folder"
     folder.mkdir()
-    result = run("train", micrograph, "--out", str(folder), "--steps", "100000")
+    result = run("train", micrograph, "--model-out", str(folder), "--steps", "100000")
     assert result.returncode == 2 and "is a folder" in result.stderr  # before any training
 
 
@@ -207,8 +207,8 @@ def test_denoise_and_train_check_their_outputs_before_work(
     [
         (["simulate", "OUT", "--carbon-edge-fraction", "2"], "--carbon-edge-fraction"),
         (["demo", "--rate", "-1"], "--rate"),
-        (["train", "MIC", "--out", "m.pt", "--steps", "0"], "--steps"),
-        (["train", "MIC", "--out", "m.pt", "--crop", "4000"], "--crop 4000"),
+        (["train", "MIC", "--model-out", "m.pt", "--steps", "0"], "--steps"),
+        (["train", "MIC", "--model-out", "m.pt", "--crop", "4000"], "--crop 4000"),
     ],
 )
 def test_nonsense_options_are_refused(session: Path, tmp_path: Path, args, names) -> None:
@@ -254,7 +254,7 @@ def test_watch_names_an_unusable_optics_file_before_starting(tmp_path: Path) -> 
     assert result.returncode == 2
     assert f"{star}: no data_optics table" in result.stderr
     result = run("batch", str(tmp_path), "--out", str(tmp_path / "o"), "--picks-frame", "x")
-    assert result.returncode == 2 and "picks frame must be one of" in result.stderr
+    assert result.returncode == 2 and "--picks-frame = 'x': expected one of" in result.stderr
 
 
 @pytest.mark.parametrize("interrupted", [False, True], ids=["finished", "ctrl-c"])
