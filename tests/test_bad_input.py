@@ -70,9 +70,15 @@ CASES = [
     # -- train ---------------------------------------------------------------------------
     # (real processes with a timeout: were the output not checked first, they would train)
     case(
-        "train-out-folder", "train {good} --model-out {folder} --steps 99999", 2, "{folder}", process=True
+        "train-out-folder",
+        "train {good} --model-out {folder} --steps 99999",
+        2,
+        "{folder}",
+        process=True,
     ),
-    case("train-out-pipe", "train {good} --model-out {fifo} --steps 99999", 2, "{fifo}", process=True),
+    case(
+        "train-out-pipe", "train {good} --model-out {fifo} --steps 99999", 2, "{fifo}", process=True
+    ),
     case("train-out-proc", "train {good} --model-out {proc}/m.pt", 2, "{proc}", "--model-out"),
     case("train-crop", "train {good} --model-out {new}.pt --crop 4000", 2, "--crop 4000"),
     case("train-steps", "train {good} --model-out {new}.pt --steps 0", 2, "--steps"),

@@ -288,3 +288,41 @@ def test_demo_removes_its_temporary_folder(tmp_path: Path, interrupted: bool) ->
             demo.wait()
     assert "temporary folder, now removed" in log.read_text()
     assert list(temporary.iterdir()) == []  # was ~330 MB for the default 8 micrographs
+
+
+def test_help_shows_each_settings_default_and_file_key() -> None:
+    """watch, batch and denoise share one declaration per option: one name, its default,
+    the key it overrides in the settings file."""
+    helps = {command: run(command, "--help") for command in ("watch", "batch", "denoise")}
+    for command, result in helps.items():
+        assert result.returncode == 0, result.stderr
+        text = " ".join(result.stdout.split())  # rich wraps long help lines
+        assert "--tile" in text and "(file: denoise.tile) [default: (384)]" in text, command
+        assert "--float16 --float32" in text and "[default: (--float32)]" in text, command
+        assert "--config" in text and "Settings [denoise]" in text, command
+    watch = " ".join(helps["watch"].stdout.split())
+    assert "(file: watch.settle_seconds) [default: (2.0)]" in watch
+    assert "[default: (*.mrc, *.tif, *.tiff)]" in watch and "Settings [display]" in watch
+    assert "--settle-seconds" in watch and "--settle " not in watch  # one name per concept
+    simulate = run("simulate", "--help").stdout
+    assert "--detector-pixel-size" in simulate and "--pixel-size " not in simulate
+    assert "--model-out" in run("train", "--help").stdout
+
+
+def test_a_settings_file_error_names_file_key_and_type_and_flags_override_it(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "session.toml"
+    config.write_text(f'version = 1\n[watch]\nwatch_dir = "{tmp_path}"\ninclude = "*.mrc"\n')
+    result = run("watch", "--config", str(config), "--headless")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{config}: watch.include = '*.mrc': expected an array of strings" in result.stderr
+    config.write_text('version = 1\n[outputs]\npicks_frame = "both"\nfloat16 = "yes"\n')
+    result = run("batch", str(tmp_path), "--config", str(config), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "outputs.float16 = 'yes': expected true or" in result.stderr
+    config.write_text('version = 1\n[denoise]\nbin = 2\n[outputs]\nsuffix = "_f"\n')
+    micrograph = tmp_path / "x.mrc"
+    micrograph.write_bytes(b"not a micrograph")
+    result = run("denoise", str(micrograph), "--config", str(config), "--pixel-size", "4")
+    assert result.returncode == 2  # the flag's pixel size meets the file's bin
+    assert "give a binning factor or a target pixel size, not both" in result.stderr

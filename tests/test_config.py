@@ -90,8 +90,8 @@ def test_nested_tables_round_trip(tmp_path: Path) -> None:
         'polling = false\nsettle_seconds = 5\norder = "newest"\nadapt_after = 20\n'
         '[denoise]\nbin = 2\ndevice = "cpu"\nguard = false\ntile = 256\n'
         '[outputs]\nout_dir = "/data/out"\nfloat16 = true\npicks_frame = "both"\n'
-        'voltage_kv = 200\ncs_mm = 1.4\namplitude_contrast = 0.07\n'
-        '[readiness]\nparticle_diameter = 120.0\n[readiness.thresholds]\nmin_cnr = 2.5\n'
+        "voltage_kv = 200\ncs_mm = 1.4\namplitude_contrast = 0.07\n"
+        "[readiness]\nparticle_diameter = 120.0\n[readiness.thresholds]\nmin_cnr = 2.5\n"
         "[display]\nheadless = true\nstatus_interval = 5\n"
     )
     path = settings_file(tmp_path, text)

@@ -148,12 +148,13 @@ def test_drain_releases_unstarted_batches_and_finishes_every_write() -> None:
 def test_a_failed_batch_charges_each_micrograph_once_then_retries_them_alone(
     tmp_path: Path,
 ) -> None:
-    from streamdenoise.config import WatchConfig
+    from streamdenoise.config import load_settings
     from streamdenoise.daemon import Daemon, _Ready
     from streamdenoise.sdnotify import Notifier
     from streamdenoise.watch import Journal
 
-    daemon = Daemon(WatchConfig(tmp_path / "in", tmp_path / "out"), notifier=Notifier(None))
+    settings = load_settings(None, {"watch_dir": tmp_path / "in", "out_dir": tmp_path / "out"})
+    daemon = Daemon(settings, notifier=Notifier(None))
     items = [_Ready(tmp_path / "in" / f"{name}.mrc", 1, k) for k, name in enumerate("abcd")]
     with Journal(tmp_path / "journal.sqlite") as journal:
         daemon.journal = journal

@@ -91,7 +91,14 @@ def session(request, tmp_path_factory) -> dict:
     project = tmp_path_factory.mktemp(f"relion_bin{binning}")
     job = project / MOTIONCORR
     simulated = [EXECUTABLE, "simulate", str(job), "-n", str(COUNT), "--detector", "small"]
-    simulated += ["--detector-pixel-size", "2", "--bin", str(3 - binning), "--seed", str(10 + binning)]
+    simulated += [
+        "--detector-pixel-size",
+        "2",
+        "--bin",
+        str(3 - binning),
+        "--seed",
+        str(10 + binning),
+    ]
     simulated += ["--particle-density", "4000", "--carbon-edge-fraction", "0"]
     simulated += ["--dose", "80", "--ice-thickness", "200:300"]
     run([*simulated, "--aggregate-fraction", "0"], project)
