@@ -48,21 +48,6 @@ def main(
     """Live score-based denoising of cryo-EM micrographs."""
 
 
-def _range(text: str, name: str) -> tuple[float, float]:
-    """Parse "a:b" (or a single number) into (a, b)."""
-    try:
-        parts = [float(p) for p in text.split(":")]
-    except ValueError:
-        raise typer.BadParameter(
-            f"expected MIN:MAX numbers, got {text!r}", param_hint=name
-        ) from None
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or parts[0] > parts[1]:
-        raise typer.BadParameter(f"expected MIN:MAX with MIN ≤ MAX, got {text!r}", param_hint=name)
-    return parts[0], parts[1]
-
-
 def _say(kind: str, message: object) -> None:
     """Print "KIND: message" as one line on stderr (never wrapped, no markup from it)."""
     console.print(f"[bold red]{kind}:[/] {escape(one_line(message))}", soft_wrap=True)
@@ -116,15 +101,15 @@ def simulate(
     """Simulate a cryo-EM session: noisy micrographs plus ground truth beside them."""
     from streamdenoise.acquisition import check_new_session, write_session
     from streamdenoise.physics.density import load_reference
-    from streamdenoise.physics.session import SessionSpec
+    from streamdenoise.physics.session import SessionSpec, parse_range
 
     with _reported():
         spec = SessionSpec(
             count=count, seed=seed, detector=detector, pixel_size=detector_pixel_size,
-            binning=binning, dose=dose, defocus_range=_range(defocus, "--defocus"),
+            binning=binning, dose=dose, defocus_range=parse_range(defocus, "--defocus"),
             particle_density=particle_density, carbon_edge_fraction=carbon_edge_fraction,
             aggregate_fraction=aggregate_fraction, empty_fraction=empty_fraction,
-            ice_thickness_range=_range(ice_thickness, "--ice-thickness"),
+            ice_thickness_range=parse_range(ice_thickness, "--ice-thickness"),
         )  # fmt: skip
         scatterers = load_reference(reference)
         check_new_session(out)
@@ -216,7 +201,7 @@ def train(
 ) -> None:
     """Train a score model (plain, or target-guided with --reference), or adapt one to a
     session (--init)."""
-    from streamdenoise.model.jobs import TrainJob, adapt_model, prepare, train_model
+    from streamdenoise.model.jobs import TrainJob, adapt_model, describe, prepare, train_model
     from streamdenoise.model.training import TrainConfig
 
     with _reported():
@@ -234,10 +219,7 @@ def train(
         if init is not None:
             with console.status(f"adapting {init.name}: {steps} steps"):
                 result = adapt_model(job, prepared)
-            criterion = (
-                f"held-out picking criterion {result.criterion_after:.4f} (model "
-                f"{result.criterion_before:.4f}, no denoising {result.criterion_input:.4f})"
-            )
+            criterion = describe(result)
             if not result.improved:
                 console.print(f"[yellow]Not written:[/] adaptation did not improve: {criterion}")
                 raise typer.Exit(code=1)
@@ -275,11 +257,7 @@ def watch(
 
 @app.command()
 @opt.with_settings("state_dir")
-def status(
-    out_dir: opt.DaemonOut,
-    follow: opt.StatusFollow = False,
-    **given: Any,
-) -> None:
+def status(out_dir: opt.DaemonOut, follow: opt.StatusFollow = False, **given: Any) -> None:
     """Show the state of a running (or finished) daemon from OUT/status.json."""
     from rich.live import Live
 
@@ -301,11 +279,7 @@ def status(
 
 @app.command()
 @opt.with_settings("state_dir")
-def quarantine(
-    out_dir: opt.DaemonOut,
-    retry: opt.QuarantineRetry = False,
-    **given: Any,
-) -> None:
+def quarantine(out_dir: opt.DaemonOut, retry: opt.QuarantineRetry = False, **given: Any) -> None:
     """List the files the daemon gave up on, with their reasons (or retry them)."""
     from rich.table import Table
 
@@ -399,11 +373,7 @@ def batch(
 
 @app.command()
 @opt.with_settings("state_dir")
-def report(
-    out_dir: opt.DaemonOut,
-    html: opt.ReportHtml = None,
-    **given: Any,
-) -> None:
+def report(out_dir: opt.DaemonOut, html: opt.ReportHtml = None, **given: Any) -> None:
     """Write an HTML session report (statistics over time, verdicts, example thumbnails)."""
     from streamdenoise.report import write_report
 

@@ -312,24 +312,24 @@ def _annotation_at(loc: tuple[Any, ...]) -> Any:
         if isinstance(hint, type) and issubclass(hint, BaseModel):
             hint = hint.model_fields[part].annotation if part in hint.model_fields else Any
             continue
-        args = [a for a in typing.get_args(_bare(hint)) if a is not Ellipsis]
+        args = [a for a in typing.get_args(bare_type(hint)) if a is not Ellipsis]
         hint = args[-1] if args else Any  # the item of an array, the value of a table
     return hint
 
 
-def _bare(hint: Any) -> Any:
+def bare_type(hint: Any) -> Any:
     """`hint` without Annotated metadata and without None among its options."""
     if typing.get_origin(hint) is Annotated:
-        return _bare(typing.get_args(hint)[0])
+        return bare_type(typing.get_args(hint)[0])
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _bare(options[0]) if len(options) == 1 else hint
+        return bare_type(options[0]) if len(options) == 1 else hint
     return hint
 
 
 def _describe(hint: Any) -> str:
     """A TOML user's name of the type `hint` ("an array of strings", "true or false" …)."""
-    hint = _bare(hint)
+    hint = bare_type(hint)
     origin = typing.get_origin(hint)
     if origin is Literal:
         return "one of " + ", ".join(repr(v) for v in typing.get_args(hint))

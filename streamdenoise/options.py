@@ -7,13 +7,14 @@ default applies), and shows that default and its key in `--help`."""
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from streamdenoise.config import TABLE_OF, TABLES
+from streamdenoise.config import TABLE_OF, TABLES, bare_type
 
 KEYWORD_ONLY = inspect.Parameter.KEYWORD_ONLY
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -30,11 +31,21 @@ OPTIONS: dict[str, inspect.Parameter] = {}
 """The option of each setting that has one, by key (= parameter name)."""
 
 
-def _declare(key: str, kind: Any, flags: str, help: str, **kwargs: Any) -> None:
-    """Declare the option of the setting `key` (flags: comma-separated names): None when
-    not given; its --help shows the default and the file key, in the table's panel."""
+def _declare(key: str, help: str, flags: str | None = None, **kwargs: Any) -> None:
+    """Declare the option of the setting `key`: named after it (`--settle-seconds`, a
+    `--guard/--no-guard` pair for true or false) unless `flags` (comma-separated) says
+    otherwise; None when not given; its --help shows the default and the file key, in the
+    panel of its table."""
     table = TABLE_OF[key]
-    default = TABLES[table].model_fields[key].default
+    field = TABLES[table].model_fields[key]
+    kind = bare_type(field.annotation)
+    if typing.get_origin(kind) is tuple:  # globs: a repeatable option
+        kind = list[typing.get_args(kind)[0]]
+    elif typing.get_origin(kind) is typing.Literal:
+        kind = str
+    name = "--" + key.replace("_", "-")
+    flags = flags or (f"{name}/--no-{name[2:]}" if kind is bool else name)
+    default = field.default
     if isinstance(default, bool):  # a --yes/--no pair: the side that is the default
         shown: bool | str = flags.split("/")[0 if default else 1]
     elif isinstance(default, tuple):
@@ -71,157 +82,104 @@ Config = Annotated[
     Path | None,
     typer.Option("--config", help="TOML settings file (systemd/example.toml); flags override it."),
 ]
-_declare("out_dir", Path, "--out,-o", "Output directory (watch: default DIR/streamdenoise).")
+_declare("out_dir", "Output directory (watch: default DIR/streamdenoise).", flags="--out,-o")
 _declare(
-    "state_dir",
-    Path,
-    "--state-dir",
-    "Journal, status.json and lock, on a local disk (default: the output directory).",
+    "state_dir", "Journal, status.json and lock, on a local disk (default: the output directory)."
 )
-_declare("model", Path, "--model", "Model file (default: the one shipped).")
+_declare("model", "Model file (default: the one shipped).")
 _declare(
     "device",
-    str,
-    "--device",
     "auto (first GPU if usable, else CPU), cpu, cuda or cuda:N; a requested GPU that "
     "cannot be used is an error.",
 )
-_declare("include", list[str], "--include", "Glob of files to take (repeatable).")
-_declare("exclude", list[str], "--exclude", "Glob of files to skip (repeatable).")
-_declare("polling", bool, "--polling/--no-polling", "Poll (default: on network mounts only).")
+_declare("include", "Glob of files to take (repeatable).")
+_declare("exclude", "Glob of files to skip (repeatable).")
+_declare("polling", "Poll (default: on network mounts only).")
 _declare(
     "settle_seconds",
-    float,
-    "--settle-seconds",
     "Seconds a file's size and mtime must be stable (×3 on network mounts).",
     callback=positive,
 )
 _declare(
     "timeout_seconds",
-    float,
-    "--timeout-seconds",
     "Seconds after which a never-complete file is quarantined.",
     callback=positive,
 )
-_declare(
-    "rescan_interval",
-    float,
-    "--rescan-interval",
-    "Seconds between full rescans.",
-    callback=positive,
-)
-_declare("order", str, "--order", "Which micrographs first: oldest, newest, alternate.")
+_declare("rescan_interval", "Seconds between full rescans.", callback=positive)
+_declare("order", "Which micrographs first: oldest, newest, alternate.")
 _declare(
     "adapt_after",
-    int,
-    "--adapt-after",
     "Adapt the model to this session after its first N micrographs (0: off; N ≥ 2): a "
     "background thread fine-tunes a copy (blind-spot loss) and swaps it in only if a "
     "picking criterion on the last quarter, held out, beats the model and no denoising; "
     "weights in STATE/adapted_model.pt. Measured results: docs/model.md.",
     min=0,
 )
-_declare("adapt_steps", int, "--adapt-steps", "Steps of --adapt-after.", min=1)
-_declare("bin", float, "--bin", "Fourier-bin inputs by this factor.", min=1)
+_declare("adapt_steps", "Steps of --adapt-after.", min=1)
+_declare("bin", "Fourier-bin inputs by this factor.", min=1)
 _declare(
     "pixel_size",
-    float,
-    "--pixel-size",
     "Working pixel size in Å: bin to about it (default: the model's, 4 Å for the shipped "
     "one; never upsamples).",
     callback=positive,
 )
 _declare(
     "input_pixel_size",
-    float,
-    "--input-pixel-size",
     "Pixel size of the inputs in Å, for TIFFs or MRC headers without one.",
     callback=positive,
 )
-_declare(
-    "batch_size",
-    int,
-    "--batch-size",
-    "Tiles per network call (default: 1 on CPU, 8 on GPU).",
-    min=1,
-)
-_declare("tile", int, "--tile", "Largest tile side (working px).", min=16)
-_declare("overlap", int, "--overlap", "Tile overlap (working px).", min=0)
+_declare("batch_size", "Tiles per network call (default: 1 on CPU, 8 on GPU).", min=1)
+_declare("tile", "Largest tile side (working px).", min=16)
+_declare("overlap", "Tile overlap (working px).", min=0)
 _declare(
     "compile",
-    bool,
-    "--compile/--no-compile",
     "torch.compile the model: slower start, faster per micrograph (default: when this "
     "machine can, Triton on a GPU or a C++ compiler on a CPU; eager if that fails).",
 )
 _declare(
     "guard",
-    bool,
-    "--guard/--no-guard",
     "Do-no-harm guard: keep the binned input where the model's residual is not noise, "
     "and say so in the sidecar and the dashboard.",
 )
 _declare(
     "flatten_background",
-    float,
-    "--flatten-background",
     "Subtract the output's background low-pass of this σ in Å (ice gradients; e.g. 3× "
     "the particle diameter). Off by default: it did not change picking (RESULTS.md).",
     callback=positive,
 )
-_declare("suffix", str, "--suffix", "Appended to output file stems.")
-_declare("float16", bool, "--float16/--float32", "Precision of the denoised MRCs.")
-_declare("zarr", bool, "--zarr/--no-zarr", "Write OME-Zarr groups.")
+_declare("suffix", "Appended to output file stems.")
+_declare("float16", "Precision of the denoised MRCs.", flags="--float16/--float32")
+_declare("zarr", "Write OME-Zarr groups.")
 _declare(
     "picks_frame",
-    str,
-    "--picks-frame",
     "Pixels of the candidate coordinates: input (OUT/picks/, OUT/coordinates.star), "
     "denoised (OUT/picks_denoised/, OUT/coordinates_denoised.star) or both.",
 )
-_declare("voltage_kv", float, "--voltage-kv", "Voltage (kV), STAR optics table.")
-_declare("cs_mm", float, "--cs-mm", "Spherical aberration (mm), STAR optics table.")
-_declare("amplitude_contrast", float, "--amplitude-contrast", "Amplitude contrast, STAR optics.")
+_declare("voltage_kv", "Voltage (kV), STAR optics table.")
+_declare("cs_mm", "Spherical aberration (mm), STAR optics table.")
+_declare("amplitude_contrast", "Amplitude contrast, STAR optics.")
 _declare(
     "optics_from",
-    Path,
-    "--optics-from",
     "Copy the optics table from this micrographs STAR (e.g. RELION's corrected_"
     "micrographs.star) instead of --voltage-kv, --cs-mm and --amplitude-contrast; each "
     "micrograph keeps its optics group, by file name.",
 )
 _declare(
     "relion_project",
-    Path,
-    "--relion-project",
     "RELION project directory: STAR paths are written relative to it (default: absolute).",
 )
 _declare(
     "particle_diameter",
-    float,
-    "--particle-diameter",
     "Particle diameter in Å, for the picking statistics (default 150).",
     callback=positive,
 )
-_declare(
-    "statistics",
-    bool,
-    "--statistics/--no-statistics",
-    "Compute picking-readiness statistics and write candidate coordinates.",
-)
+_declare("statistics", "Compute picking-readiness statistics and write candidate coordinates.")
 _declare(
     "headless",
-    bool,
-    "--headless/--dashboard",
     "Log lines instead of the live dashboard (default: headless without a terminal).",
+    flags="--headless/--dashboard",
 )
-_declare(
-    "status_interval",
-    float,
-    "--status-interval",
-    "Seconds between headless summary lines.",
-    callback=positive,
-)
+_declare("status_interval", "Seconds between headless summary lines.", callback=positive)
 
 DENOISE = ("model", "device", "input_pixel_size", "bin", "pixel_size", "batch_size", "tile")
 DENOISE += ("overlap", "guard", "flatten_background", "out_dir", "suffix", "float16")

@@ -181,3 +181,11 @@ def adapt_model(job: TrainJob, prepared: Prepared) -> AdaptationResult:
             },
         )
     return result
+
+
+def describe(result: AdaptationResult) -> str:
+    """The held-out criterion of an adaptation, of the model and of no denoising."""
+    return (
+        f"held-out picking criterion {result.criterion_after:.4f} (model "
+        f"{result.criterion_before:.4f}, no denoising {result.criterion_input:.4f})"
+    )
