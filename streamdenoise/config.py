@@ -240,6 +240,12 @@ TABLES: dict[str, type[Table]] = {
 }
 TABLE_OF = {key: table for table, model in TABLES.items() for key in model.model_fields}
 """The table of each setting; every key is in one table only (flags map by name)."""
+RENAMED: dict[str, str | None] = {
+    "background_scale": "flatten_background",
+    "spherical_aberration_mm": "cs_mm",
+    "mode": None,  # "live" was the only mode left
+}
+"""Keys of the flat settings (before version 1) that version 1 renamed (None: dropped)."""
 
 
 def load_settings(path: Path | None, overrides: dict[str, Any]) -> Settings:
@@ -266,12 +272,9 @@ def read_settings_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise FileProblem(path, f"cannot read the configuration: {error}") from error
-    flat = [key for key in data if key in TABLE_OF or key == "mode"]
+    flat = [key for key in data if key in TABLE_OF or key in RENAMED]
     if flat:
-        moves = ", ".join(
-            "delete mode (live is the only mode)" if key == "mode" else f"{key} → [{TABLE_OF[key]}]"
-            for key in flat
-        )
+        moves = ", ".join(_move(key) for key in flat)
         raise FileProblem(
             path,
             f"settings in the flat format of before version {VERSION}: add version = "
@@ -281,6 +284,14 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     if "version" not in data:
         raise FileProblem(path, f"no version key: add version = {VERSION} at the top")
     return data
+
+
+def _move(key: str) -> str:
+    """Where the key `key` of a flat settings file goes in version 1."""
+    new = RENAMED.get(key, key)
+    if new is None:
+        return f"delete {key}"
+    return f"{key} → [{TABLE_OF[new]}]" + ("" if new == key else f" as {new}")
 
 
 def _message(problem: Any, flags: set[str]) -> str:

@@ -71,11 +71,14 @@ def test_unknown_keys_and_tables_are_named_with_the_file(tmp_path: Path) -> None
 
 def test_the_flat_format_is_refused_with_how_to_convert(tmp_path: Path) -> None:
     flat = tmp_path / "flat.toml"
-    flat.write_text('watch_dir = "/data"\nbin = 2\nfloat16 = true\nmode = "faithful"\n')
+    flat.write_text(
+        'watch_dir = "/data"\nbin = 2\nfloat16 = true\nmode = "faithful"\n'
+        "spherical_aberration_mm = 1.4\n"
+    )
     message = refused(flat)
     assert "add version = 1" in message
-    assert "watch_dir → [watch], bin → [denoise], float16 → [outputs]" in message
-    assert "delete mode" in message
+    assert "watch_dir → [watch], bin → [denoise], float16 → [outputs], delete mode" in message
+    assert "spherical_aberration_mm → [outputs] as cs_mm" in message
     flat.write_text("[watch]\nsettle_seconds = 3\n")
     assert "no version key: add version = 1" in refused(flat)
     flat.write_text("version = 2\n")
