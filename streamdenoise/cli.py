@@ -137,7 +137,7 @@ def denoise(
     **given: Any,
 ) -> None:
     """Denoise micrographs once (no daemon); writes OUT/<stem><suffix>.mrc at the working
-    pixel size. Reads the [denoise] and [outputs] tables of --config."""
+    pixel size. Reads the denoise and outputs tables of --config."""
     from dataclasses import replace
 
     from streamdenoise.outputs import OutputLayout, check_targets
@@ -347,20 +347,23 @@ def batch(
     **given: Any,
 ) -> None:
     """Reprocess a whole dataset on a Dask cluster, with the daemon's outputs and journal
-    (micrographs already done are skipped). Reads the [denoise], [outputs] and [readiness]
+    (micrographs already done are skipped). Reads the denoise, outputs and readiness
     tables of --config, the daemon's settings file."""
     with _reported():
         try:
-            from streamdenoise.distributed import BatchConfig, find_inputs, run_on_cluster
+            from streamdenoise import distributed
         except ImportError:
             raise ValueError('batch needs Dask: pip install "streamdenoise[cluster]"') from None
+        distributed.check_cluster(scheduler, workers, threads_per_worker)
         settings = load_settings(config, given)
         out = settings.output_dir
-        files, root = find_inputs(inputs, exclude=(out, settings.outputs.state_dir or out))
+        files, root = distributed.find_inputs(
+            inputs, exclude=(out, settings.outputs.state_dir or out)
+        )
         settings.check_places()
-        batch = BatchConfig.from_settings(settings, root)
+        batch = distributed.BatchConfig.from_settings(settings, root)
         console.print(f"{len(files)} micrograph(s) below {root}")
-        result = run_on_cluster(
+        result = distributed.run_on_cluster(
             files, batch, scheduler=scheduler, workers=workers,
             threads_per_worker=threads_per_worker, console=console,
         )  # fmt: skip

@@ -388,6 +388,14 @@ def run_batch(
     return result
 
 
+def check_cluster(scheduler: str | None, workers: int | None, threads_per_worker: int) -> None:
+    """ValueError, naming the options, for a cluster that `run_on_cluster` cannot start."""
+    if scheduler is not None and workers is not None:
+        raise ValueError("give --scheduler or --workers, not both")
+    if threads_per_worker < 1 or (workers is not None and workers < 1):
+        raise ValueError("--workers and --threads-per-worker must be at least 1")
+
+
 def run_on_cluster(
     files: list[Path],
     config: BatchConfig,
@@ -402,10 +410,7 @@ def run_on_cluster(
     `threads_per_worker` CPU cores), closed at the end."""
     import torch
 
-    if scheduler is not None and workers is not None:
-        raise ValueError("give --scheduler or --workers, not both")
-    if threads_per_worker < 1 or (workers is not None and workers < 1):
-        raise ValueError("--workers and --threads-per-worker must be at least 1")
+    check_cluster(scheduler, workers, threads_per_worker)
     gpus = torch.cuda.device_count() if scheduler is None else 0
     count, gpu = local_workers(
         config.device, workers, threads_per_worker, cpus=os.cpu_count() or 1, gpus=gpus
