@@ -336,6 +336,7 @@ class Daemon:
                     recursive=self.config.recursive,
                     polling=polling,
                     rescan_interval=self.config.rescan_interval,
+                    skip=(self.config.output_dir, self.layout.state),
                 )
                 discovery.start()
                 log.info(
@@ -370,9 +371,7 @@ class Daemon:
         """Intake (new files, completeness, journal), then one step of the pipeline: the
         model stage on the next batch whose reads are done (or a wait of ≤ 0.25 s)."""
         discovery.ensure_alive()
-        for path in discovery.poll_candidates():
-            if not self._is_output(path):
-                self._pending.add(path)
+        self._pending |= discovery.poll_candidates()
         self._check_pending()
         if self._stop_file_present():
             log.info("stop file found: draining")
@@ -387,13 +386,6 @@ class Daemon:
             self._write_lists()
         self.notifier.watchdog()
         self._publish("watching")
-
-    def _is_output(self, path: Path) -> bool:
-        resolved = path.resolve()
-        return any(
-            resolved.is_relative_to(folder.resolve())
-            for folder in (self.config.output_dir, self.layout.state)
-        )
 
     def _stop_file_present(self) -> bool:
         name = self.config.stop_file
