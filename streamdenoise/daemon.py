@@ -9,10 +9,10 @@ write finishes, the lists are flushed and the daemon exits 0. A `kill -9` loses 
 the journal marks micrographs `processing` before work starts and the next start resets
 them.
 
-Failures are charged where they happen: a read or a write to its micrograph only; a
-model-stage failure to each micrograph of its batch once (one attempt each), after which
-those micrographs are retried one per batch, so a micrograph that breaks every batch it is
-in cannot use up the attempts of the others.
+Failures are charged where they happen: a read or a write to its micrograph only. A
+model-stage failure of a batch of several charges none of them: they are retried one per
+batch, and only a micrograph that fails alone uses up an attempt, so one that breaks every
+batch it is in cannot use up the attempts of the others.
 """
 
 from __future__ import annotations
@@ -522,8 +522,9 @@ class Daemon:
 
     def _failed(self, items: list[_Ready], stage: Stage, error: BaseException) -> None:
         """Main thread: charge a failure to `items` (a read's or write's: one micrograph;
-        the model stage's: each of its batch once, then retried one per batch). A model
-        failure while stopping (a Ctrl-C or stop ended the compiler) charges nothing."""
+        the model stage's: the micrograph when it was alone; a batch of several is charged
+        nothing and retried one per batch). A model failure while stopping (a Ctrl-C or
+        stop ended the compiler) charges nothing."""
         if stage == "model":
             if self._stop.is_set():
                 log.warning(
@@ -535,7 +536,11 @@ class Daemon:
                 return
             log.error("denoising failed: %s", log_text(error))  # the whole output, once
             if len(items) > 1:
+                log.warning("retrying the %d micrographs of that batch one at a time", len(items))
                 self._solo.update(item.path for item in items)
+                self._released(items)
+                self._pending.update(item.path for item in items)
+                return
             reason = f"denoising failed: {one_line(error, 200)}"
         elif stage == "write":
             reason = f"cannot write outputs: {error}"
