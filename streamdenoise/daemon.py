@@ -143,6 +143,7 @@ class Daemon:
         self._pending: set[Path] = set()
         self._ready: dict[Path, _Ready] = {}
         self._found: set[Path] = set()
+        self._next_journal_look = 0.0  # monotonic s: when to look for retried micrographs
         self._done: dict[Path, DoneMicrograph] = {}  # input → what the session lists need
         self._alternate = False
         self._solo: set[Path] = set()  # in a batch that failed: retried one per batch
@@ -358,6 +359,9 @@ class Daemon:
         model stage on the next batch whose reads are done (or a wait of ≤ 0.25 s)."""
         discovery.ensure_alive()
         self._pending |= discovery.poll_candidates()
+        if time.monotonic() >= self._next_journal_look:  # files sent back by `quarantine --retry`
+            self._next_journal_look = time.monotonic() + self.config.rescan_interval
+            self._pending.update(path for path in self.journal.waiting() if path not in self._ready)
         self._check_pending()
         if self._stop_file_present():
             log.info("stop file found: draining")
