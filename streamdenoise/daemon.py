@@ -360,7 +360,7 @@ class Daemon:
         discovery.ensure_alive()
         self._pending |= discovery.poll_candidates()
         if time.monotonic() >= self._next_journal_look:  # files sent back by `quarantine --retry`
-            self._next_journal_look = time.monotonic() + self.config.rescan_interval
+            self._next_journal_look = time.monotonic() + self.config.watch.rescan_interval
             self._pending.update(path for path in self.journal.waiting() if path not in self._ready)
         self._check_pending()
         if self._stop_file_present():
