@@ -193,12 +193,15 @@ class Settings(Table):
 
     @property
     def output_dir(self) -> Path:
-        """The output directory (default: WATCH_DIR/streamdenoise, excluded from watching)."""
+        """The output directory; default WATCH_DIR_streamdenoise beside the watched one, not
+        inside it, where other watchers of the session (and its transfer to storage) would
+        take the denoised MRCs for micrographs."""
         if self.outputs.out_dir is not None:
             return self.outputs.out_dir
         if self.watch.watch_dir is None:
             raise SettingsError("no output directory: give --out or out_dir in [outputs]")
-        return self.watch.watch_dir / "streamdenoise"
+        watched = self.watch.watch_dir.absolute()
+        return watched.with_name(f"{watched.name}_streamdenoise")
 
     def output_options(self, model_label: str) -> OutputOptions:
         """What to write besides the denoised MRCs (`model_label` names the model)."""

@@ -82,7 +82,7 @@ Config = Annotated[
     Path | None,
     typer.Option("--config", help="TOML settings file (systemd/example.toml); flags override it."),
 ]
-_declare("out_dir", "Output directory (watch: default DIR/streamdenoise).", flags="--out,-o")
+_declare("out_dir", "Output directory (watch: default DIR_streamdenoise).", flags="--out,-o")
 _declare(
     "state_dir", "Journal, status.json and lock, on a local disk (default: the output directory)."
 )

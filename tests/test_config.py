@@ -126,7 +126,7 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     assert settings.watch.settle_seconds == 1.5  # the flag wins
     assert settings.denoise.device == "auto"  # None: not given, the default stays
     assert settings.denoise.bin == 2 and settings.outputs.float16 is True
-    assert settings.output_dir == Path("/data/in/streamdenoise")
+    assert settings.output_dir == Path("/data/in_streamdenoise")  # beside, not inside
     with pytest.raises(FileProblem, match="not both"):  # a flag meets the file's bin
         load_settings(path, {"pixel_size": 4.0})
     with pytest.raises(SettingsError, match=r"--picks-frame = 'x': expected one of"):
@@ -135,7 +135,7 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
 
 def test_defaults_and_cross_checks(tmp_path: Path) -> None:
     settings = load_settings(None, {"watch_dir": tmp_path})
-    assert settings.output_dir == tmp_path / "streamdenoise"
+    assert settings.output_dir == tmp_path.with_name(f"{tmp_path.name}_streamdenoise")
     assert settings.watch.adapt_after == 0 and settings.watch.adapt_steps == 300
     assert settings.watch.include == ("*.mrc", "*.tif", "*.tiff")
     with pytest.raises(SettingsError, match="no directory to watch"):
