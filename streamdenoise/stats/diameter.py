@@ -1,0 +1,280 @@
+"""The particle diameter from the data or from a reference (issue 15, part 2).
+
+Pure: arrays in, a diameter in Å out.
+
+From the data (`estimate_diameter`), on a few denoised micrographs at the working pixel
+size (particles dark):
+
+1. Scale space. The difference of Gaussians of the inverted image, σ and 1.6·σ, is the
+   picker's own detector (`blob_response`) and is scale-normalised (≈ 0.6·σ²·∇²G), so a
+   dark disk gives the same peak response at its own scale whatever its size. It is taken
+   at `SCALES` log-spaced diameters D (σ = D/(2√2)) from `min_diameter` to
+   `max_diameter`; each layer is also read in units of its own robust std (z).
+2. Peaks. Maxima over space (3×3) and scale (the neighbouring layers) of the response
+   whose z is at least `PEAK_Z`; the strongest by z, none within half its own diameter of
+   a stronger one, at most `PEAKS_PER_IMAGE` per micrograph. Their scales give a first
+   guess (the median), the blob scale, which depends on the particle's shape (a uniform
+   ball's blob scale is its diameter; a hollow shell's or a protein with a dense core's is
+   70–85 % of it).
+3. Extent. The images around the peaks, averaged and rotationally averaged, give the
+   particle's mean radial profile out to 1.5 first guesses (background: the median of the
+   outer fifth). Its darkness (background − profile) falls from the darkest radius
+   outwards; the diameter is twice the radius where it first drops to `EDGE_LEVEL` of its
+   maximum (linear interpolation). That measures where the particle ends rather than how
+   big its core is, as a reference's diameter does (`Scatterers.diameter`: the 99 %
+   weight sphere). Going outwards from the darkest radius, not inwards from the box's
+   edge, keeps the neighbours of a crowded field (a dark ring at one spacing) out.
+
+The uncertainty is the spread of the per-micrograph extents (the half-range of the middle
+two thirds, ≥ 5 % of the estimate; one micrograph: its own bootstrap over peaks is not
+done, the 5 % floor and a low confidence apply). The estimate is `confident` when at
+least `CONFIDENT_PEAKS` peaks went in and the spread is at most 15 %.
+
+From a reference map or model, the daemon takes `Scatterers.diameter`
+(`streamdenoise.physics.density`): twice the radius holding 99 % of the scattering weight
+about the centre of mass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamdenoise.stats.filters import fast_fft_length, gaussian_transfer
+
+SCALES = 24
+"""Diameters tried between `min_diameter` and `max_diameter` (log-spaced)."""
+SURROUND = 1.6
+"""Ratio of the DoG's surround σ to its centre σ (as `blob_response`)."""
+PEAK_Z = 2.0
+"""Smallest robust z of a scale-space peak taken as a particle."""
+PEAKS_PER_IMAGE = 150
+"""Strongest peaks kept per micrograph."""
+EDGE_LEVEL = 0.15
+"""The particle's edge: where its mean darkness falls to this share of its maximum."""
+CONFIDENT_PEAKS = 30
+"""Peaks needed (all micrographs together) for a confident estimate."""
+CONFIDENT_SPREAD = 0.15
+"""… and the largest relative spread between micrographs."""
+
+
+@dataclass(frozen=True)
+class DiameterEstimate:
+    """A particle diameter estimated from micrographs.
+
+    diameter_angstrom: the estimate, Å; uncertainty_angstrom: its spread between
+    micrographs, Å (see the module docstring); blob_angstrom: the first guess from the
+    scale of the peaks, Å; peaks: particles that went in; micrographs: images used;
+    confident: enough peaks and micrographs agreeing (otherwise treat it as a guess).
+    """
+
+    diameter_angstrom: float
+    uncertainty_angstrom: float
+    blob_angstrom: float
+    peaks: int
+    micrographs: int
+    confident: bool
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-JSON form."""
+        return {
+            "diameter_angstrom": round(self.diameter_angstrom, 1),
+            "uncertainty_angstrom": round(self.uncertainty_angstrom, 1),
+            "blob_angstrom": round(self.blob_angstrom, 1),
+            "peaks": self.peaks,
+            "micrographs": self.micrographs,
+            "confident": self.confident,
+        }
+
+
+def _robust_z(layer: np.ndarray) -> np.ndarray:
+    """(H, W) in units of its robust std about its median (float32)."""
+    median = float(np.median(layer))
+    spread = 1.4826 * float(np.median(np.abs(layer - median)))
+    return ((layer - median) / max(spread, 1e-12)).astype(np.float32)
+
+
+def _local_max(layer: np.ndarray) -> np.ndarray:
+    """(H, W): the maximum over each pixel's 3×3 neighbourhood (edges padded with −inf)."""
+    h, w = layer.shape
+    padded = np.pad(layer, 1, mode="constant", constant_values=-np.inf)
+    shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    return np.max([padded[1 + dy : h + 1 + dy, 1 + dx : w + 1 + dx] for dy, dx in shifts], axis=0)
+
+
+def scale_space_peaks(
+    image: np.ndarray, diameters: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scale-space maxima of the dark-blob response of `image` (H, W).
+
+    diameters: (S,) increasing, pixels (σ = D/(2√2) each). Returns (coordinates (N, 2)
+    (x, y) pixels, diameters (N,) pixels, interpolated between the layers in log D, z (N,)
+    the peak's robust z in its layer), for the maxima over 3×3 pixels and the neighbouring
+    scales (never the first or last scale) that lie at least half their diameter from the
+    edge. One forward FFT, one inverse per scale; three layers in memory at a time.
+    """
+    data = -np.asarray(image, dtype=np.float64)
+    data -= data.mean()
+    sigmas = np.asarray(diameters, dtype=np.float64) / (2 * math.sqrt(2))
+    pad = min(int(3 * SURROUND * sigmas.max()) + 1, *data.shape)
+    widths = [(pad, fast_fft_length(n + 2 * pad) - n - pad) for n in data.shape]
+    padded = np.pad(data, widths, mode="reflect")
+    spectrum = np.fft.rfft2(padded)
+    inside = (slice(pad, pad + data.shape[0]), slice(pad, pad + data.shape[1]))
+    step = math.log(diameters[1] / diameters[0]) if len(diameters) > 1 else 0.0
+
+    def layer(sigma: float) -> np.ndarray:
+        transfer = gaussian_transfer(padded.shape, sigma) - gaussian_transfer(
+            padded.shape, SURROUND * sigma
+        )
+        return np.fft.irfft2(spectrum * transfer, s=padded.shape)[inside].astype(np.float32)
+
+    found: list[tuple[np.ndarray, ...]] = []
+    below, here = layer(sigmas[0]), layer(sigmas[1])
+    for index in range(1, len(sigmas) - 1):
+        above = layer(sigmas[index + 1])
+        z = _robust_z(here)
+        peaks = (here >= _local_max(here)) & (here > _local_max(below)) & (here > _local_max(above))
+        peaks &= z >= PEAK_Z
+        border = int(diameters[index] / 2)
+        peaks[:border], peaks[-border:], peaks[:, :border], peaks[:, -border:] = (False,) * 4
+        ys, xs = np.nonzero(peaks)
+        a, b, c = below[ys, xs], here[ys, xs], above[ys, xs]
+        curvature = a - 2 * b + c  # < 0 at a maximum
+        offset = np.clip(0.5 * (a - c) / np.minimum(curvature, -1e-12), -0.5, 0.5)
+        log_diameter = math.log(diameters[index]) + offset * step
+        found.append((xs, ys, np.exp(log_diameter), z[ys, xs]))
+        below, here = here, above
+    if not found:
+        return np.empty((0, 2)), np.empty(0), np.empty(0)
+    xs, ys, sizes, zs = (np.concatenate(parts) for parts in zip(*found, strict=True))
+    coordinates = np.stack([xs, ys], axis=1).astype(np.float64)
+    return coordinates, sizes.astype(np.float64), zs.astype(np.float64)
+
+
+def strongest_separated(
+    coordinates: np.ndarray, diameters: np.ndarray, z: np.ndarray, limit: int
+) -> np.ndarray:
+    """Indices of at most `limit` peaks, strongest z first, none within half its own
+    diameter (pixels) of a stronger one kept. coordinates (N, 2), diameters and z (N,)."""
+    kept: list[int] = []
+    for i in np.argsort(-z):
+        if kept:
+            others = coordinates[kept]
+            distance = np.hypot(*(others - coordinates[i]).T)
+            if np.any(distance < 0.5 * diameters[i]):
+                continue
+        kept.append(int(i))
+        if len(kept) >= limit:
+            break
+    return np.asarray(kept, dtype=np.int64)
+
+
+def mean_radial_profile(image: np.ndarray, coordinates: np.ndarray, radius: int) -> np.ndarray:
+    """Rotational average (radius + 1,) of the mean of the (2r+1)² boxes of `image` (H, W)
+    about `coordinates` (N, 2) (x, y) pixels (rounded; boxes crossing the edge are left
+    out): index i is the mean at distance i ± 0.5 px. NaN when no box fits."""
+    h, w = image.shape
+    total = np.zeros((2 * radius + 1, 2 * radius + 1))
+    boxes = 0
+    for x, y in np.rint(coordinates).astype(int):
+        if radius <= x < w - radius and radius <= y < h - radius:
+            total += image[y - radius : y + radius + 1, x - radius : x + radius + 1]
+            boxes += 1
+    if not boxes:
+        return np.full(radius + 1, np.nan)
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    ring = np.rint(np.hypot(xx, yy)).astype(int).ravel()
+    sums = np.bincount(ring, (total / boxes).ravel())
+    return (sums / np.bincount(ring))[: radius + 1]
+
+
+def profile_extent(profile: np.ndarray) -> float:
+    """Particle radius (pixels) from a dark particle's mean radial profile (R + 1,): the
+    radius beyond the darkest one where the darkness (background − profile; background the
+    median of the outer fifth) first falls to `EDGE_LEVEL` of its maximum, linearly
+    interpolated. NaN when the profile has no dark centre or never falls that far."""
+    if not np.all(np.isfinite(profile)):
+        return math.nan
+    background = float(np.median(profile[-max(3, len(profile) // 5) :]))
+    darkness = background - profile
+    darkest = int(np.argmax(darkness))
+    peak = float(darkness[darkest])
+    if peak <= 0:
+        return math.nan
+    level = EDGE_LEVEL * peak
+    below = np.nonzero(darkness[darkest:] <= level)[0]
+    if not len(below):
+        return math.nan
+    outer = darkest + int(below[0])
+    inner = outer - 1
+    fraction = (darkness[inner] - level) / max(darkness[inner] - darkness[outer], 1e-12)
+    return float(inner + fraction)
+
+
+def estimate_diameter(
+    images: Sequence[np.ndarray],
+    pixel_size: float,
+    *,
+    min_diameter: float = 40.0,
+    max_diameter: float = 450.0,
+) -> DiameterEstimate | None:
+    """The particle diameter (Å) from a few denoised micrographs (see the module docstring).
+
+    images: (H, W) each, at `pixel_size` Å/px, particles dark; min_diameter,
+    max_diameter: the range searched, Å (the upper end is cut to a quarter of the smallest
+    image side). Returns None when no image shows a particle (no peak, or no profile with
+    an edge).
+    """
+    if pixel_size <= 0 or not 0 < min_diameter < max_diameter:
+        raise ValueError("pixel size and the diameter range must be positive and ordered")
+    if not images:
+        return None
+    side = min(min(np.shape(image)) for image in images)
+    top = min(max_diameter / pixel_size, side / 4)
+    bottom = min_diameter / pixel_size
+    if top <= bottom * 1.5:
+        return None
+    scales = np.geomspace(bottom, top, SCALES)
+    picked = []
+    for image in images:
+        image = np.asarray(image, dtype=np.float64)
+        coordinates, sizes, z = scale_space_peaks(image, scales)
+        keep = strongest_separated(coordinates, sizes, z, PEAKS_PER_IMAGE)
+        picked.append((image, coordinates[keep], sizes[keep]))
+    everything = np.concatenate([sizes for _, _, sizes in picked])
+    if not len(everything):
+        return None
+    blob = float(np.exp(np.median(np.log(everything))))
+    radius = max(math.ceil(1.5 * blob), 4)
+    profiles = [mean_radial_profile(image, coordinates, radius) for image, coordinates, _ in picked]
+    weights = [len(coordinates) for _, coordinates, _ in picked]
+    usable = [(p, n) for p, n in zip(profiles, weights, strict=True) if n and np.isfinite(p).all()]
+    if not usable:
+        return None
+    pooled = sum(p * n for p, n in usable) / sum(n for _, n in usable)
+    extent = 2 * profile_extent(pooled)
+    if not math.isfinite(extent):
+        return None
+    singles = np.array([2 * profile_extent(p) for p, _ in usable])
+    singles = singles[np.isfinite(singles)]
+    spread = 0.0
+    if len(singles) >= 2:
+        low, high = np.percentile(singles, [100 / 6, 500 / 6])
+        spread = float(high - low) / 2
+    spread = max(spread, 0.05 * extent)
+    peaks = int(sum(weights))
+    confident = (
+        peaks >= CONFIDENT_PEAKS and len(singles) >= 2 and spread <= CONFIDENT_SPREAD * extent
+    )
+    return DiameterEstimate(
+        diameter_angstrom=extent * pixel_size,
+        uncertainty_angstrom=spread * pixel_size,
+        blob_angstrom=blob * pixel_size,
+        peaks=peaks,
+        micrographs=len(images),
+        confident=confident,
+    )
