@@ -828,7 +828,15 @@ def watch(
         float | None,
         typer.Option(
             callback=_positive,
-            help="Expected particle diameter in Å, for picking statistics (default 150).",
+            help="Expected particle diameter in Å, for picking statistics (default: from "
+            "--reference, else estimated from the first 5 micrographs, 150 until then).",
+        ),
+    ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            help="Density map (.mrc/.map) or atomic model (.pdb/.cif) of the particle: the "
+            "picking statistics use its diameter (unless --particle-diameter is given)."
         ),
     ] = None,
     statistics: Annotated[
@@ -887,6 +895,7 @@ def watch(
         "status_interval": status_interval,
         "compile": compile_model,
         "particle_diameter": particle_diameter,
+        "reference": reference,
         "statistics": statistics,
         "guard": guard,
         "background_scale": flatten_background,

@@ -34,7 +34,9 @@ class WatchConfig:
     timeout_seconds: a file that never becomes a complete micrograph is quarantined after
     this long unchanged; order: which
     ready micrographs go first; bin / pixel_size: working pixel size (default: the model's);
-    particle_diameter: Å, for the picking statistics (default 150 Å); statistics: compute
+    particle_diameter: Å, for the picking statistics (default: from `reference`, else
+    estimated from the first micrographs, 150 Å until then); reference: a density map
+    (.mrc/.map) or atomic model (.pdb/.cif) whose diameter the statistics use; statistics: compute
     them and write candidate coordinates; readiness: verdict thresholds (a TOML table,
     keys of `ReadinessThresholds`); tile: largest tile side in working pixels; compile:
     torch.compile the model (None: when this machine can, see
@@ -75,6 +77,7 @@ class WatchConfig:
     headless: bool | None = None
     status_interval: float = 10.0
     particle_diameter: float | None = None
+    reference: Path | None = None
     statistics: bool = True
     readiness: dict[str, float] = field(default_factory=dict)
     compile: bool | None = None
@@ -159,7 +162,8 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> WatchConfig:
     values.update({key: value for key, value in overrides.items() if value is not None})
     if "watch_dir" not in values:
         raise SettingsError("no directory to watch: give DIR or watch_dir in the configuration")
-    for key in ("watch_dir", "out_dir", "state_dir", "model", "optics_from", "relion_project"):
+    paths = ("watch_dir", "out_dir", "state_dir", "model", "optics_from", "relion_project")
+    for key in (*paths, "reference"):
         if values.get(key) is not None:
             values[key] = Path(values[key]).expanduser()
     for key in ("include", "exclude"):
