@@ -63,11 +63,10 @@ def test_scale_space_peaks_size_follows_the_balls() -> None:
     found = []
     for diameter in (14, 36):
         image, centres = balls(diameter, 15, seed=2)
-        (coordinates, sizes, z), (_, _, bright) = scale_space_peaks(image, scales)
+        (coordinates, sizes, z), _ = scale_space_peaks(image, scales)
         strong = z >= 6
         near = [np.min(np.hypot(*(coordinates[strong] - c).T)) < 0.2 * diameter for c in centres]
         assert np.mean(near) >= 0.9
-        assert np.sum(bright >= 6) < 0.5 * strong.sum()  # the balls are dark
         found.append(float(np.median(sizes[strong])))
     assert found[1] / found[0] == pytest.approx(36 / 14, rel=0.2)
 
