@@ -1032,7 +1032,7 @@ def _demo_session(
     from streamdenoise.acquisition import write_session
     from streamdenoise.config import load_config
     from streamdenoise.dashboard import read_status
-    from streamdenoise.physics.density import load_reference
+    from streamdenoise.physics.density import builtin_reference_path, load_reference
     from streamdenoise.physics.session import SessionSpec
 
     session, outputs = root / "session", root / "denoised"
@@ -1077,6 +1077,7 @@ def _demo_session(
             "headless": headless,
             "settle_seconds": 1.0,
             "status_interval": 5.0,
+            "reference": builtin_reference_path(),  # the statistics' diameter, as simulated
         },
     )
     finished = threading.Event()
