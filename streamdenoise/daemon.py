@@ -9,10 +9,10 @@ write finishes, the lists are flushed and the daemon exits 0. A `kill -9` loses 
 the journal marks micrographs `processing` before work starts and the next start resets
 them.
 
-Failures are charged where they happen: a read or a write to its micrograph only; a
-model-stage failure to each micrograph of its batch once (one attempt each), after which
-those micrographs are retried one per batch, so a micrograph that breaks every batch it is
-in cannot use up the attempts of the others.
+Failures are charged where they happen: a read or a write to its micrograph only. A
+model-stage failure of a batch of several charges none of them: they are retried one per
+batch, and only a micrograph that fails alone uses up an attempt, so one that breaks every
+batch it is in cannot use up the attempts of the others.
 """
 
 from __future__ import annotations
@@ -149,6 +149,7 @@ class Daemon:
         self._pending: set[Path] = set()
         self._ready: dict[Path, _Ready] = {}
         self._found: set[Path] = set()
+        self._next_journal_look = 0.0  # monotonic s: when to look for retried micrographs
         self._done: dict[Path, DoneMicrograph] = {}  # input → what the session lists need
         self._alternate = False
         self._solo: set[Path] = set()  # in a batch that failed: retried one per batch
@@ -413,6 +414,7 @@ class Daemon:
                     recursive=self.config.recursive,
                     polling=polling,
                     rescan_interval=self.config.rescan_interval,
+                    skip=(self.config.output_dir, self.layout.state),
                 )
                 discovery.start()
                 log.info(
@@ -447,9 +449,10 @@ class Daemon:
         """Intake (new files, completeness, journal), then one step of the pipeline: the
         model stage on the next batch whose reads are done (or a wait of ≤ 0.25 s)."""
         discovery.ensure_alive()
-        for path in discovery.poll_candidates():
-            if not self._is_output(path):
-                self._pending.add(path)
+        self._pending |= discovery.poll_candidates()
+        if time.monotonic() >= self._next_journal_look:  # files sent back by `quarantine --retry`
+            self._next_journal_look = time.monotonic() + self.config.rescan_interval
+            self._pending.update(path for path in self.journal.waiting() if path not in self._ready)
         self._check_pending()
         if self._stop_file_present():
             log.info("stop file found: draining")
@@ -464,13 +467,6 @@ class Daemon:
             self._write_lists()
         self.notifier.watchdog()
         self._publish("watching")
-
-    def _is_output(self, path: Path) -> bool:
-        resolved = path.resolve()
-        return any(
-            resolved.is_relative_to(folder.resolve())
-            for folder in (self.config.output_dir, self.layout.state)
-        )
 
     def _stop_file_present(self) -> bool:
         name = self.config.stop_file
@@ -609,8 +605,9 @@ class Daemon:
 
     def _failed(self, items: list[_Ready], stage: Stage, error: BaseException) -> None:
         """Main thread: charge a failure to `items` (a read's or write's: one micrograph;
-        the model stage's: each of its batch once, then retried one per batch). A model
-        failure while stopping (a Ctrl-C or stop ended the compiler) charges nothing."""
+        the model stage's: the micrograph when it was alone; a batch of several is charged
+        nothing and retried one per batch). A model failure while stopping (a Ctrl-C or
+        stop ended the compiler) charges nothing."""
         if stage == "model":
             if self._stop.is_set():
                 log.warning(
@@ -622,7 +619,11 @@ class Daemon:
                 return
             log.error("denoising failed: %s", log_text(error))  # the whole output, once
             if len(items) > 1:
+                log.warning("retrying the %d micrographs of that batch one at a time", len(items))
                 self._solo.update(item.path for item in items)
+                self._released(items)
+                self._pending.update(item.path for item in items)
+                return
             reason = f"denoising failed: {one_line(error, 200)}"
         elif stage == "write":
             reason = f"cannot write outputs: {error}"

@@ -11,6 +11,7 @@ import pytest
 from streamdenoise.stats.readiness import (
     MicrographStatistics,
     ReadinessThresholds,
+    block_mean,
     carbon_mask,
     fdr_threshold,
     micrograph_statistics,
@@ -306,3 +307,16 @@ def test_demo_mic_0004_at_its_reference_diameter_is_not_empty(
 def test_demo_mic_0004_is_counted(demo_mic_0004: tuple[MicrographStatistics, int]) -> None:
     result, true_count = demo_mic_0004
     assert result.candidates >= 0.25 * true_count
+
+
+def test_block_means_cover_the_edge_blocks() -> None:
+    """Blocks of 4² pixels of a 10×9 ramp: whole blocks are exact means, the last row and
+    column of blocks average their edge pixels repeated."""
+    image = np.arange(90, dtype=np.float64).reshape(10, 9)
+    blocks = block_mean(image, 4)
+    assert blocks.shape == (3, 3)
+    assert blocks[0, 0] == pytest.approx(image[:4, :4].mean())
+    assert blocks[2, 2] == pytest.approx(
+        np.pad(image, ((0, 2), (0, 3)), mode="edge")[8:, 8:].mean()
+    )
+    assert np.array_equal(block_mean(image, 1), image)

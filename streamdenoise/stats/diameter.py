@@ -70,7 +70,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamdenoise.stats.filters import fast_fft_length, gaussian_transfer
+from streamdenoise.stats.filters import fast_fft_length
 from streamdenoise.stats.readiness import fdr_threshold
 
 SCALES = 24
@@ -133,11 +133,11 @@ def _robust_z(layer: np.ndarray) -> np.ndarray:
 
 
 def _local_max(layer: np.ndarray) -> np.ndarray:
-    """(H, W): the maximum over each pixel's 3×3 neighbourhood (edges padded with −inf)."""
-    h, w = layer.shape
+    """(H, W): the maximum over each pixel's 3×3 neighbourhood (edges padded with −inf; by
+    rows, then columns)."""
     padded = np.pad(layer, 1, mode="constant", constant_values=-np.inf)
-    shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
-    return np.max([padded[1 + dy : h + 1 + dy, 1 + dx : w + 1 + dx] for dy, dx in shifts], axis=0)
+    rows = np.maximum(np.maximum(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
+    return np.maximum(np.maximum(rows[:-2], rows[1:-1]), rows[2:])
 
 
 Peaks = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -166,10 +166,13 @@ def scale_space_peaks(image: np.ndarray, diameters: np.ndarray) -> tuple[Peaks, 
     inside = (slice(pad, pad + data.shape[0]), slice(pad, pad + data.shape[1]))
     step = math.log(diameters[1] / diameters[0]) if len(diameters) > 1 else 0.0
 
+    squared = np.fft.fftfreq(padded.shape[0])[:, None] ** 2
+    squared = squared + np.fft.rfftfreq(padded.shape[1])[None, :] ** 2  # |k|², cycles/px
+
     def layer(sigma: float) -> np.ndarray:
-        transfer = gaussian_transfer(padded.shape, sigma) - gaussian_transfer(
-            padded.shape, SURROUND * sigma
-        )
+        # the DoG's transfer function (not `gaussian_transfer`'s cache: 2·SCALES σ once)
+        transfer = np.exp(-2 * math.pi**2 * sigma**2 * squared)
+        transfer -= np.exp(-2 * math.pi**2 * (SURROUND * sigma) ** 2 * squared)
         return np.fft.irfft2(spectrum * transfer, s=padded.shape)[inside].astype(np.float32)
 
     found: dict[float, list[tuple[np.ndarray, ...]]] = {1.0: [], -1.0: []}
