@@ -161,11 +161,15 @@ class OutputsTable(Table):
 
 class ReadinessTable(Table):
     """`[readiness]`: picking statistics. statistics: compute them and write candidate
-    coordinates; particle_diameter: Å (default 150); thresholds: the verdict's limits
-    (`[readiness.thresholds]`, keys of `ReadinessThresholds`)."""
+    coordinates; particle_diameter: Å (default: from `reference`, else `watch` estimates
+    it from the first micrographs, 150 until then); reference: a density map (.mrc/.map)
+    or atomic model (.pdb/.cif) of the particle whose diameter the statistics use;
+    thresholds: the verdict's limits (`[readiness.thresholds]`, keys of
+    `ReadinessThresholds`)."""
 
     statistics: bool = True
     particle_diameter: PositiveFloat | None = None
+    reference: PathSetting | None = None
     thresholds: Annotated[dict[str, float], AfterValidator(_thresholds)] = {}
 
     def diameter(self) -> float | None:

@@ -57,6 +57,7 @@ from streamdenoise.runtime import log_text
 from streamdenoise.sdnotify import Notifier
 from streamdenoise.snapshot import MicrographSummary, Snapshot, summary_line
 from streamdenoise.stages import Pipeline, Stage, Stages
+from streamdenoise.stats.diameter import DiameterEstimate, estimate_diameter
 from streamdenoise.stats.readiness import session_statistics
 from streamdenoise.watch import Discovery, Journal, ReadinessTracker
 from streamdenoise.watch.discovery import is_network_filesystem
@@ -74,6 +75,10 @@ READERS = 2
 """Reader threads (read, bin, noise estimate: numpy releases the GIL)."""
 WRITERS = 2
 """Writer threads (statistics and outputs)."""
+ESTIMATE_FROM = 5
+"""Micrographs the particle diameter is estimated from when neither --particle-diameter
+nor --reference gives it (until then, and if the estimate is not confident, the
+statistics use `DEFAULT_DIAMETER`)."""
 LONG_CALL_LIMIT = 1800.0
 """Seconds a model call (a compilation, a batch) keeps the systemd watchdog fed: one that
 hangs longer stops the pings, and systemd restarts the daemon."""
@@ -150,6 +155,9 @@ class Daemon:
         self._lists_stale = False
         self._last_status = 0.0
         self.adapter: SessionAdapter | None = None
+        self._options_lock = threading.Lock()  # replacing `output_options` (two threads)
+        self._diameter_images: list[np.ndarray] | None = None  # while estimating
+        self.diameter_estimate: DiameterEstimate | None = None
         self.started = time.time()
         self.snapshot = self._make_snapshot("starting")
 
@@ -226,13 +234,24 @@ class Daemon:
         self.loaded = self.runtime.loaded
         model_path = self.config.denoise.model or self.runtime.model_path
         self.settings = self.config.denoise.settings(default_batch_size(self.device))
-        self.output_options = self.config.output_options(str(model_path))
+        statistics = self.config.readiness.statistics
+        diameter, source = self._initial_diameter()
+        estimating = statistics and source.startswith("default")
+        self._diameter_images = [] if estimating else None
+        self.output_options = replace(
+            self.config.output_options(str(model_path)),
+            diameter_angstrom=diameter if statistics else None,
+            diameter_source=source,
+        )
+        if statistics:
+            log.info("particle diameter %.0f Å (%s)", diameter, source)
         self.params_hash = processing_params_hash(
             self.runtime.model_path,
             self.settings,
             self.output_options,
             input_pixel_size=self.config.denoise.input_pixel_size,
             suffix=self.config.outputs.suffix,
+            estimated_diameter=estimating,
         )
         # Warm-up: one batch of the largest tile, so the first micrograph is not slow. A
         # compiled model compiles here, and once more for each smaller fitted tile that
@@ -249,13 +268,77 @@ class Daemon:
         if ready:
             self.adapter = self._session_adapter(str(model_path))
 
+    def _initial_diameter(self) -> tuple[float, str]:
+        """The particle diameter (Å) the statistics start with and where it comes from:
+        --particle-diameter ("given"), else --reference's `Scatterers.diameter`
+        ("reference NAME"), else `DEFAULT_DIAMETER` until the estimate from the first
+        `ESTIMATE_FROM` micrographs ("default…")."""
+        readiness = self.config.readiness
+        if readiness.particle_diameter is not None:
+            return readiness.particle_diameter, "given"
+        if readiness.reference is not None:
+            from streamdenoise.physics.density import load_reference
+
+            reference = load_reference(readiness.reference)
+            return reference.diameter, f"reference {readiness.reference.name}"
+        return DEFAULT_DIAMETER, f"default; estimating from the first {ESTIMATE_FROM} micrographs"
+
+    def _offer_for_diameter(self, denoised: np.ndarray, pixel_size: float) -> None:
+        """Writer thread: keep a denoised micrograph (H, W) at the working pixel size for
+        the diameter estimate; with `ESTIMATE_FROM` of them, estimate once and use it."""
+        with self._options_lock:
+            images = self._diameter_images
+            if images is None:
+                return
+            images.append(denoised)
+            if len(images) < ESTIMATE_FROM:
+                return
+            self._diameter_images = None
+        estimate = estimate_diameter(images, pixel_size)
+        self._use_estimate(estimate, len(images))
+
+    def _use_estimate(self, estimate: DiameterEstimate | None, micrographs: int) -> None:
+        """Use a confident diameter estimate from now on (micrographs already written keep
+        theirs: nothing is recomputed); otherwise keep the default and say why."""
+        self.diameter_estimate = estimate
+        with self._options_lock:
+            options = self.output_options
+            if estimate is not None and estimate.confident:
+                source = f"estimated from {micrographs} micrographs"
+                diameter = estimate.diameter_angstrom
+            else:
+                found = (
+                    "no particles found"
+                    if estimate is None
+                    else f"{estimate.diameter_angstrom:.0f} ± "
+                    f"{estimate.uncertainty_angstrom:.0f} Å from {estimate.peaks} particles"
+                )
+                source = f"default; the estimate from {micrographs} micrographs is uncertain"
+                source += f" ({found})"
+                diameter = options.diameter_angstrom
+            self.output_options = replace(
+                options, diameter_angstrom=diameter, diameter_source=source
+            )
+        if estimate is not None and estimate.confident:
+            log.info(
+                "particle diameter %.0f ± %.0f Å, %s (%d particles); the micrographs already "
+                "written keep %.0f Å (nothing is recomputed)",
+                diameter,
+                estimate.uncertainty_angstrom,
+                source,
+                estimate.peaks,
+                options.diameter_angstrom,
+            )
+        else:
+            log.warning("particle diameter: %.0f Å (%s)", diameter, source)
+
     def _session_adapter(self, model_label: str) -> SessionAdapter | None:
         """The session adapter of `--adapt-after` (None when it is off)."""
         from streamdenoise.session_adaptation import ADAPTED_MODEL, AdaptationPlan, SessionAdapter
 
         if self.config.watch.adapt_after == 0:
             return None
-        diameter = self.config.readiness.particle_diameter or DEFAULT_DIAMETER
+        diameter = self.output_options.diameter_angstrom or DEFAULT_DIAMETER
         plan = AdaptationPlan(
             after=self.config.watch.adapt_after,
             steps=self.config.watch.adapt_steps,
@@ -281,11 +364,12 @@ class Daemon:
         if result is None or not result.improved:
             return
         self.runtime.swap(result.model)
-        self.output_options = replace(
-            self.output_options,
-            model_label=f"{self.output_options.model_label} adapted to this session "
-            f"({self.layout.state / ADAPTED_MODEL})",
-        )
+        with self._options_lock:
+            self.output_options = replace(
+                self.output_options,
+                model_label=f"{self.output_options.model_label} adapted to this session "
+                f"({self.layout.state / ADAPTED_MODEL})",
+            )
         log.info("swapped in the model adapted to this session")
 
     # -- the loop --------------------------------------------------------------------------
@@ -470,11 +554,13 @@ class Daemon:
     def _write(
         self, item: _Ready, prepared: Prepared, denoised: Denoised, seconds: float
     ) -> _Written:
-        """Writer thread: statistics and outputs of one micrograph, then the journal (done)
-        and the session adapter (offered the micrograph)."""
+        """Writer thread: statistics and outputs of one micrograph, then the journal (done),
+        the session adapter and the diameter estimate (both offered the micrograph)."""
         results = write_results(
             self.layout, item.path, prepared, denoised, seconds, self.output_options
         )
+        if self._diameter_images is not None:
+            self._offer_for_diameter(denoised.image, prepared.pixel_size)
         latency = time.time() - item.mtime_ns / 1e9
         self.journal.mark_done(item.path, results.outputs, latency)
         if self.adapter is not None:
@@ -620,7 +706,21 @@ class Daemon:
             warnings=warnings,
             session=session,
             adaptation=None if self.adapter is None else self.adapter.state,
+            particle_diameter=self._diameter_status(),
         )
+
+    def _diameter_status(self) -> dict | None:
+        """The statistics' particle diameter for status.json: Å, its source and the
+        estimate (None before the model is loaded or without statistics)."""
+        options = getattr(self, "output_options", None)
+        if options is None or options.diameter_angstrom is None:
+            return None
+        estimate = self.diameter_estimate
+        return {
+            "angstrom": round(options.diameter_angstrom, 1),
+            "source": options.diameter_source,
+            "estimate": None if estimate is None else estimate.to_dict(),
+        }
 
     def _publish(self, state: str, force: bool = False) -> None:
         self.snapshot = self._make_snapshot(state)

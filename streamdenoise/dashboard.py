@@ -83,6 +83,8 @@ def render(snapshot: Snapshot) -> Panel:
     parts = [header, figures]
     if snapshot.session:
         parts.append(session_line(snapshot))
+    if snapshot.particle_diameter:
+        parts.append(diameter_line(snapshot.particle_diameter))
     parts.append(recent)
     if snapshot.guard_fallbacks:
         parts.append(
@@ -96,6 +98,20 @@ def render(snapshot: Snapshot) -> Panel:
         parts.append(Text(f"session adaptation: {snapshot.adaptation}", style="cyan"))
     parts += [Text(f"⚠ {warning}", style="yellow") for warning in snapshot.warnings]
     return Panel(Group(*parts), title=f"streamdenoise {snapshot.version}", border_style="blue")
+
+
+def diameter_line(diameter: dict) -> Text:
+    """The statistics' particle diameter, its source and the estimate's spread (the
+    snapshot's `particle_diameter`)."""
+    estimate = diameter.get("estimate") or {}
+    spread = ""
+    if diameter["source"].startswith("estimated") and estimate:
+        spread = f" ± {estimate['uncertainty_angstrom']:.0f}"
+    line = Text("particle diameter ")
+    line.append(f"{diameter['angstrom']:.0f}{spread} Å", style="bold")
+    hint = "" if diameter["source"] == "given" else "; override with --particle-diameter"
+    line.append(f" ({diameter['source']}{hint})")
+    return line
 
 
 def session_line(snapshot: Snapshot) -> Text:

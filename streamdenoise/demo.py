@@ -13,7 +13,7 @@ from streamdenoise.config import load_settings
 from streamdenoise.daemon import Daemon
 from streamdenoise.dashboard import read_status, run_daemon
 from streamdenoise.errors import StreamDenoiseError
-from streamdenoise.physics.density import load_reference
+from streamdenoise.physics.density import builtin_reference_path, load_reference
 from streamdenoise.physics.session import SessionSpec
 from streamdenoise.snapshot import Snapshot
 
@@ -68,6 +68,7 @@ def demo_session(
             "device": device,
             "headless": headless,
             "settle_seconds": 1.0,
+            "reference": builtin_reference_path(),  # the statistics' diameter, as simulated
             "status_interval": 5.0,
         },
     )

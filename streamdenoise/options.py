@@ -170,8 +170,14 @@ _declare(
 )
 _declare(
     "particle_diameter",
-    "Particle diameter in Å, for the picking statistics (default 150).",
+    "Particle diameter in Å, for the picking statistics (default: from --reference, else "
+    "watch estimates it from the first 5 micrographs, 150 until then).",
     callback=positive,
+)
+_declare(
+    "reference",
+    "Density map (.mrc/.map) or atomic model (.pdb/.cif) of the particle: the picking "
+    "statistics use its diameter (unless --particle-diameter is given).",
 )
 _declare("statistics", "Compute picking-readiness statistics and write candidate coordinates.")
 _declare(
@@ -189,7 +195,7 @@ SESSION += ("optics_from", "relion_project", "particle_diameter", "statistics")
 """The options of the session outputs, of `batch` and `watch`."""
 WATCH = ("include", "exclude", "polling", "settle_seconds", "timeout_seconds", "order")
 WATCH += ("rescan_interval", "adapt_after", "adapt_steps", "compile", "headless")
-WATCH += ("status_interval",)
+WATCH += ("status_interval", "reference")
 """The options of `watch` alone."""
 
 

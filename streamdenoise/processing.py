@@ -50,13 +50,17 @@ def processing_params_hash(
     *,
     input_pixel_size: float | None,
     suffix: str,
+    estimated_diameter: bool = False,
 ) -> str:
     """The journal's parameter hash, of everything that changes a micrograph's outputs:
     the model file's bytes, the denoising settings, the input pixel size, the output
     options (float16, OME-Zarr, thumbnails, sidecar, picks frame, and the statistics'
     particle diameter and thresholds, which make the picks) and the suffix. The daemon and
     the batch runner agree on it, so a micrograph done by one is skipped by the other, and
-    a restart with other options redoes what they change."""
+    a restart with other options redoes what they change. `estimated_diameter`: the
+    daemon estimates the diameter from the session's first micrographs (the hash says
+    "estimated", not the value, so that the estimate arriving, or differing after a
+    restart, redoes nothing already written)."""
     return params_hash(
         model=model_digest(model_path),
         bin=settings.bin_factor,
@@ -72,7 +76,7 @@ def processing_params_hash(
         sidecar=options.sidecar,
         suffix=suffix,
         picks_frame=options.picks_frame,
-        diameter=options.diameter_angstrom,
+        diameter="estimated" if estimated_diameter else options.diameter_angstrom,
         thresholds=asdict(options.thresholds),
     )
 
@@ -87,7 +91,9 @@ class OutputOptions:
     `diameter_angstrom` and `thresholds` drive the picking-readiness statistics (None:
     no statistics and no candidate coordinates); `picks_frame`: the pixels candidate
     coordinates are in, "input" (the input micrograph's, default), "denoised" or "both";
-    `sidecar`: write the JSON sidecar (the journal's records need it)."""
+    `sidecar`: write the JSON sidecar (the journal's records need it); `diameter_source`:
+    how the diameter was chosen ("given", "reference NAME", "estimated from N
+    micrographs", "default…"), written to the sidecar's readiness record."""
 
     float16: bool = False
     zarr: bool = True
@@ -97,6 +103,7 @@ class OutputOptions:
     thresholds: ReadinessThresholds = field(default_factory=ReadinessThresholds)
     picks_frame: str = "input"
     sidecar: bool = True
+    diameter_source: str = "default"
 
     def __post_init__(self) -> None:
         pick_frames(self.picks_frame)  # raises ValueError for an unknown frame
@@ -159,7 +166,10 @@ def write_results(
                 options.diameter_angstrom,
                 options.thresholds,
             )
-        record["readiness"] = statistics.to_dict()
+        record["readiness"] = {
+            **statistics.to_dict(),
+            "diameter_source": options.diameter_source,
+        }
     outputs = write_micrograph_outputs(
         layout,
         source,

@@ -57,6 +57,10 @@ class Snapshot:
     session: dict | None = None
     adaptation: str | None = None
     """State of `--adapt-after` session adaptation (None when off)."""
+    particle_diameter: dict | None = None
+    """The statistics' particle diameter: {"angstrom", "source" ("given", "reference NAME",
+    "estimated from N micrographs", "default…"), "estimate" (`DiameterEstimate.to_dict`
+    or None)}; None without statistics."""
 
     def to_json(self) -> dict:
         return asdict(self)

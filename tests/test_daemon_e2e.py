@@ -191,7 +191,10 @@ def test_live_session_every_micrograph_once_bad_files_quarantined(
     )
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=60) == 0  # SIGTERM drains and exits cleanly
-    assert strict_json(out / "status.json")["state"] == "stopped"
+    final = strict_json(out / "status.json")
+    assert final["state"] == "stopped"
+    starting = "default; estimating from the first 5 micrographs"  # only 4 came
+    assert final["particle_diameter"] == {"angstrom": 150.0, "source": starting, "estimate": None}
     rows = journal_rows(out)
     states = {Path(p).name: (s, e) for p, s, e in rows}
     for name, words in bad.items():
@@ -209,6 +212,8 @@ def test_live_session_every_micrograph_once_bad_files_quarantined(
         assert str(denoised) in star
         sidecar = strict_json(out / "denoised" / f"{source.stem}.json")
         assert sidecar["pixel_size_angstrom"] == pytest.approx(4.0)
+        assert sidecar["readiness"]["diameter_angstrom"] == 150.0
+        assert sidecar["readiness"]["diameter_source"] == starting
         group = zarr.open_group(out / "denoised.zarr" / source.stem, mode="r")
         assert group["0"].shape == (256, 256)
         assert group.attrs["ome"]["multiscales"][0]["axes"][0]["unit"] == "angstrom"

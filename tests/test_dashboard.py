@@ -40,6 +40,18 @@ def snapshot() -> Snapshot:
             "candidates": {"median": 120, "p10": 80, "p90": 150},
             "cnr": {"median": 4.5, "p10": 3.0, "p90": 5.0},
         },
+        particle_diameter={
+            "angstrom": 124.0,
+            "source": "estimated from 5 micrographs",
+            "estimate": {
+                "diameter_angstrom": 124.0,
+                "uncertainty_angstrom": 6.2,
+                "blob_angstrom": 101.0,
+                "peaks": 230,
+                "micrographs": 5,
+                "confident": True,
+            },
+        },
     )
 
 
@@ -56,8 +68,15 @@ def test_render_shows_the_figures_verdicts_and_warnings() -> None:
         "ready 80%",
         "falling contrast",
         "picks/micrograph 120",
+        "particle diameter 124 ± 6 Å (estimated from 5 micrographs; override with "
+        "--particle-diameter)",
     ):
         assert expected in text
+    given = Snapshot(
+        **{**snapshot().__dict__, "particle_diameter": {"angstrom": 150.0, "source": "given"}}
+    )
+    console.print(render(given))
+    assert "particle diameter 150 Å (given)" in console.export_text()
 
 
 def test_summary_line_and_sparkline() -> None:

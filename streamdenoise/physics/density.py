@@ -227,6 +227,11 @@ def read_map(path: str | Path) -> tuple[np.ndarray, float]:
     return volume, pixel_size
 
 
+def builtin_reference_path() -> Path:
+    """The built-in reference's file (`BUILTIN_REFERENCE`, installed with the package)."""
+    return Path(str(resources.files("streamdenoise.data") / BUILTIN_REFERENCE))
+
+
 def load_reference(path: str | Path | None = None) -> Scatterers:
     """Load a reference as scatterers: an MRC map, a PDB/mmCIF model, or the built-in one."""
     if path is None:
