@@ -17,7 +17,6 @@ in cannot use up the attempts of the others.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import signal
@@ -39,6 +38,7 @@ from streamdenoise.config import WatchConfig
 from streamdenoise.errors import StreamDenoiseError, one_line
 from streamdenoise.io import atomic_write_text
 from streamdenoise.io.jsontext import json_text
+from streamdenoise.lock import exclusive_lock
 from streamdenoise.outputs import (
     DoneMicrograph,
     OutputLayout,
@@ -78,10 +78,6 @@ WRITERS = 2
 LONG_CALL_LIMIT = 1800.0
 """Seconds a model call (a compilation, a batch) keeps the systemd watchdog fed: one that
 hangs longer stops the pings, and systemd restarts the daemon."""
-
-
-class AlreadyRunning(StreamDenoiseError, RuntimeError):
-    """Another daemon holds the output directory's lock."""
 
 
 def resident_memory_mib() -> float:
@@ -194,23 +190,6 @@ class Daemon:
             thread.join()
 
     # -- setup -----------------------------------------------------------------------------
-    def _lock(self) -> int:
-        out = self.layout.state
-        out.mkdir(parents=True, exist_ok=True)
-        self.config.output_dir.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip()
-            os.close(descriptor)
-            raise AlreadyRunning(
-                f"another streamdenoise (pid {holder or '?'}) is already writing to {out}"
-            ) from None
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
-        return descriptor
-
     def _load_model(self) -> None:
         """Load, prepare and warm up the model (`streamdenoise.runtime`); set the settings,
         parameter hash and output options it implies."""
@@ -308,8 +287,8 @@ class Daemon:
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> int:
         """Run until stopped (signal, stop file); returns the exit status (0 after a drain)."""
-        lock = self._lock()
-        try:
+        self.config.output_dir.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(self.layout.lock):
             if removed := remove_temporaries(self.layout):
                 log.warning("removed %d temporary file(s) left by the last stop", removed)
             # The journal first: one that cannot be read stops the start before the model
@@ -363,8 +342,6 @@ class Daemon:
             self._remove_stop_file()
             log.info("stopped cleanly")
             return 0
-        finally:
-            os.close(lock)
 
     def _tick(self, discovery: Discovery, pipeline: Pipeline) -> None:
         """Intake (new files, completeness, journal), then one step of the pipeline: the

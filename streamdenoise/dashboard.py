@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,6 +18,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from streamdenoise.lock import LOCK_NAME, holder_alive
 from streamdenoise.snapshot import Snapshot, summary_line
 
 STATE_STYLES = {"done": "green", "failed": "yellow", "quarantined": "red"}
@@ -134,19 +134,8 @@ STOPPED_UNCLEANLY = "stopped (not cleanly)"
 
 
 def daemon_alive(state_dir: Path) -> bool:
-    """Whether the daemon whose pid is in STATE/.lock still runs (a daemon killed with
-    SIGKILL or by a crash cannot say it stopped)."""
-    try:
-        pid = int((Path(state_dir) / ".lock").read_text().strip())
-    except (OSError, ValueError):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user (a system service)
-        return True
-    return True
+    """Whether the daemon whose pid is in the state directory's lock still runs."""
+    return holder_alive(Path(state_dir) / LOCK_NAME)
 
 
 def read_status(out_dir: Path) -> Snapshot:

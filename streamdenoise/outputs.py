@@ -44,6 +44,7 @@ from streamdenoise.io.relion import (
     write_coordinate_list,
     write_micrographs_star,
 )
+from streamdenoise.lock import LOCK_NAME
 from streamdenoise.physics.binning import bin_image
 
 THUMBNAIL_SIZE = 512
@@ -144,7 +145,7 @@ class OutputLayout:
 
     @property
     def lock(self) -> Path:
-        return self.state / ".lock"
+        return self.state / LOCK_NAME
 
 
 def remove_temporaries(layout: OutputLayout) -> int:
