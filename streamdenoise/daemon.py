@@ -59,7 +59,7 @@ from streamdenoise.sdnotify import Notifier
 from streamdenoise.snapshot import MicrographSummary, Snapshot, summary_line
 from streamdenoise.stages import Pipeline, Stage, Stages
 from streamdenoise.stats.readiness import ReadinessThresholds, session_statistics
-from streamdenoise.watch import Discovery, Journal, ReadinessTracker
+from streamdenoise.watch import CompletenessTracker, Discovery, Journal
 from streamdenoise.watch.discovery import is_network_filesystem
 
 if TYPE_CHECKING:
@@ -300,7 +300,7 @@ class Daemon:
                 network = is_network_filesystem(self.config.watch_dir)
                 polling = self.config.polling if self.config.polling is not None else network
                 settle = self.config.settle_seconds * (3 if network else 1)
-                self.tracker = ReadinessTracker(settle, self.config.timeout_seconds)
+                self.tracker = CompletenessTracker(settle, self.config.timeout_seconds)
                 resumed = journal.reset_in_flight()
                 for entry in journal.done_entries():
                     self._add_done(entry.path, entry.outputs or {})
@@ -398,21 +398,27 @@ class Daemon:
                 self._pending.discard(path)
                 self.tracker.forget(path)
                 continue
-            readiness = self.tracker.check(path)
-            if readiness.state == "pending":
+            completeness = self.tracker.check(path)
+            if completeness.state == "pending":
                 continue
             self._pending.discard(path)
             self.tracker.forget(path)
-            if readiness.state == "ready":
+            if completeness.state == "ready":
                 self._found.add(path)
-                self.journal.mark_seen(path, readiness.size, readiness.mtime_ns, self.params_hash)
-                self._ready[path] = _Ready(path, readiness.size, readiness.mtime_ns)
-            elif readiness.state == "invalid":
+                self.journal.mark_seen(
+                    path, completeness.size, completeness.mtime_ns, self.params_hash
+                )
+                self._ready[path] = _Ready(path, completeness.size, completeness.mtime_ns)
+            elif completeness.state == "invalid":
                 self._found.add(path)
-                self.journal.mark_seen(path, readiness.size, readiness.mtime_ns, self.params_hash)
-                self.journal.quarantine(path, readiness.reason or "invalid")
-                log.error("quarantined %s: %s", path, readiness.reason)
-                self._remember(MicrographSummary(path.name, "quarantined", error=readiness.reason))
+                self.journal.mark_seen(
+                    path, completeness.size, completeness.mtime_ns, self.params_hash
+                )
+                self.journal.quarantine(path, completeness.reason or "invalid")
+                log.error("quarantined %s: %s", path, completeness.reason)
+                self._remember(
+                    MicrographSummary(path.name, "quarantined", error=completeness.reason)
+                )
 
     def _next_batch(self) -> list[_Ready]:
         """The next micrographs in the configured order, at most `max_micrographs_per_batch`;
