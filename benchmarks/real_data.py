@@ -61,15 +61,17 @@ from streamdenoise.physics.density import scatterers_from_map
 from streamdenoise.physics.shapes import hollow_shell
 from streamdenoise.stats.criterion import response_correlation
 from streamdenoise.stats.filters import gaussian_blur, gaussian_transfer
-from streamdenoise.stats.guard import residual_structure_correlation
-from streamdenoise.stats.noise import estimate_noise_spectrum
-from streamdenoise.stats.picker import blob_response, pick_peaks
-from streamdenoise.stats.quality import (
-    low_frequency_fraction,
+from streamdenoise.stats.ground_truth import (
     match_picks,
     picking_score,
+)
+from streamdenoise.stats.guard import residual_structure_correlation
+from streamdenoise.stats.measures import (
+    low_frequency_fraction,
     roc_auc,
 )
+from streamdenoise.stats.noise import estimate_noise_spectrum
+from streamdenoise.stats.picker import blob_response, pick_peaks
 
 HERE = Path(__file__).parent
 DEFAULT_TRUTH = HERE.parent.parent / "shared" / "data" / "apoferritin-empiar10146"

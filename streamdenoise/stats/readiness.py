@@ -66,14 +66,14 @@ from typing import Literal
 import numpy as np
 
 from streamdenoise.stats.filters import fast_fft_length, gaussian_blur
-from streamdenoise.stats.picker import blob_response, pick_peaks
-from streamdenoise.stats.quality import (
-    _disk_masks,
+from streamdenoise.stats.measures import (
     background_flatness,
     background_mask,
+    disk_masks,
     low_frequency_fraction,
     separability,
 )
+from streamdenoise.stats.picker import blob_response, pick_peaks
 
 Verdict = Literal["ready", "marginal", "not ready"]
 VERDICTS: tuple[Verdict, ...] = ("ready", "marginal", "not ready")
@@ -321,7 +321,7 @@ def empty_fraction(
         return 1.0
     spacing = math.sqrt(usable / len(coordinates))
     radius = min(max(EMPTY_RADIUS * diameter, EMPTY_SPACING * spacing), max(shape) / 2)
-    free_centres = ~_disk_masks(shape, coordinates, radius)
+    free_centres = ~disk_masks(shape, coordinates, radius)
     return float((_dilate(free_centres, radius) & area).sum() / usable)
 
 
