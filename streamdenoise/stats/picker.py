@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from streamdenoise.stats.filters import difference_of_gaussians
+from streamdenoise.stats.noise import mad_std
 
 
 def blob_response(image: np.ndarray, diameter: float) -> np.ndarray:
@@ -21,8 +22,7 @@ def blob_response(image: np.ndarray, diameter: float) -> np.ndarray:
     robust std (median absolute deviation), so thresholds mean the same on any image."""
     sigma = diameter / (2 * math.sqrt(2))
     response = difference_of_gaussians(-np.asarray(image, dtype=np.float64), sigma, 1.6 * sigma)
-    spread = 1.4826 * float(np.median(np.abs(response - np.median(response))))
-    return (response - np.median(response)) / max(spread, 1e-12)
+    return (response - np.median(response)) / max(mad_std(response), 1e-12)
 
 
 def pick_particles(

@@ -73,6 +73,7 @@ from streamdenoise.stats.measures import (
     low_frequency_fraction,
     separability,
 )
+from streamdenoise.stats.noise import robust_noise_sigma
 from streamdenoise.stats.picker import blob_response, pick_peaks
 
 Verdict = Literal["ready", "marginal", "not ready"]
@@ -224,16 +225,6 @@ class MicrographStatistics:
             for f in fields(self)
             if f.name not in ("coordinates", "scores")
         }
-
-
-def robust_noise_sigma(image: np.ndarray) -> float:
-    """Pixel noise σ (image units) from differences of adjacent pixels: 1.4826·MAD/√2 of
-    the horizontal and vertical differences, i.e. the σ of white noise that would give
-    them. Structure at the particle scale barely changes adjacent pixels."""
-    image = np.asarray(image, dtype=np.float64)
-    differences = np.concatenate([np.diff(image, axis=0).ravel(), np.diff(image, axis=1).ravel()])
-    deviation = np.median(np.abs(differences - np.median(differences)))
-    return float(1.4826 * deviation / math.sqrt(2))
 
 
 def carbon_mask(raw: np.ndarray, diameter: float) -> np.ndarray:
