@@ -18,33 +18,19 @@ in cannot use up the attempts of the others.
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import statistics
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from streamdenoise import __version__
 from streamdenoise.config import WatchConfig
 from streamdenoise.errors import StreamDenoiseError, one_line
-from streamdenoise.io import atomic_write_text
-from streamdenoise.io.jsontext import json_text
 from streamdenoise.lock import exclusive_lock
-from streamdenoise.outputs import (
-    DoneMicrograph,
-    OutputLayout,
-    remove_temporaries,
-    write_session_lists,
-)
+from streamdenoise.outputs import OutputLayout, SessionLists, remove_temporaries
 from streamdenoise.processing import (
     DEFAULT_DIAMETER,
     OutputOptions,
@@ -56,21 +42,22 @@ from streamdenoise.processing import (
 )
 from streamdenoise.runtime import log_text
 from streamdenoise.sdnotify import Notifier
-from streamdenoise.snapshot import MicrographSummary, Snapshot, summary_line
+from streamdenoise.snapshot import MicrographSummary, Snapshot
 from streamdenoise.stages import Pipeline, Stage, Stages
-from streamdenoise.stats.readiness import ReadinessThresholds, session_statistics
+from streamdenoise.stats.readiness import ReadinessThresholds
+from streamdenoise.status import Progress, StatusBoard
 from streamdenoise.watch import CompletenessTracker, Discovery, Journal
 from streamdenoise.watch.discovery import is_network_filesystem
+from streamdenoise.watch.intake import Intake, ReadyFile
 
 if TYPE_CHECKING:
+    import torch
+
     from streamdenoise.model.inference import Denoised
     from streamdenoise.model.pipeline import Prepared
     from streamdenoise.session_adaptation import SessionAdapter
 
 log = logging.getLogger("streamdenoise.daemon")
-RECENT = 20
-SESSION_WINDOW = 2000
-"""Micrographs kept (as small statistics records) for the session's distributions."""
 READERS = 2
 """Reader threads (read, bin, noise estimate: numpy releases the GIL)."""
 WRITERS = 2
@@ -78,22 +65,6 @@ WRITERS = 2
 LONG_CALL_LIMIT = 1800.0
 """Seconds a model call (a compilation, a batch) keeps the systemd watchdog fed: one that
 hangs longer stops the pings, and systemd restarts the daemon."""
-
-
-def resident_memory_mib() -> float:
-    """Resident set size of this process in MiB (Linux /proc; 0 elsewhere)."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-@dataclass
-class _Ready:
-    path: Path
-    size: int
-    mtime_ns: int
 
 
 @dataclass(frozen=True)
@@ -108,89 +79,43 @@ class _Written:
     noise_sigma: float
     seconds: float
 
+    def summary(self, name: str) -> MicrographSummary:
+        """The micrograph's line for the dashboard."""
+        statistics, guard = self.results.statistics, self.results.guard
+        return MicrographSummary(
+            name,
+            "done",
+            latency=self.latency,
+            noise_sigma=self.noise_sigma,
+            pixel_size=self.results.pixel_size,
+            seconds=self.seconds,
+            verdict=None if statistics is None else statistics.verdict,
+            candidates=None if statistics is None else statistics.candidates,
+            cnr=None if statistics is None else statistics.cnr,
+            guard=None if guard is None else ("passed" if guard.passed else "fallback"),
+        )
 
-@dataclass
-class _Counters:
-    latencies: deque = field(default_factory=lambda: deque(maxlen=1000))
-    finished_at: deque = field(default_factory=deque)  # the last hour's (pruned when read)
-    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT))
-    statistics: deque = field(default_factory=lambda: deque(maxlen=SESSION_WINDOW))
-    queue_depths: deque = field(default_factory=lambda: deque(maxlen=SESSION_WINDOW))
-    guard_fallbacks: int = 0
 
-
-class Daemon:
-    """`streamdenoise watch`: process every finished micrograph of `config.watch_dir`."""
+class ModelStage:
+    """The daemon's model: loaded, prepared and warmed up once (`streamdenoise.runtime`),
+    the denoising settings, output options and parameter hash it implies, and the session
+    adapter of `--adapt-after`. `stopping()` tells a warm-up to give up."""
 
     def __init__(
         self,
         config: WatchConfig,
-        *,
-        notifier: Notifier | None = None,
-        on_snapshot: Callable[[Snapshot], None] | None = None,
+        layout: OutputLayout,
+        notifier: Notifier,
+        stopping: Callable[[], bool],
     ) -> None:
         self.config = config
-        self.layout = OutputLayout(
-            config.watch_dir, config.output_dir, config.suffix, config.state_dir
-        )
-        self.notifier = notifier or Notifier.from_environment()
-        self.on_snapshot = on_snapshot
-        self._stop = threading.Event()
-        self._counters = _Counters()
-        self._pending: set[Path] = set()
-        self._ready: dict[Path, _Ready] = {}
-        self._found: set[Path] = set()
-        self._done: dict[Path, DoneMicrograph] = {}  # input → what the session lists need
-        self._alternate = False
-        self._solo: set[Path] = set()  # in a batch that failed: retried one per batch
-        self._lists_stale = False
-        self._last_status = 0.0
+        self.layout = layout
+        self.notifier = notifier
+        self.stopping = stopping
+        self.device: torch.device | None = None
         self.adapter: SessionAdapter | None = None
-        self.started = time.time()
-        self.snapshot = self._make_snapshot("starting")
 
-    # -- control ---------------------------------------------------------------------------
-    def request_stop(self, *_: object) -> None:
-        """Stop intake; the work in flight finishes, then the daemon exits. Tells systemd
-        `STOPPING=1` now, at the request, not after the drain (signal-safe: it runs in the
-        main thread between bytecodes; the notifier opens a socket per message)."""
-        if not self._stop.is_set():
-            self._stop.set()
-            self.notifier.stopping()
-
-    def install_signal_handlers(self) -> None:
-        def handler(signum: int, frame: FrameType | None) -> None:
-            log.info("received %s: draining", signal.Signals(signum).name)
-            self.request_stop()
-
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
-
-    @contextmanager
-    def _alive_while(self, limit: float = LONG_CALL_LIMIT) -> Iterator[None]:
-        """Send `WATCHDOG=1` from a helper thread while the main thread is in a long model
-        call (a compilation, a batch), for at most `limit` s; the loop pings otherwise."""
-        interval = self.notifier.watchdog_interval()
-        if interval is None:
-            yield
-            return
-        finished = threading.Event()
-
-        def ping() -> None:
-            end = time.monotonic() + limit
-            while not finished.wait(interval) and time.monotonic() < end:
-                self.notifier.watchdog()
-
-        thread = threading.Thread(target=ping, name="streamdenoise-watchdog", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            finished.set()
-            thread.join()
-
-    # -- setup -----------------------------------------------------------------------------
-    def _load_model(self) -> None:
+    def load(self) -> None:
         """Load, prepare and warm up the model (`streamdenoise.runtime`); set the settings,
         parameter hash and output options it implies."""
         from streamdenoise.engine.batches import default_batch_size
@@ -234,13 +159,13 @@ class Daemon:
         # compiled model compiles here, and once more for each smaller fitted tile that
         # micrographs need.
         self.notifier.status("compiling the model" if self.runtime.compiled else "warming up")
-        with self._alive_while():
+        with self.notifier.alive_while(LONG_CALL_LIMIT):
             ready = warm_up(
                 self.runtime,
                 self.settings.batch_size,
                 self.config.tile,
                 compile_requested=bool(self.config.compile),
-                stopping=self._stop.is_set,
+                stopping=self.stopping,
             )
         if ready:
             self.adapter = self._session_adapter(str(model_path))
@@ -284,6 +209,73 @@ class Daemon:
         )
         log.info("swapped in the model adapted to this session")
 
+    def read(self, path: Path) -> Prepared:
+        """Reader thread: read, bin and estimate the noise of one micrograph."""
+        return read_prepared(
+            path, self.loaded.pixel_size, self.settings, self.config.input_pixel_size
+        )
+
+    def denoise(self, prepared: list[Prepared]) -> list[Denoised]:
+        """The model stage (main thread): a batch's micrographs share network batches."""
+        self._swap_in_adapted_model()
+        with self.notifier.alive_while(LONG_CALL_LIMIT):
+            return denoise_prepared(prepared, self.runtime.network, self.settings, self.device)
+
+
+class Daemon:
+    """`streamdenoise watch`: process every finished micrograph of `config.watch_dir`.
+
+    The parts: `model` (the resident model and what it implies), `intake` (completeness,
+    journal check, batches; made once the journal is open), `lists` (the session's STAR
+    and coordinate lists), `status` (counters, snapshots, status.json); this class runs
+    them: lock, signals, the loop, the pipeline's callbacks and the failure policy.
+    """
+
+    def __init__(
+        self,
+        config: WatchConfig,
+        *,
+        notifier: Notifier | None = None,
+        on_snapshot: Callable[[Snapshot], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.layout = OutputLayout(
+            config.watch_dir, config.output_dir, config.suffix, config.state_dir
+        )
+        self.notifier = notifier or Notifier.from_environment()
+        self._stop = threading.Event()
+        self.model = ModelStage(config, self.layout, self.notifier, self._stop.is_set)
+        self.lists = SessionLists(self.layout, config.optics())
+        self.status = StatusBoard(
+            config.watch_dir,
+            config.output_dir,
+            self.layout.status,
+            config.status_interval,
+            self.notifier,
+            on_snapshot,
+        )
+        self.journal: Journal | None = None
+        self.intake: Intake | None = None
+        self._lists_stale = False
+        self.snapshot = self.status.snapshot("starting", self._progress())
+
+    # -- control ---------------------------------------------------------------------------
+    def request_stop(self, *_: object) -> None:
+        """Stop intake; the work in flight finishes, then the daemon exits. Tells systemd
+        `STOPPING=1` now, at the request, not after the drain (signal-safe: it runs in the
+        main thread between bytecodes; the notifier opens a socket per message)."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self.notifier.stopping()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info("received %s: draining", signal.Signals(signum).name)
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> int:
         """Run until stopped (signal, stop file); returns the exit status (0 after a drain)."""
@@ -296,14 +288,21 @@ class Daemon:
             with Journal(self.layout.journal, max_attempts=self.config.max_attempts) as journal:
                 self.journal = journal
                 self._publish("loading model")
-                self._load_model()
+                self.model.load()
                 network = is_network_filesystem(self.config.watch_dir)
                 polling = self.config.polling if self.config.polling is not None else network
                 settle = self.config.settle_seconds * (3 if network else 1)
-                self.tracker = CompletenessTracker(settle, self.config.timeout_seconds)
+                self.intake = Intake(
+                    journal,
+                    CompletenessTracker(settle, self.config.timeout_seconds),
+                    self.model.params_hash,
+                    order=self.config.order,
+                    max_batch=self.config.max_micrographs_per_batch,
+                    outputs=(self.config.output_dir, self.layout.state),
+                    on_quarantined=self._quarantined,
+                )
                 resumed = journal.reset_in_flight()
-                for entry in journal.done_entries():
-                    self._add_done(entry.path, entry.outputs or {})
+                self.lists.add_entries(journal.done_entries())
                 if resumed:
                     log.warning(
                         "%d micrograph(s) were in flight at the last stop; redoing", resumed
@@ -323,39 +322,38 @@ class Daemon:
                     "polling" if polling else "inotify",
                     settle,
                     self.config.output_dir,
-                    self.device,
+                    self.model.device,
                 )
                 self.notifier.ready()
                 pipeline = Pipeline(self._stages(), readers=READERS, writers=WRITERS)
                 try:
                     try:
                         while not self._stop.is_set():
-                            self._tick(discovery, pipeline)
+                            self._tick(discovery, pipeline, self.intake)
                     finally:
                         discovery.stop()
                     pipeline.drain()
                 finally:
                     pipeline.shutdown()
-                self._requeue_unstarted()
+                self.intake.drop_unstarted()
                 self._write_lists()
                 self._publish("stopped", force=True)
             self._remove_stop_file()
             log.info("stopped cleanly")
             return 0
 
-    def _tick(self, discovery: Discovery, pipeline: Pipeline) -> None:
+    def _tick(self, discovery: Discovery, pipeline: Pipeline, intake: Intake) -> None:
         """Intake (new files, completeness, journal), then one step of the pipeline: the
         model stage on the next batch whose reads are done (or a wait of ≤ 0.25 s)."""
         discovery.ensure_alive()
         for path in discovery.poll_candidates():
-            if not self._is_output(path):
-                self._pending.add(path)
-        self._check_pending()
+            intake.offer(path)
+        intake.check_pending()
         if self._stop_file_present():
             log.info("stop file found: draining")
             self.request_stop()
-        while self._ready and pipeline.has_room() and not self._stop.is_set():
-            pipeline.submit(self._start_batch())
+        while intake.ready and pipeline.has_room() and not self._stop.is_set():
+            pipeline.submit(intake.start_batch())
         if pipeline.busy:
             pipeline.step(timeout=0.25)
         else:
@@ -364,13 +362,6 @@ class Daemon:
             self._write_lists()
         self.notifier.watchdog()
         self._publish("watching")
-
-    def _is_output(self, path: Path) -> bool:
-        resolved = path.resolve()
-        return any(
-            resolved.is_relative_to(folder.resolve())
-            for folder in (self.config.output_dir, self.layout.state)
-        )
 
     def _stop_file_present(self) -> bool:
         name = self.config.stop_file
@@ -382,139 +373,56 @@ class Daemon:
         for folder in (self.config.watch_dir, self.config.output_dir):
             (folder / self.config.stop_file).unlink(missing_ok=True)
 
-    def _check_pending(self) -> None:
-        for path in list(self._pending):
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                self._pending.discard(path)
-                self.tracker.forget(path)
-                continue
-            except OSError:
-                continue  # a network hiccup: look again next tick
-            if not self.journal.needs_processing(
-                path, stat.st_size, stat.st_mtime_ns, self.params_hash
-            ):
-                self._pending.discard(path)
-                self.tracker.forget(path)
-                continue
-            completeness = self.tracker.check(path)
-            if completeness.state == "pending":
-                continue
-            self._pending.discard(path)
-            self.tracker.forget(path)
-            if completeness.state == "ready":
-                self._found.add(path)
-                self.journal.mark_seen(
-                    path, completeness.size, completeness.mtime_ns, self.params_hash
-                )
-                self._ready[path] = _Ready(path, completeness.size, completeness.mtime_ns)
-            elif completeness.state == "invalid":
-                self._found.add(path)
-                self.journal.mark_seen(
-                    path, completeness.size, completeness.mtime_ns, self.params_hash
-                )
-                self.journal.quarantine(path, completeness.reason or "invalid")
-                log.error("quarantined %s: %s", path, completeness.reason)
-                self._remember(
-                    MicrographSummary(path.name, "quarantined", error=completeness.reason)
-                )
-
-    def _next_batch(self) -> list[_Ready]:
-        """The next micrographs in the configured order, at most `max_micrographs_per_batch`;
-        one alone when it comes first and was in a batch that failed."""
-        items = sorted(self._ready.values(), key=lambda r: r.mtime_ns)
-        if self.config.order == "newest" or (self.config.order == "alternate" and self._alternate):
-            items.reverse()
-        self._alternate = not self._alternate
-        if items and items[0].path in self._solo:
-            batch = items[:1]
-        else:
-            batch = [i for i in items if i.path not in self._solo]
-            batch = batch[: self.config.max_micrographs_per_batch]
-        for item in batch:
-            del self._ready[item.path]
-        return batch
-
-    def _start_batch(self) -> list[_Ready]:
-        """The next batch, marked `processing` in the journal."""
-        batch = self._next_batch()
-        for item in batch:
-            self.journal.mark_processing(item.path, item.size, item.mtime_ns, self.params_hash)
-        return batch
+    def _quarantined(self, path: Path, reason: str) -> None:
+        """Intake found `path` invalid (it is quarantined in the journal)."""
+        log.error("quarantined %s: %s", path, reason)
+        self.status.remember(MicrographSummary(path.name, "quarantined", error=reason))
 
     # -- the pipeline's stages -------------------------------------------------------------
-    def _stages(self) -> Stages[_Ready, Prepared, Denoised, _Written]:
+    def _stages(self) -> Stages[ReadyFile, Prepared, Denoised, _Written]:
         return Stages(
-            read=self._read,
-            model=self._denoise,
+            read=lambda item: self.model.read(item.path),
+            model=self.model.denoise,
             write=self._write,
             done=self._written,
             failed=self._failed,
             released=self._released,
         )
 
-    def _read(self, item: _Ready) -> Prepared:
-        """Reader thread: read, bin and estimate the noise of one micrograph."""
-        return read_prepared(
-            item.path, self.loaded.pixel_size, self.settings, self.config.input_pixel_size
-        )
-
-    def _denoise(self, prepared: list[Prepared]) -> list[Denoised]:
-        """The model stage (main thread): a batch's micrographs share network batches."""
-        self._swap_in_adapted_model()
-        with self._alive_while():
-            return denoise_prepared(prepared, self.runtime.network, self.settings, self.device)
-
     def _write(
-        self, item: _Ready, prepared: Prepared, denoised: Denoised, seconds: float
+        self, item: ReadyFile, prepared: Prepared, denoised: Denoised, seconds: float
     ) -> _Written:
         """Writer thread: statistics and outputs of one micrograph, then the journal (done)
         and the session adapter (offered the micrograph)."""
         results = write_results(
-            self.layout, item.path, prepared, denoised, seconds, self.output_options
+            self.layout, item.path, prepared, denoised, seconds, self.model.output_options
         )
         latency = time.time() - item.mtime_ns / 1e9
+        assert self.journal is not None
         self.journal.mark_done(item.path, results.outputs, latency)
-        if self.adapter is not None:
-            self.adapter.offer(prepared.image, prepared.sigma)
+        if self.model.adapter is not None:
+            self.model.adapter.offer(prepared.image, prepared.sigma)
         return _Written(results, latency, time.time(), prepared.sigma, seconds)
 
-    def _written(self, item: _Ready, written: _Written) -> None:
+    def _written(self, item: ReadyFile, written: _Written) -> None:
         """Main thread: count a finished micrograph."""
-        self._solo.discard(item.path)
+        assert self.intake is not None
+        self.intake.done(item)
         results = written.results
-        self._add_done(item.path, results.outputs)
+        self.lists.add(item.path, results.outputs)
         self._lists_stale = True
-        statistics = results.statistics
-        if statistics is not None:
-            self._counters.statistics.append(statistics)
-            self._counters.queue_depths.append(len(self._ready) + len(self._pending))
-        self._counters.latencies.append(written.latency)
-        self._counters.finished_at.append(written.finished)
         guard = results.guard
         if guard is not None and not guard.passed:
-            self._counters.guard_fallbacks += 1
             log.warning("%s: %s", item.path, guard.summary())
-        self._remember(
-            MicrographSummary(
-                item.path.name,
-                "done",
-                latency=written.latency,
-                noise_sigma=written.noise_sigma,
-                pixel_size=results.pixel_size,
-                seconds=written.seconds,
-                verdict=None if statistics is None else statistics.verdict,
-                candidates=None if statistics is None else statistics.candidates,
-                cnr=None if statistics is None else statistics.cnr,
-                guard=None if guard is None else ("passed" if guard.passed else "fallback"),
-            )
-        )
+        queue_depth = len(self.intake.ready) + len(self.intake.pending)
+        summary = written.summary(item.path.name)
+        self.status.count_done(summary, written.finished, results.statistics, queue_depth)
 
-    def _failed(self, items: list[_Ready], stage: Stage, error: BaseException) -> None:
+    def _failed(self, items: list[ReadyFile], stage: Stage, error: BaseException) -> None:
         """Main thread: charge a failure to `items` (a read's or write's: one micrograph;
         the model stage's: each of its batch once, then retried one per batch). A model
         failure while stopping (a Ctrl-C or stop ended the compiler) charges nothing."""
+        assert self.intake is not None
         if stage == "model":
             if self._stop.is_set():
                 log.warning(
@@ -522,46 +430,30 @@ class Daemon:
                     one_line(error, 200),
                     len(items),
                 )
-                self._released(items)
+                self.intake.release(items)
                 return
             log.error("denoising failed: %s", log_text(error))  # the whole output, once
             if len(items) > 1:
-                self._solo.update(item.path for item in items)
+                self.intake.retry_alone(items)
             reason = f"denoising failed: {one_line(error, 200)}"
         elif stage == "write":
             reason = f"cannot write outputs: {error}"
         else:
             reason = str(error)
         for item in items:
-            self._fail(item, reason)
+            state = self.intake.fail(item, reason)
+            log.error(
+                "%s %s: %s",
+                "quarantined" if state == "quarantined" else "failed",
+                item.path,
+                reason,
+            )
+            self.status.remember(MicrographSummary(item.path.name, state, error=reason))
 
-    def _released(self, items: list[_Ready]) -> None:
+    def _released(self, items: list[ReadyFile]) -> None:
         """Micrographs the model stage did not start before a stop: pending, no try used."""
-        for item in items:
-            self.journal.release(item.path)
-
-    def _fail(self, item: _Ready, reason: str) -> None:
-        state = self.journal.mark_failed(item.path, reason)
-        log.error(
-            "%s %s: %s", "quarantined" if state == "quarantined" else "failed", item.path, reason
-        )
-        self._remember(MicrographSummary(item.path.name, state, error=reason))
-        if state == "quarantined":
-            self._solo.discard(item.path)
-        else:  # try again once it is looked at next
-            self._pending.add(item.path)
-
-    def _requeue_unstarted(self) -> None:
-        """Ready micrographs never started stay `seen` in the journal: done on next start."""
-        self._ready.clear()
-
-    def _remember(self, summary: MicrographSummary) -> None:
-        self._counters.recent.append(summary)
-
-    def _add_done(self, source: Path, outputs: dict[str, str]) -> None:
-        done = DoneMicrograph.from_journal(self.layout, source, outputs)
-        if done is not None:
-            self._done[done.source] = done
+        assert self.intake is not None
+        self.intake.release(items)
 
     def _write_lists(self) -> None:
         """Rewrite the session's lists (micrographs STAR, coordinate lists, OME-Zarr series)
@@ -569,60 +461,23 @@ class Daemon:
         added as they finish)."""
         self._lists_stale = False
         try:
-            write_session_lists(self.layout, list(self._done.values()), self.config.optics())
+            self.lists.write()
         except (OSError, StreamDenoiseError) as error:  # e.g. a full disk: retried next batch
             log.error("cannot write the session's lists in %s: %s", self.layout.out_dir, error)
 
     # -- status ----------------------------------------------------------------------------
-    def _make_snapshot(self, state: str) -> Snapshot:
-        counts = self.journal.counts() if hasattr(self, "journal") else {}
-        latencies = list(self._counters.latencies)
-        now = time.time()
-        session = None
-        warnings: tuple[str, ...] = ()
-        if self._counters.statistics:
-            summary = session_statistics(
-                list(self._counters.statistics), queue_depths=list(self._counters.queue_depths)
-            )
-            session, warnings = summary.to_dict(), summary.warnings
-        finished = self._counters.finished_at
-        while finished and finished[0] <= now - 3600:
-            finished.popleft()
-        elapsed = min(3600.0, max(now - self.started, 1.0))
-        return Snapshot(
-            version=__version__,
-            state=state,
-            watch_dir=str(self.config.watch_dir),
-            out_dir=str(self.config.output_dir),
-            device=str(getattr(self, "device", self.config.device)),
-            started=self.started,
-            updated=now,
-            found=len(self._found),
-            done=counts.get("done", 0),
-            failed=counts.get("failed", 0),
-            quarantined=counts.get("quarantined", 0),
-            pending=len(self._pending),
-            queued=len(self._ready),
-            rate_per_hour=len(finished) * 3600.0 / elapsed,
-            latency_median=statistics.median(latencies) if latencies else None,
-            latency_p95=float(np.percentile(latencies, 95)) if latencies else None,
-            memory_mib=resident_memory_mib(),
-            recent=tuple(self._counters.recent),
-            guard_fallbacks=self._counters.guard_fallbacks,
-            warnings=warnings,
-            session=session,
-            adaptation=None if self.adapter is None else self.adapter.state,
+    def _progress(self) -> Progress:
+        """What the journal, the intake and the model know now, for the snapshot."""
+        intake = self.intake
+        adapter = self.model.adapter
+        return Progress(
+            counts=self.journal.counts() if self.journal is not None else {},
+            found=len(intake.found) if intake else 0,
+            pending=len(intake.pending) if intake else 0,
+            queued=len(intake.ready) if intake else 0,
+            device=str(self.config.device if self.model.device is None else self.model.device),
+            adaptation=None if adapter is None else adapter.state,
         )
 
     def _publish(self, state: str, force: bool = False) -> None:
-        self.snapshot = self._make_snapshot(state)
-        if self.on_snapshot is not None:
-            self.on_snapshot(self.snapshot)
-        now = time.monotonic()
-        if force or now - self._last_status >= min(self.config.status_interval, 2.0):
-            self._last_status = now
-            try:
-                atomic_write_text(self.layout.status, json_text(self.snapshot.to_json(), indent=1))
-            except OSError as error:
-                log.error("cannot write %s: %s", self.layout.status, error)
-            self.notifier.status(summary_line(self.snapshot))
+        self.snapshot = self.status.publish(state, self._progress(), force=force)

@@ -28,7 +28,7 @@ from streamdenoise.io.relion import OpticsSettings
 from streamdenoise.lock import exclusive_lock
 from streamdenoise.model.modelfile import model_digest
 from streamdenoise.model.pipeline import DenoiseSettings
-from streamdenoise.outputs import DoneMicrograph, OutputLayout, write_session_lists
+from streamdenoise.outputs import OutputLayout, SessionLists
 from streamdenoise.processing import (
     OutputOptions,
     process_micrograph,
@@ -210,13 +210,10 @@ def local_cluster(workers: int, threads_per_worker: int, gpu: bool) -> LocalClus
 def _write_lists(journal: Journal, layout: OutputLayout, optics: OpticsSettings) -> Path | None:
     """Write the session's lists (see `write_session_lists`); the micrographs STAR's path,
     None when nothing is done."""
-    done = [
-        micrograph
-        for entry in journal.done_entries()
-        if (micrograph := DoneMicrograph.from_journal(layout, entry.path, entry.outputs or {}))
-    ]
-    write_session_lists(layout, done, optics)
-    return layout.star if done else None
+    lists = SessionLists(layout, optics)
+    lists.add_entries(journal.done_entries())
+    lists.write()
+    return layout.star if len(lists) else None
 
 
 def _progress(console: Console) -> Progress:

@@ -27,9 +27,10 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -46,6 +47,9 @@ from streamdenoise.io.relion import (
 )
 from streamdenoise.lock import LOCK_NAME
 from streamdenoise.physics.binning import bin_image
+
+if TYPE_CHECKING:
+    from streamdenoise.watch.journal import JournalEntry
 
 THUMBNAIL_SIZE = 512
 PICK_FOLDERS = {"input": "picks", "denoised": "picks_denoised"}
@@ -291,3 +295,32 @@ def write_session_lists(
     images = [d.zarr for d in done if d.zarr is not None]
     if images:
         write_series(layout.zarr_root, images)
+
+
+class SessionLists:
+    """The session's done micrographs (from the journal, then as they finish) and the lists
+    written from them (`write_session_lists`)."""
+
+    def __init__(self, layout: OutputLayout, optics: OpticsSettings) -> None:
+        self.layout = layout
+        self.optics = optics
+        self._done: dict[Path, DoneMicrograph] = {}  # input → what the lists need
+
+    def __len__(self) -> int:
+        """Done micrographs whose outputs were found."""
+        return len(self._done)
+
+    def add(self, source: Path, outputs: dict[str, str]) -> None:
+        """A done micrograph: input and its recorded outputs (skipped when they are gone)."""
+        done = DoneMicrograph.from_journal(self.layout, source, outputs)
+        if done is not None:
+            self._done[done.source] = done
+
+    def add_entries(self, entries: Iterable[JournalEntry]) -> None:
+        """The done micrographs of a journal (`Journal.done_entries()`)."""
+        for entry in entries:
+            self.add(entry.path, entry.outputs or {})
+
+    def write(self) -> None:
+        """Rewrite the lists (nothing while no micrograph is done)."""
+        write_session_lists(self.layout, list(self._done.values()), self.optics)

@@ -149,19 +149,30 @@ def test_a_failed_batch_charges_each_micrograph_once_then_retries_them_alone(
     tmp_path: Path,
 ) -> None:
     from streamdenoise.config import WatchConfig
-    from streamdenoise.daemon import Daemon, _Ready
+    from streamdenoise.daemon import Daemon
     from streamdenoise.sdnotify import Notifier
-    from streamdenoise.watch import Journal
+    from streamdenoise.watch import CompletenessTracker, Journal
+    from streamdenoise.watch.intake import Intake, ReadyFile
 
     daemon = Daemon(WatchConfig(tmp_path / "in", tmp_path / "out"), notifier=Notifier(None))
-    items = [_Ready(tmp_path / "in" / f"{name}.mrc", 1, k) for k, name in enumerate("abcd")]
+    items = [ReadyFile(tmp_path / "in" / f"{name}.mrc", 1, k) for k, name in enumerate("abcd")]
     with Journal(tmp_path / "journal.sqlite") as journal:
-        daemon.journal = journal
+        intake = daemon.intake = Intake(
+            journal,
+            CompletenessTracker(0.0, 1.0),
+            "h",
+            order="oldest",
+            max_batch=4,
+            outputs=(tmp_path / "out",),
+            on_quarantined=lambda path, reason: None,
+        )
         for item in items[:2]:
             journal.mark_processing(item.path, item.size, item.mtime_ns, "h")
         daemon._failed(items[:2], "model", RuntimeError("out of memory"))
         assert [journal.entry(i.path).attempts for i in items[:2]] == [1, 1]  # once each
         assert all(journal.entry(i.path).state == "failed" for i in items[:2])
-    daemon._ready = {item.path: item for item in items}
-    batches = [[i.path.stem for i in daemon._next_batch()] for _ in range(3)]
+        assert intake.pending == {items[0].path, items[1].path}  # looked at again
+        assert [s.state for s in daemon.status.recent] == ["failed", "failed"]
+    intake.ready = {item.path: item for item in items}
+    batches = [[i.path.stem for i in intake.next_batch()] for _ in range(3)]
     assert batches == [["a"], ["b"], ["c", "d"]]  # the failed ones alone, the rest together

@@ -1,0 +1,150 @@
+"""Intake: from the files discovery offers to batches of complete micrographs to process.
+
+An offered file waits as pending until the completeness tracker decides. One the journal
+has done (or quarantined) with these parameters is dropped; a complete one is marked
+`seen` and queued as ready; an invalid one is quarantined. Batches leave the ready queue
+in the configured order, marked `processing`. The micrographs of a batch that failed are
+retried one per batch, so one that breaks every batch it is in cannot use up the attempts
+of the others. Not thread-safe: call from one thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamdenoise.watch.completeness import CompletenessTracker
+from streamdenoise.watch.journal import Journal
+
+
+@dataclass
+class ReadyFile:
+    """A complete micrograph waiting for the model: its path, size (bytes), mtime (ns)."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+class Intake:
+    """Pending, ready and failed-batch bookkeeping between discovery and the pipeline.
+
+    `order`: "oldest", "newest" or "alternate" (by mtime); `max_batch`: micrographs per
+    batch; `outputs`: folders whose files are never taken (the daemon's own outputs);
+    `on_quarantined(path, reason)` hears of every file found invalid.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        tracker: CompletenessTracker,
+        params_hash: str,
+        *,
+        order: str,
+        max_batch: int,
+        outputs: Iterable[Path],
+        on_quarantined: Callable[[Path, str], None],
+    ) -> None:
+        self.journal = journal
+        self.tracker = tracker
+        self.params_hash = params_hash
+        self.order = order
+        self.max_batch = max_batch
+        self.outputs = tuple(folder.resolve() for folder in outputs)
+        self.on_quarantined = on_quarantined
+        self.pending: set[Path] = set()
+        self.ready: dict[Path, ReadyFile] = {}
+        self.found: set[Path] = set()
+        self.solo: set[Path] = set()  # in a batch that failed: retried one per batch
+        self._alternate = False
+
+    def offer(self, path: Path) -> None:
+        """Look at `path` from now on, unless it is below one of the outputs."""
+        resolved = path.resolve()
+        if not any(resolved.is_relative_to(folder) for folder in self.outputs):
+            self.pending.add(path)
+
+    def check_pending(self) -> None:
+        """Drop what is gone or done, queue what is complete, quarantine what is invalid."""
+        for path in list(self.pending):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                self._drop(path)
+                continue
+            except OSError:
+                continue  # a network hiccup: look again next tick
+            if not self.journal.needs_processing(
+                path, stat.st_size, stat.st_mtime_ns, self.params_hash
+            ):
+                self._drop(path)
+                continue
+            completeness = self.tracker.check(path)
+            if completeness.state == "pending":
+                continue
+            self._drop(path)
+            if completeness.state in ("ready", "invalid"):
+                self.found.add(path)
+                self.journal.mark_seen(
+                    path, completeness.size, completeness.mtime_ns, self.params_hash
+                )
+            if completeness.state == "ready":
+                self.ready[path] = ReadyFile(path, completeness.size, completeness.mtime_ns)
+            elif completeness.state == "invalid":
+                reason = completeness.reason or "invalid"
+                self.journal.quarantine(path, reason)
+                self.on_quarantined(path, completeness.reason)
+
+    def _drop(self, path: Path) -> None:
+        self.pending.discard(path)
+        self.tracker.forget(path)
+
+    def next_batch(self) -> list[ReadyFile]:
+        """The next micrographs in the configured order, at most `max_batch`; one alone
+        when it comes first and was in a batch that failed."""
+        items = sorted(self.ready.values(), key=lambda r: r.mtime_ns)
+        if self.order == "newest" or (self.order == "alternate" and self._alternate):
+            items.reverse()
+        self._alternate = not self._alternate
+        if items and items[0].path in self.solo:
+            batch = items[:1]
+        else:
+            batch = [i for i in items if i.path not in self.solo][: self.max_batch]
+        for item in batch:
+            del self.ready[item.path]
+        return batch
+
+    def start_batch(self) -> list[ReadyFile]:
+        """The next batch, marked `processing` in the journal."""
+        batch = self.next_batch()
+        for item in batch:
+            self.journal.mark_processing(item.path, item.size, item.mtime_ns, self.params_hash)
+        return batch
+
+    def done(self, item: ReadyFile) -> None:
+        """`item` was written (the journal has it as done)."""
+        self.solo.discard(item.path)
+
+    def retry_alone(self, items: Iterable[ReadyFile]) -> None:
+        """Retry `items` (of a batch that failed) one per batch."""
+        self.solo.update(item.path for item in items)
+
+    def fail(self, item: ReadyFile, reason: str) -> str:
+        """Charge one attempt to `item`; returns its journal state ("failed": it is looked
+        at again, or "quarantined")."""
+        state = self.journal.mark_failed(item.path, reason)
+        if state == "quarantined":
+            self.solo.discard(item.path)
+        else:
+            self.pending.add(item.path)
+        return state
+
+    def release(self, items: Iterable[ReadyFile]) -> None:
+        """Micrographs the model stage did not start before a stop: pending, no try used."""
+        for item in items:
+            self.journal.release(item.path)
+
+    def drop_unstarted(self) -> None:
+        """Forget the ready queue: its micrographs stay `seen`, done on the next start."""
+        self.ready.clear()
