@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -238,3 +239,45 @@ def test_example_config_loads() -> None:
     loaded = config.load_config(EXAMPLE, {})
     assert loaded.headless is True
     assert loaded.out_dir == Path("/data/krios/2026-11-25/denoised")
+
+
+@needs_unix
+def test_alive_while_pings_during_a_long_call_and_stops_after(
+    listener: tuple[socket.socket, str],
+) -> None:
+    sock, address = listener
+    notifier = Notifier.from_environment({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "100000"})
+    with notifier.alive_while(limit=60.0):
+        assert _receive(sock) == "WATCHDOG=1"  # every 0.05 s while inside
+        assert _receive(sock) == "WATCHDOG=1"
+    sock.settimeout(0.2)
+    while True:  # drain a ping sent as the block ended, then nothing more comes
+        try:
+            _receive(sock)
+        except TimeoutError:
+            break
+    with pytest.raises(TimeoutError):
+        _receive(sock)
+
+
+def test_alive_while_without_a_watchdog_does_nothing() -> None:
+    with Notifier(None).alive_while(limit=1.0):
+        pass
+
+
+@needs_unix
+def test_alive_while_stops_pinging_a_call_that_hangs_past_the_limit(
+    listener: tuple[socket.socket, str],
+) -> None:
+    sock, address = listener
+    notifier = Notifier.from_environment({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "100000"})
+    with notifier.alive_while(limit=0.12):
+        time.sleep(0.6)  # pings at 0.05 and 0.10 s, then none: systemd would restart it
+    sock.settimeout(0.05)
+    pings = 0
+    while True:
+        try:
+            pings += _receive(sock) == "WATCHDOG=1"
+        except TimeoutError:
+            break
+    assert 1 <= pings <= 3
