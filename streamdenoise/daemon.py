@@ -9,10 +9,10 @@ write finishes, the lists are flushed and the daemon exits 0. A `kill -9` loses 
 the journal marks micrographs `processing` before work starts and the next start resets
 them.
 
-Failures are charged where they happen: a read or a write to its micrograph only; a
-model-stage failure to each micrograph of its batch once (one attempt each), after which
-those micrographs are retried one per batch, so a micrograph that breaks every batch it is
-in cannot use up the attempts of the others.
+Failures are charged where they happen: a read or a write to its micrograph only. A
+model-stage failure of a batch of several charges none of them: they are retried one per
+batch, and only a micrograph that fails alone uses up an attempt, so one that breaks every
+batch it is in cannot use up the attempts of the others.
 """
 
 from __future__ import annotations
@@ -298,7 +298,6 @@ class Daemon:
                     self.model.params_hash,
                     order=self.config.order,
                     max_batch=self.config.max_micrographs_per_batch,
-                    outputs=(self.config.output_dir, self.layout.state),
                     on_quarantined=self._quarantined,
                 )
                 resumed = journal.reset_in_flight()
@@ -314,6 +313,7 @@ class Daemon:
                     recursive=self.config.recursive,
                     polling=polling,
                     rescan_interval=self.config.rescan_interval,
+                    skip=(self.config.output_dir, self.layout.state),
                 )
                 discovery.start()
                 log.info(
@@ -346,8 +346,7 @@ class Daemon:
         """Intake (new files, completeness, journal), then one step of the pipeline: the
         model stage on the next batch whose reads are done (or a wait of ≤ 0.25 s)."""
         discovery.ensure_alive()
-        for path in discovery.poll_candidates():
-            intake.offer(path)
+        intake.offer(discovery.poll_candidates())
         intake.check_pending()
         if self._stop_file_present():
             log.info("stop file found: draining")
@@ -420,8 +419,9 @@ class Daemon:
 
     def _failed(self, items: list[ReadyFile], stage: Stage, error: BaseException) -> None:
         """Main thread: charge a failure to `items` (a read's or write's: one micrograph;
-        the model stage's: each of its batch once, then retried one per batch). A model
-        failure while stopping (a Ctrl-C or stop ended the compiler) charges nothing."""
+        the model stage's: the micrograph when it was alone; a batch of several is charged
+        nothing and retried one per batch). A model failure while stopping (a Ctrl-C or
+        stop ended the compiler) charges nothing."""
         assert self.intake is not None
         if stage == "model":
             if self._stop.is_set():
@@ -434,7 +434,9 @@ class Daemon:
                 return
             log.error("denoising failed: %s", log_text(error))  # the whole output, once
             if len(items) > 1:
+                log.warning("retrying the %d micrographs of that batch one at a time", len(items))
                 self.intake.retry_alone(items)
+                return
             reason = f"denoising failed: {one_line(error, 200)}"
         elif stage == "write":
             reason = f"cannot write outputs: {error}"

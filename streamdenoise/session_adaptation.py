@@ -12,6 +12,7 @@ the session's truth is used: there is none.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -28,9 +29,11 @@ from streamdenoise.model.training import AdaptationResult, TrainingImage, adapt
 log = logging.getLogger(__name__)
 
 ADAPTED_MODEL = "adapted_model.pt"
+"""File name of the adapted weights, in the daemon's state directory."""
 CROP_MULTIPLE = 8
 """Training crops are a multiple of this (the U-Net's downsampling)."""
-"""File name of the adapted weights, in the daemon's state directory."""
+BACKGROUND_NICENESS = 10
+"""Added to the adaptation thread's nice value: the live denoising keeps the CPU first."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class SessionAdapter:
 
     def _run(self) -> None:
         start = time.perf_counter()
+        _lower_this_threads_priority()
         smallest = min(min(image.noisy.shape) for image in self._images)
         crop = min(self._plan.crop, smallest // CROP_MULTIPLE * CROP_MULTIPLE)
         try:
@@ -100,9 +104,9 @@ class SessionAdapter:
                 crop=crop,
                 device=self._device,
             )
-        except (RuntimeError, ValueError) as error:
+        except Exception as error:  # a background thread that died silently would hang the state
             self.state = f"adaptation failed: {error}"
-            log.error("session adaptation failed: %s", error)
+            log.exception("session adaptation failed; the resident model stays")
             return
         finally:
             self._images = []
@@ -143,3 +147,14 @@ class SessionAdapter:
                 return None
             self._taken = True
             return self._result
+
+
+def _lower_this_threads_priority() -> None:
+    """Lower the calling thread's scheduling priority (Linux: nice is per thread, and the
+    thread pools it starts inherit it); elsewhere, or without permission, do nothing."""
+    try:
+        thread = threading.get_native_id()
+        niceness = os.getpriority(os.PRIO_PROCESS, thread) + BACKGROUND_NICENESS
+        os.setpriority(os.PRIO_PROCESS, thread, niceness)
+    except (AttributeError, OSError) as error:
+        log.debug("adaptation runs at the daemon's priority: %s", error)

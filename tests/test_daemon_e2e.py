@@ -85,13 +85,16 @@ def status(out: Path) -> dict:
         return {}
 
 
-def wait_for(condition, deadline: float = 120.0, what: str = "") -> None:
+def wait_for(condition, deadline: float = 120.0, what: str = "", out: Path | None = None) -> None:
+    """Poll `condition` until it holds; on a timeout, the daemon's status and log tail (of
+    the daemon writing to `out`) go into the failure message."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if condition():
             return
         time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
+    context = "" if out is None else f"\nstatus: {status(out)}\nlog:\n{daemon_log(out)[-4000:]}"
+    raise AssertionError(f"timed out waiting for {what}{context}")
 
 
 def drop_bad_files(folder: Path) -> dict[str, str]:
@@ -280,14 +283,17 @@ def test_session_adaptation_runs_beside_the_live_daemon(tmp_path: Path) -> None:
     simulator = start_simulator(session, count=count, rate=2.0)
     try:
         assert simulator.wait(timeout=120) == 0
+        wait_for(lambda: status(out).get("done") == count, what="every micrograph", out=out)
         wait_for(
-            lambda: (
-                status(out).get("done") == count
-                and (status(out).get("adaptation") or "").startswith(("adapted", "kept"))
+            lambda: (status(out).get("adaptation") or "").startswith(
+                ("adapted", "kept", "adaptation failed")
             ),
             deadline=300.0,
-            what="every micrograph done and the adaptation decided",
+            what="the adaptation decided",
+            out=out,
         )
+        decided = status(out)["adaptation"]
+        assert not decided.startswith("adaptation failed"), f"{decided}\n{daemon_log(out)}"
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=60) == 0
     finally:

@@ -205,7 +205,46 @@ def test_rescan_finds_files_whose_events_were_lost(
     assert d.poll_candidates() == {lost}
     assert d.poll_candidates() == set()  # next rescan only after another interval
     clock.now += 30.0
-    assert d.poll_candidates() == {lost}  # the rescan is the whole truth, every time
+    assert d.poll_candidates() == set()  # listed before: not handed out again
+
+
+def test_rescans_hand_out_new_names_only(
+    tmp_path: Path, make: Callable[..., Discovery], clock: FakeClock
+) -> None:
+    """A session of many files costs the daemon nothing per rescan: the names the previous
+    scan listed are not candidates again (so they are not stat-ed or looked up); a name
+    that disappears and comes back is."""
+    session = [write(tmp_path / "grid" / f"mic_{i:04d}.mrc") for i in range(500)]
+    d = make(tmp_path)
+    d.stop()  # rescans only
+    assert d.poll_candidates() == set(session)  # the first scan hands out everything
+    clock.now += 30.0
+    assert d.poll_candidates() == set()
+    session[7].unlink()
+    clock.now += 30.0
+    assert d.poll_candidates() == set()
+    write(session[7])
+    new = write(tmp_path / "grid" / "mic_0500.mrc")
+    clock.now += 30.0
+    assert d.poll_candidates() == {session[7], new}
+
+
+def test_skipped_folders_are_neither_walked_nor_reported(
+    tmp_path: Path, make: Callable[..., Discovery], clock: FakeClock
+) -> None:
+    """The daemon's output folder inside the watched folder: its files (denoised MRCs that
+    match the include globs) are not candidates, by rescan or by event."""
+    out = tmp_path / "streamdenoise"
+    write(out / "denoised" / "old.mrc")
+    kept = write(tmp_path / "mic.mrc")
+    d = make(tmp_path, skip=[out])
+    assert d.poll_candidates() == {kept}
+    written = write(out / "denoised" / "new.mrc")
+    event = write(tmp_path / "event.mrc")
+    found = collect_until(d, lambda found: event in found)
+    assert event in found and written not in found
+    clock.now += 30.0
+    assert written not in d.poll_candidates()
 
 
 def test_ensure_alive_restarts_a_stopped_observer(

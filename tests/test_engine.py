@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mrcfile
@@ -164,6 +165,19 @@ def test_overlapped_cuda_batches_match_the_cpu() -> None:
         for overlap in (True, False):
             out = run_batches(tiles, values, _scaled, 4, device, pad=pad, overlap=overlap)
             np.testing.assert_allclose(out, tiles * values[:, None, None], rtol=1e-6)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_two_threads_share_the_pinned_slots_without_mixing_batches() -> None:
+    """The model stage and a session adaptation's criterion run batches of the same tile
+    size on one device at once: each gets its own tiles back."""
+    device = torch.device("cuda", 0)
+    jobs = [(_tiles(40, side=64) + k, np.full(40, k + 1, np.float32)) for k in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda job: run_batches(*job, _scaled, 4, device), jobs))
+    for (tiles, values), out in zip(jobs, outs, strict=True):
+        np.testing.assert_allclose(out, tiles * values[:, None, None], rtol=1e-6)
 
 
 def test_stages_are_recorded_only_inside_record_stages() -> None:

@@ -45,7 +45,6 @@ def make_intake(
         journal,
         CompletenessTracker(1.0, 10.0, clock=clock),
         HASH,
-        outputs=(tmp_path / "out",),
         on_quarantined=lambda path, reason: quarantined.append((path.name, reason)),
         **settings,
     )
@@ -59,10 +58,7 @@ def test_complete_files_are_queued_invalid_ones_quarantined(
     good = write_mrc(tmp_path / "good.mrc")
     bad = tmp_path / "bad.mrc"
     bad.write_bytes(b"not an MRC header" * 100)
-    (tmp_path / "out").mkdir()
-    for path in (good, bad, write_mrc(tmp_path / "out" / "denoised.mrc")):
-        intake.offer(path)
-    assert intake.pending == {good, bad}  # the daemon's own outputs are never taken
+    intake.offer([good, bad])
     intake.check_pending()
     assert not intake.ready and intake.pending == {good, bad}  # settling
     clock.now += 1.0
@@ -81,8 +77,7 @@ def test_files_done_with_these_parameters_are_dropped(tmp_path: Path, journal: J
     stat = path.stat()
     journal.mark_processing(path, stat.st_size, stat.st_mtime_ns, HASH)
     journal.mark_done(path, {}, 1.0)
-    intake.offer(path)
-    intake.offer(tmp_path / "gone.mrc")
+    intake.offer([path, tmp_path / "gone.mrc"])
     intake.check_pending()
     assert not intake.pending and not intake.ready and not intake.found
 
@@ -110,11 +105,16 @@ def test_batches_follow_the_order_and_are_marked_processing(
 def test_a_failure_is_looked_at_again_until_quarantined(tmp_path: Path) -> None:
     with Journal(tmp_path / "two.sqlite", max_attempts=2) as strict:
         intake = make_intake(tmp_path, strict, Clock(), [])
-        item = ReadyFile(tmp_path / "a.mrc", 1, 0)
-        strict.mark_processing(item.path, item.size, item.mtime_ns, HASH)
-        intake.retry_alone([item])
+        items = [ReadyFile(tmp_path / f"{name}.mrc", 1, 0) for name in "ab"]
+        for item in items:
+            strict.mark_processing(item.path, item.size, item.mtime_ns, HASH)
+        intake.retry_alone(items)  # a batch of several failed: nobody is charged
+        assert {strict.entry(item.path).state for item in items} == {"seen"}
+        assert intake.pending == intake.solo == {item.path for item in items}
+        intake.pending.clear()
+        item = items[0]
         assert intake.fail(item, "boom") == "failed"
-        assert intake.pending == {item.path} and intake.solo == {item.path}
+        assert intake.pending == {item.path}
         intake.pending.clear()
         assert intake.fail(item, "boom") == "quarantined"
-        assert not intake.pending and not intake.solo
+        assert not intake.pending and intake.solo == {items[1].path}

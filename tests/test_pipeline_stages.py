@@ -145,7 +145,7 @@ def test_drain_releases_unstarted_batches_and_finishes_every_write() -> None:
     assert not pipeline.busy
 
 
-def test_a_failed_batch_charges_each_micrograph_once_then_retries_them_alone(
+def test_a_failed_batch_charges_nobody_and_retries_its_micrographs_alone(
     tmp_path: Path,
 ) -> None:
     from streamdenoise.config import WatchConfig
@@ -163,16 +163,19 @@ def test_a_failed_batch_charges_each_micrograph_once_then_retries_them_alone(
             "h",
             order="oldest",
             max_batch=4,
-            outputs=(tmp_path / "out",),
             on_quarantined=lambda path, reason: None,
         )
         for item in items[:2]:
             journal.mark_processing(item.path, item.size, item.mtime_ns, "h")
         daemon._failed(items[:2], "model", RuntimeError("out of memory"))
-        assert [journal.entry(i.path).attempts for i in items[:2]] == [1, 1]  # once each
-        assert all(journal.entry(i.path).state == "failed" for i in items[:2])
-        assert intake.pending == {items[0].path, items[1].path}  # looked at again
-        assert [s.state for s in daemon.status.recent] == ["failed", "failed"]
-    intake.ready = {item.path: item for item in items}
-    batches = [[i.path.stem for i in intake.next_batch()] for _ in range(3)]
-    assert batches == [["a"], ["b"], ["c", "d"]]  # the failed ones alone, the rest together
+        assert [journal.entry(i.path).attempts for i in items[:2]] == [0, 0]  # not charged
+        assert all(journal.entry(i.path).state == "seen" for i in items[:2])
+        assert intake.pending == {i.path for i in items[:2]}  # looked at again
+        intake.ready = {item.path: item for item in items}
+        batches = [intake.next_batch() for _ in range(3)]
+        assert [[i.path.stem for i in b] for b in batches] == [["a"], ["b"], ["c", "d"]]
+        journal.mark_processing(items[0].path, 1, 0, "h")
+        daemon._failed(batches[0], "model", RuntimeError("NaN in the network"))
+        assert journal.entry(items[0].path).attempts == 1  # alone, it is charged
+        assert journal.entry(items[0].path).state == "failed"
+        assert [s.state for s in daemon.status.recent] == ["failed"]

@@ -87,3 +87,24 @@ def test_rejects_a_plan_without_a_held_out_micrograph(tmp_path: Path) -> None:
             AdaptationPlan(1, 1, 8.0, 4.0, tmp_path / "m.pt", {}),
             torch.device("cpu"),
         )
+
+
+class BrokenUNet(ScoreUNet):
+    """A network whose forward pass fails with an error the training code does not expect."""
+
+    def forward(self, *args, **kwargs):
+        raise KeyError("a broken layer")
+
+
+def test_any_failure_is_reported_and_nothing_is_swapped_in(tmp_path: Path) -> None:
+    """A background adaptation that fails says so in its state (not stuck at "adapting"),
+    leaves no result to take and saves no model; the live denoising is not its concern."""
+    adapter = SessionAdapter(BrokenUNet(TINY), plan(tmp_path, steps=3), torch.device("cpu"))
+    for seed in range(4):
+        adapter.offer(blobs(seed), 0.2)
+    deadline = time.monotonic() + 120
+    while adapter.state.startswith("adapting") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert adapter.state.startswith("adaptation failed") and "a broken layer" in adapter.state
+    assert adapter.take() is None
+    assert not (tmp_path / "adapted_model.pt").exists()

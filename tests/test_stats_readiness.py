@@ -12,6 +12,7 @@ from streamdenoise.stats.noise import robust_noise_sigma
 from streamdenoise.stats.readiness import (
     MicrographStatistics,
     ReadinessThresholds,
+    block_mean,
     carbon_mask,
     fdr_threshold,
     micrograph_statistics,
@@ -284,3 +285,16 @@ def test_demo_mic_0004_is_counted_and_not_empty() -> None:
     assert len(simulated.coordinates) == 426
     assert result.candidates >= 0.25 * 426
     assert not any(reason.startswith("empty: ") for reason in result.reasons)
+
+
+def test_block_means_cover_the_edge_blocks() -> None:
+    """Blocks of 4² pixels of a 10×9 ramp: whole blocks are exact means, the last row and
+    column of blocks average their edge pixels repeated."""
+    image = np.arange(90, dtype=np.float64).reshape(10, 9)
+    blocks = block_mean(image, 4)
+    assert blocks.shape == (3, 3)
+    assert blocks[0, 0] == pytest.approx(image[:4, :4].mean())
+    assert blocks[2, 2] == pytest.approx(
+        np.pad(image, ((0, 2), (0, 3)), mode="edge")[8:, 8:].mean()
+    )
+    assert np.array_equal(block_mean(image, 1), image)

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -221,7 +222,9 @@ def _run_in_turn(
 
 @dataclass
 class _Slots:
-    """Two of each buffer, so batch k+1 can be in transfer while batch k computes."""
+    """Two of each buffer, so batch k+1 can be in transfer while batch k computes; one
+    call uses them at a time (`lock`: the daemon's model stage and a session adaptation's
+    criterion may run batches on the same device from two threads)."""
 
     host_in: list[torch.Tensor]
     host_out: list[torch.Tensor]
@@ -230,6 +233,7 @@ class _Slots:
     uploaded: list[torch.cuda.Event] = field(default_factory=list)
     computed: list[torch.cuda.Event] = field(default_factory=list)
     downloaded: list[torch.cuda.Event] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @lru_cache(maxsize=8)
@@ -266,27 +270,28 @@ def _run_overlapped(
         slots.downloaded[slot].synchronize()
         out[start : start + valid] = slots.host_out[slot].numpy()[:valid]
 
-    for k, (index, valid) in enumerate(batch_indices(n, batch_size, pad=pad)):
-        slot, start, size = k % 2, int(index[0]), len(index)
-        host_in, device_in = slots.host_in[slot][:size], slots.device_in[slot][:size]
-        slots.uploaded[slot].synchronize()  # the previous upload from this host slot is done
-        host_in.numpy()[:] = tiles[index]
-        values = torch.from_numpy(np.ascontiguousarray(extra[index])).to(device)
-        with torch.cuda.stream(copy_stream):
-            copy_stream.wait_event(slots.computed[slot])  # the device slot is free again
-            device_in.copy_(host_in, non_blocking=True)
-            slots.uploaded[slot].record(copy_stream)
-        compute_stream.wait_event(slots.uploaded[slot])
-        result = compute(device_in, values).float()
-        slots.computed[slot].record(compute_stream)
-        with torch.cuda.stream(copy_stream):
-            copy_stream.wait_event(slots.computed[slot])
-            slots.host_out[slot][:size].copy_(result, non_blocking=True)
-            slots.downloaded[slot].record(copy_stream)
-        result.record_stream(copy_stream)
+    with slots.lock:
+        for k, (index, valid) in enumerate(batch_indices(n, batch_size, pad=pad)):
+            slot, start, size = k % 2, int(index[0]), len(index)
+            host_in, device_in = slots.host_in[slot][:size], slots.device_in[slot][:size]
+            slots.uploaded[slot].synchronize()  # the previous upload from this host slot is done
+            host_in.numpy()[:] = tiles[index]
+            values = torch.from_numpy(np.ascontiguousarray(extra[index])).to(device)
+            with torch.cuda.stream(copy_stream):
+                copy_stream.wait_event(slots.computed[slot])  # the device slot is free again
+                device_in.copy_(host_in, non_blocking=True)
+                slots.uploaded[slot].record(copy_stream)
+            compute_stream.wait_event(slots.uploaded[slot])
+            result = compute(device_in, values).float()
+            slots.computed[slot].record(compute_stream)
+            with torch.cuda.stream(copy_stream):
+                copy_stream.wait_event(slots.computed[slot])
+                slots.host_out[slot][:size].copy_(result, non_blocking=True)
+                slots.downloaded[slot].record(copy_stream)
+            result.record_stream(copy_stream)
+            if pending is not None:
+                collect(*pending)
+            pending = (slot, start, valid)
         if pending is not None:
             collect(*pending)
-        pending = (slot, start, valid)
-    if pending is not None:
-        collect(*pending)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -21,11 +22,15 @@ def fast_fft_length(n: int) -> int:
         length += 1
 
 
+@lru_cache(maxsize=16)
 def gaussian_transfer(shape: tuple[int, int], sigma: float) -> np.ndarray:
-    """rfft2 transfer function (ny, nx//2+1) of a Gaussian blur of std `sigma` pixels."""
+    """rfft2 transfer function (ny, nx//2+1) of a Gaussian blur of std `sigma` pixels
+    (read-only: cached, since a session's micrographs share their shapes)."""
     fy = np.fft.fftfreq(shape[0])[:, None]
     fx = np.fft.rfftfreq(shape[1])[None, :]
-    return np.exp(-2 * math.pi**2 * sigma**2 * (fx**2 + fy**2))
+    transfer = np.exp(-2 * math.pi**2 * sigma**2 * (fx**2 + fy**2))
+    transfer.flags.writeable = False
+    return transfer
 
 
 def _filtered(image: np.ndarray, sigmas: tuple[float, ...], weights: tuple[float, ...]):
@@ -37,7 +42,7 @@ def _filtered(image: np.ndarray, sigmas: tuple[float, ...], weights: tuple[float
     widths = [(pad, fast_fft_length(n + 2 * pad) - n - pad) for n in data.shape]
     padded = np.pad(data, widths, mode="reflect")
     transfer = sum(
-        weight * gaussian_transfer(padded.shape, sigma)
+        weight * gaussian_transfer(tuple(padded.shape), float(sigma))
         for sigma, weight in zip(sigmas, weights, strict=True)
     )
     blurred = np.fft.irfft2(np.fft.rfft2(padded) * transfer, s=padded.shape)

@@ -132,11 +132,12 @@ def estimate_noise_sigma(normed: np.ndarray) -> float:
     return estimate_noise_spectrum(normed).pixel_sigma
 
 
-def mad_std(values: np.ndarray) -> float:
-    """1.4826 × the median absolute deviation of `values` (any shape): the std of Gaussian
-    data, robust to outliers (particles, peaks)."""
+def mad_std(values: np.ndarray, centre: float | None = None) -> float:
+    """1.4826 × the median absolute deviation of `values` (any shape) from `centre` (their
+    median when None): the std of Gaussian data, robust to outliers (particles, peaks)."""
     values = np.asarray(values)
-    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+    middle = np.median(values) if centre is None else centre
+    return float(1.4826 * np.median(np.abs(values - middle)))
 
 
 def robust_noise_sigma(image: np.ndarray) -> float:
@@ -145,5 +146,9 @@ def robust_noise_sigma(image: np.ndarray) -> float:
     them. Structure at the particle scale barely changes adjacent pixels. (The picking
     statistics report it; the denoiser uses `estimate_noise_sigma`.)"""
     image = np.asarray(image, dtype=np.float64)
-    differences = np.concatenate([np.diff(image, axis=0).ravel(), np.diff(image, axis=1).ravel()])
+    # A quarter of the differences (every other row and column; ≥ 10⁵ on a micrograph)
+    # pins the median as well, at a quarter of the sorting.
+    differences = np.concatenate(
+        [np.diff(image, axis=0)[::2, ::2].ravel(), np.diff(image, axis=1)[::2, ::2].ravel()]
+    )
     return mad_std(differences) / math.sqrt(2)

@@ -22,7 +22,11 @@ def blob_response(image: np.ndarray, diameter: float) -> np.ndarray:
     robust std (median absolute deviation), so thresholds mean the same on any image."""
     sigma = diameter / (2 * math.sqrt(2))
     response = difference_of_gaussians(-np.asarray(image, dtype=np.float64), sigma, 1.6 * sigma)
-    return (response - np.median(response)) / max(mad_std(response), 1e-12)
+    # The response is smooth over σ ≥ a few pixels: every other pixel gives the same
+    # median and spread at a quarter of the sorting.
+    sample = response[::2, ::2]
+    centre = float(np.median(sample))
+    return (response - centre) / max(mad_std(sample, centre), 1e-12)
 
 
 def pick_particles(
@@ -52,13 +56,11 @@ def pick_peaks(
     """
     min_distance = 0.8 * diameter if min_distance is None else min_distance
     border = int(diameter / 2 if exclude_border is None else exclude_border)
-    h, w = response.shape
-    # Local maxima in a 3×3 neighbourhood.
+    # Local maxima in a 3×3 neighbourhood (the maximum filter done by rows, then columns).
     padded = np.pad(response, 1, mode="constant", constant_values=-np.inf)
-    neighbours = np.stack(
-        [padded[1 + dy : h + 1 + dy, 1 + dx : w + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
-    )
-    peaks = (response >= neighbours.max(axis=0)) & (response > threshold)
+    rows = np.maximum(np.maximum(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
+    neighbourhood = np.maximum(np.maximum(rows[:-2], rows[1:-1]), rows[2:])
+    peaks = (response >= neighbourhood) & (response > threshold)
     if border > 0:
         peaks[:border], peaks[-border:], peaks[:, :border], peaks[:, -border:] = (False,) * 4
     ys, xs = np.nonzero(peaks)

@@ -241,29 +241,41 @@ def carbon_mask(raw: np.ndarray, diameter: float) -> np.ndarray:
     be carbon as long as some hole is in view; an image that is not positive (blur ≤ 0,
     not counts) gives no carbon.
     """
-    blurred = gaussian_blur(raw, CARBON_BLUR * diameter)
+    # The blurred image is smooth over σ = 2·D: work on blocks of σ/8 pixels and give each
+    # pixel its block's answer.
+    factor = max(1, int(CARBON_BLUR * diameter / 8))
+    blurred = gaussian_blur(block_mean(raw, factor), CARBON_BLUR * diameter / factor)
     if blurred.min() <= 0:
-        return np.zeros(blurred.shape, dtype=bool)
+        return np.zeros(np.shape(raw), dtype=bool)
     level = np.log(blurred)
-    step = max(1, round(CARBON_BLUR * diameter / 4))  # the blurred image is smooth
     yy, xx = np.mgrid[0 : level.shape[0], 0 : level.shape[1]].astype(np.float64)
-    sample = (slice(None, None, step), slice(None, None, step))
     covered = level < np.quantile(level, 0.9) - CARBON_DARKNESS
     depth, leftover = 0.0, math.inf
-    columns = [np.ones(yy[sample].size), xx[sample].ravel(), yy[sample].ravel()]
+    columns = [np.ones(level.size), xx.ravel(), yy.ravel()]
     for _ in range(6):
         if covered.all() or not covered.any():
             break
-        design = np.stack([*columns, -covered[sample].ravel().astype(np.float64)], axis=1)
-        (offset, slope_x, slope_y, depth), *_ = np.linalg.lstsq(
-            design, level[sample].ravel(), rcond=None
-        )
+        design = np.stack([*columns, -covered.ravel().astype(np.float64)], axis=1)
+        (offset, slope_x, slope_y, depth), *_ = np.linalg.lstsq(design, level.ravel(), rcond=None)
         below = level - (offset + slope_x * xx + slope_y * yy)
         covered = below < -depth / 2
         leftover = float(np.std(below + depth * covered))
     if depth < CARBON_DARKNESS or depth < CARBON_SHARPNESS * leftover:
         covered[:] = False
-    return covered
+    height, width = np.shape(raw)
+    return np.repeat(np.repeat(covered, factor, axis=0), factor, axis=1)[:height, :width]
+
+
+def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
+    """Means of `factor`² pixel blocks of (H, W): (⌈H/f⌉, ⌈W/f⌉) float64, the last row and
+    column of blocks padded with their edge pixels."""
+    data = np.asarray(image, dtype=np.float64)
+    if factor == 1:
+        return data
+    height, width = data.shape
+    padded = np.pad(data, ((0, -height % factor), (0, -width % factor)), mode="edge")
+    blocks = padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor)
+    return blocks.mean(axis=(1, 3))
 
 
 def nearest_neighbour_distances(coordinates: np.ndarray) -> np.ndarray:
@@ -282,6 +294,8 @@ def nearest_neighbour_distances(coordinates: np.ndarray) -> np.ndarray:
 
 def _dilate(mask: np.ndarray, radius: float) -> np.ndarray:
     """Boolean (H, W): within `radius` pixels of a true pixel of `mask` (FFT convolution)."""
+    if not mask.any():
+        return np.zeros(mask.shape, dtype=bool)
     r = math.ceil(radius)
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     disk = (xx**2 + yy**2 <= radius**2).astype(np.float64)

@@ -1,9 +1,12 @@
-"""Find candidate micrographs in a watched directory: filesystem events as hints, rescans as truth.
+"""Find candidate micrographs in a watched directory: filesystem events, and rescans for lost ones.
 
 watchdog events are lost on network filesystems (inotify sees nothing written by another host),
 on queue overflow and when the observer thread dies, so the event handler only collects
-candidate paths, a periodic full rescan reconciles, and ``ensure_alive`` restarts a dead
-observer. Readiness (is the file complete?) is decided elsewhere.
+candidate paths, a periodic rescan lists the tree again and hands out the names it did not
+list the time before, and ``ensure_alive`` restarts a dead observer. A rescan reads
+directories only (no ``stat`` per file, so a 10,000-file session on a network share costs a
+few directory reads), and never enters the ``skip`` folders (the daemon's outputs). Whether
+a file is complete, and whether it was already processed, is decided elsewhere.
 """
 
 from __future__ import annotations
@@ -148,7 +151,12 @@ class Discovery:
 
     ``polling=None`` chooses a polling observer on network filesystems and inotify (or the
     platform's native observer) elsewhere. ``rescan_interval`` and ``poll_interval`` are in
-    seconds; ``clock`` gives monotonic seconds and only paces the rescans.
+    seconds; ``clock`` gives monotonic seconds and only paces the rescans. Files below a
+    ``skip`` folder are neither listed nor reported (events there included).
+
+    The first scan (``start``) hands out every file; later rescans only the names the
+    previous scan did not list: a file rewritten in place is the events' to report, and a
+    name that disappears and comes back between two rescans is handed out again.
     """
 
     def __init__(
@@ -161,9 +169,13 @@ class Discovery:
         polling: bool | None = None,
         rescan_interval: float = 30.0,
         poll_interval: float = 2.0,
+        skip: Sequence[Path] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.root = Path(os.path.abspath(root))
+        self.skip = tuple(
+            {Path(os.path.abspath(f)) for f in skip} | {Path(os.path.realpath(f)) for f in skip}
+        )
         self.include = tuple(include)
         self.exclude = tuple(exclude)
         self.recursive = recursive
@@ -174,6 +186,7 @@ class Discovery:
         self._lock = threading.Lock()
         self._pending: set[Path] = set()
         self._last_scan: float | None = None
+        self._listed: set[Path] = set()
         self._observer_lock = threading.Lock()  # guards _observer; never held with _lock
         self._observer: BaseObserver | None = None
         self._restart_failing = False
@@ -182,9 +195,13 @@ class Discovery:
     def _accepts(self, path: Path) -> bool:
         return (
             (self.recursive or path.parent == self.root)
+            and not self._skipped(path)
             and not is_ignored(path, self.root)
             and matches(path, self.include, self.exclude)
         )
+
+    def _skipped(self, path: Path) -> bool:
+        return any(path.is_relative_to(folder) for folder in self.skip)
 
     def _add(self, path: Path) -> None:
         with self._lock:
@@ -202,7 +219,7 @@ class Discovery:
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    if self.recursive:
+                    if self.recursive and not self._skipped(Path(entry.path)):
                         yield from self._walk(entry.path)
                 elif entry.is_file():
                     path = Path(entry.path)
@@ -212,10 +229,12 @@ class Discovery:
                 log.warning("rescan: cannot inspect %s: %s", entry.path, exc)
 
     def scan(self) -> set[Path]:
-        """Full rescan now: every matching, non-ignored file below the root."""
+        """List the tree now: every matching, non-ignored file below the root (directory
+        reads only); remembered, so that the next rescan can tell new names."""
         found = set(self._walk(os.fspath(self.root)))
         with self._lock:
             self._last_scan = self._clock()
+            self._listed = found
         return found
 
     def _start_observer(self) -> None:
@@ -241,11 +260,13 @@ class Discovery:
             self._start_observer()
 
     def poll_candidates(self) -> set[Path]:
-        """Return and clear the candidates seen since the last call; adds a full rescan when
-        ``rescan_interval`` seconds have passed since the previous one."""
+        """Return and clear the candidates seen since the last call; when
+        ``rescan_interval`` seconds have passed since the previous scan, adds the names a
+        rescan lists that the previous scan did not."""
         with self._lock:
             due = self._last_scan is None or self._clock() - self._last_scan >= self.rescan_interval
-        found = self.scan() if due else set()
+            listed_before = self._listed
+        found = self.scan() - listed_before if due else set()
         with self._lock:
             found |= self._pending
             self._pending = set()

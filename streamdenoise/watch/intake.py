@@ -3,9 +3,9 @@
 An offered file waits as pending until the completeness tracker decides. One the journal
 has done (or quarantined) with these parameters is dropped; a complete one is marked
 `seen` and queued as ready; an invalid one is quarantined. Batches leave the ready queue
-in the configured order, marked `processing`. The micrographs of a batch that failed are
-retried one per batch, so one that breaks every batch it is in cannot use up the attempts
-of the others. Not thread-safe: call from one thread.
+in the configured order, marked `processing`. The micrographs of a batch of several that
+failed are charged nothing and retried one per batch, so one that breaks every batch it is
+in cannot use up the attempts of the others. Not thread-safe: call from one thread.
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ class Intake:
     """Pending, ready and failed-batch bookkeeping between discovery and the pipeline.
 
     `order`: "oldest", "newest" or "alternate" (by mtime); `max_batch`: micrographs per
-    batch; `outputs`: folders whose files are never taken (the daemon's own outputs);
-    `on_quarantined(path, reason)` hears of every file found invalid.
+    batch; `on_quarantined(path, reason)` hears of every file found invalid.
     """
 
     def __init__(
@@ -43,7 +42,6 @@ class Intake:
         *,
         order: str,
         max_batch: int,
-        outputs: Iterable[Path],
         on_quarantined: Callable[[Path, str], None],
     ) -> None:
         self.journal = journal
@@ -51,7 +49,6 @@ class Intake:
         self.params_hash = params_hash
         self.order = order
         self.max_batch = max_batch
-        self.outputs = tuple(folder.resolve() for folder in outputs)
         self.on_quarantined = on_quarantined
         self.pending: set[Path] = set()
         self.ready: dict[Path, ReadyFile] = {}
@@ -59,11 +56,9 @@ class Intake:
         self.solo: set[Path] = set()  # in a batch that failed: retried one per batch
         self._alternate = False
 
-    def offer(self, path: Path) -> None:
-        """Look at `path` from now on, unless it is below one of the outputs."""
-        resolved = path.resolve()
-        if not any(resolved.is_relative_to(folder) for folder in self.outputs):
-            self.pending.add(path)
+    def offer(self, paths: Iterable[Path]) -> None:
+        """Look at `paths` (from discovery) from now on."""
+        self.pending.update(paths)
 
     def check_pending(self) -> None:
         """Drop what is gone or done, queue what is complete, quarantine what is invalid."""
@@ -126,9 +121,12 @@ class Intake:
         """`item` was written (the journal has it as done)."""
         self.solo.discard(item.path)
 
-    def retry_alone(self, items: Iterable[ReadyFile]) -> None:
-        """Retry `items` (of a batch that failed) one per batch."""
+    def retry_alone(self, items: list[ReadyFile]) -> None:
+        """The micrographs of a batch of several that failed: charged nothing, pending
+        again (`seen` in the journal) and retried one per batch."""
         self.solo.update(item.path for item in items)
+        self.release(items)
+        self.pending.update(item.path for item in items)
 
     def fail(self, item: ReadyFile, reason: str) -> str:
         """Charge one attempt to `item`; returns its journal state ("failed": it is looked
