@@ -74,3 +74,5 @@ def test_mad_std_is_the_std_of_gaussian_data_and_ignores_outliers() -> None:
     values[:1000] = 1e6  # 0.5 % wild values barely move it; the plain std explodes
     assert mad_std(values) == pytest.approx(2.0, rel=0.02)
     assert np.std(values) > 1000
+    assert mad_std(values, centre=10.0) == pytest.approx(mad_std(values), rel=0.01)
+    assert mad_std(values, centre=12.0) > 1.5 * mad_std(values)  # deviations from 12
