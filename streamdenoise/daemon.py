@@ -298,6 +298,7 @@ class Daemon:
                     self.model.params_hash,
                     order=self.config.order,
                     max_batch=self.config.max_micrographs_per_batch,
+                    recheck_interval=self.config.rescan_interval,
                     on_quarantined=self._quarantined,
                 )
                 resumed = journal.reset_in_flight()
@@ -347,6 +348,7 @@ class Daemon:
         model stage on the next batch whose reads are done (or a wait of ≤ 0.25 s)."""
         discovery.ensure_alive()
         intake.offer(discovery.poll_candidates())
+        intake.offer_retried()
         intake.check_pending()
         if self._stop_file_present():
             log.info("stop file found: draining")

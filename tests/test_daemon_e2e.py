@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -127,25 +128,69 @@ def journal_rows(out: Path) -> list[tuple[str, str, str | None]]:
         return db.execute("SELECT path, state, error FROM files ORDER BY path").fetchall()
 
 
+class Processes:
+    """The daemons and simulators one test starts; whatever still runs when it ends (a
+    failed assertion) is killed with its whole process group and reaped."""
+
+    def __init__(self) -> None:
+        self._started: list[subprocess.Popen] = []
+
+    def daemon(self, watch: Path, out: Path, *extra: str, **options) -> subprocess.Popen:
+        """`start_daemon(watch, out, *extra, **options)`, killed at the end."""
+        return self._keep(start_daemon(watch, out, *extra, **options))
+
+    def simulator(self, session: Path, **options) -> subprocess.Popen:
+        """`start_simulator(session, **options)`, killed at the end."""
+        return self._keep(start_simulator(session, **options))
+
+    def _keep(self, process: subprocess.Popen) -> subprocess.Popen:
+        self._started.append(process)
+        return process
+
+    def kill_all(self) -> None:
+        for process in self._started:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    started = Processes()
+    yield started
+    started.kill_all()
+
+
+@pytest.fixture
+def notify_socket() -> Iterator[tuple[socket.socket, Path]]:
+    """A bound systemd notification socket (listener, address ≤ 108 bytes), removed after."""
+    address = Path("/tmp") / f"sdn-{os.getpid()}-{time.monotonic_ns()}.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(address))
+    yield listener, address
+    listener.close()
+    address.unlink(missing_ok=True)
+
+
 @pytest.mark.parametrize("polling", [False, True], ids=["inotify", "polling"])
-def test_live_session_every_micrograph_once_bad_files_quarantined(tmp_path: Path, polling) -> None:
+def test_live_session_every_micrograph_once_bad_files_quarantined(
+    tmp_path: Path, polling: bool, processes: Processes
+) -> None:
     session, out = tmp_path / "session", tmp_path / "out"
     watch = session / "micrographs"
     bad = drop_bad_files(watch)
-    daemon = start_daemon(watch, out, "--polling" if polling else "--no-polling")
-    simulator = start_simulator(session)
-    try:
-        assert simulator.wait(timeout=120) == 0
-        wait_for(
-            lambda: status(out).get("done") == GOOD and status(out).get("quarantined") == len(bad),
-            what="all micrographs done and bad ones quarantined",
-        )
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=60) == 0  # SIGTERM drains and exits cleanly
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait()
+    daemon = processes.daemon(watch, out, "--polling" if polling else "--no-polling")
+    simulator = processes.simulator(session)
+    assert simulator.wait(timeout=120) == 0
+    wait_for(
+        lambda: status(out).get("done") == GOOD and status(out).get("quarantined") == len(bad),
+        what="all micrographs done and bad ones quarantined",
+        out=out,
+    )
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=60) == 0  # SIGTERM drains and exits cleanly
     assert strict_json(out / "status.json")["state"] == "stopped"
     rows = journal_rows(out)
     states = {Path(p).name: (s, e) for p, s, e in rows}
@@ -175,31 +220,28 @@ def test_live_session_every_micrograph_once_bad_files_quarantined(tmp_path: Path
     assert sorted(listed["rlnMicrographName"]) == [str(p) for p in good]
 
 
-def test_kill_dash_nine_then_restart_finishes_everything_exactly_once(tmp_path: Path) -> None:
+def test_kill_dash_nine_then_restart_finishes_everything_exactly_once(
+    tmp_path: Path, processes: Processes
+) -> None:
     session, out = tmp_path / "session", tmp_path / "out"
     watch = session / "micrographs"
     watch.mkdir(parents=True)
     count = 6
-    daemon = start_daemon(watch, out)
-    simulator = start_simulator(session, count=count, rate=0.5)
-    try:
-        wait_for(lambda: status(out).get("done", 0) >= 2, what="two micrographs done")
-        daemon.send_signal(signal.SIGKILL)
-        daemon.wait(timeout=30)
-        assert simulator.wait(timeout=120) == 0
-        # The lock died with the process; a new daemon takes over and resumes.
-        daemon = start_daemon(watch, out)
-        wait_for(
-            lambda: status(out).get("done") == count and status(out).get("state") == "watching",
-            what="all micrographs done after the restart",
-        )
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=60) == 0
-    finally:
-        for process in (daemon, simulator):
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    daemon = processes.daemon(watch, out)
+    simulator = processes.simulator(session, count=count, rate=0.5)
+    wait_for(lambda: status(out).get("done", 0) >= 2, what="two micrographs done", out=out)
+    daemon.send_signal(signal.SIGKILL)
+    daemon.wait(timeout=30)
+    assert simulator.wait(timeout=120) == 0
+    # The lock died with the process; a new daemon takes over and resumes.
+    daemon = processes.daemon(watch, out)
+    wait_for(
+        lambda: status(out).get("done") == count and status(out).get("state") == "watching",
+        what="all micrographs done after the restart",
+        out=out,
+    )
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=60) == 0
     rows = journal_rows(out)
     assert len(rows) == count and all(state == "done" for _, state, _ in rows)
     star = read_star(out / "micrographs_denoised.star")["micrographs"]["_rlnMicrographName"]
@@ -208,32 +250,31 @@ def test_kill_dash_nine_then_restart_finishes_everything_exactly_once(tmp_path: 
     assert not list((out / "denoised.zarr").glob(".*"))
 
 
-def test_a_second_daemon_on_the_same_output_is_refused(tmp_path: Path) -> None:
+def test_a_second_daemon_on_the_same_output_is_refused(
+    tmp_path: Path, processes: Processes
+) -> None:
     watch, out = tmp_path / "in", tmp_path / "out"
     watch.mkdir()
-    first = start_daemon(watch, out)
-    try:
-        wait_for(lambda: status(out).get("state") == "watching", what="the first daemon")
-        second = subprocess.run(
-            [EXECUTABLE, "watch", str(watch), "--out", str(out), "--device", "cpu", "--headless"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert second.returncode == 2
-        assert "already writing" in second.stderr and str(first.pid) in second.stderr
-        (watch / "STOP").touch()  # the stop file ends a session cleanly
-        assert first.wait(timeout=60) == 0
-        assert not (watch / "STOP").exists()
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
+    first = processes.daemon(watch, out)
+    wait_for(lambda: status(out).get("state") == "watching", what="the first daemon", out=out)
+    second = subprocess.run(
+        [EXECUTABLE, "watch", str(watch), "--out", str(out), "--device", "cpu", "--headless"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode == 2
+    assert "already writing" in second.stderr and str(first.pid) in second.stderr
+    (watch / "STOP").touch()  # the stop file ends a session cleanly
+    assert first.wait(timeout=60) == 0
+    assert not (watch / "STOP").exists()
     assert os.path.exists(out / "status.json")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
-def test_full_output_disk_is_recorded_and_the_daemon_keeps_going(tmp_path: Path) -> None:
+def test_full_output_disk_is_recorded_and_the_daemon_keeps_going(
+    tmp_path: Path, processes: Processes
+) -> None:
     session, out, state = tmp_path / "session", tmp_path / "out", tmp_path / "state"
     watch = session / "micrographs"
     out.mkdir()
@@ -244,34 +285,32 @@ def test_full_output_disk_is_recorded_and_the_daemon_keeps_going(tmp_path: Path)
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
         (out / "ballast").write_bytes(b"\0" * (4 * 2**20 - 100_000))  # ~100 kB left: < 1 output
-        simulator = start_simulator(session, count=2, rate=0.5)
+        simulator = processes.simulator(session, count=2, rate=0.5)
         assert simulator.wait(timeout=120) == 0
-        daemon = start_daemon(watch, out, "--state-dir", str(state))
-        try:
-            wait_for(lambda: status(state).get("quarantined") == 2, what="both quarantined")
-            rows = journal_rows(state)
-            assert all("No space left" in (error or "") for _, _, error in rows)
-            assert daemon.poll() is None  # still running
-            (out / "ballast").unlink()  # the operator frees space and retries
-            retried = subprocess.run(
-                [EXECUTABLE, "quarantine", str(state), "--retry"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert retried.returncode == 0 and "2 file(s)" in retried.stderr
-            wait_for(lambda: status(state).get("done") == 2, what="done after the retry")
-            daemon.send_signal(signal.SIGTERM)
-            assert daemon.wait(timeout=60) == 0
-        finally:
-            if daemon.poll() is None:
-                daemon.kill()
-                daemon.wait()
+        daemon = processes.daemon(watch, out, "--state-dir", str(state))
+        wait_for(lambda: status(state).get("quarantined") == 2, what="both quarantined")
+        rows = journal_rows(state)
+        assert all("No space left" in (error or "") for _, _, error in rows)
+        assert daemon.poll() is None  # still running
+        (out / "ballast").unlink()  # the operator frees space and retries
+        retried = subprocess.run(
+            [EXECUTABLE, "quarantine", str(state), "--retry"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert retried.returncode == 0 and "2 file(s)" in retried.stderr
+        wait_for(lambda: status(state).get("done") == 2, what="done after the retry")
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=60) == 0
     finally:
+        processes.kill_all()  # before the unmount
         subprocess.run(["umount", "-l", str(out)], check=False)
 
 
-def test_session_adaptation_runs_beside_the_live_daemon(tmp_path: Path) -> None:
+def test_session_adaptation_runs_beside_the_live_daemon(
+    tmp_path: Path, processes: Processes
+) -> None:
     """--adapt-after: after the first micrographs the daemon adapts a copy of the model in
     the background, keeps denoising, reports the outcome in status.json and, only where
     the held-out criterion improved, saves the adapted model."""
@@ -279,28 +318,22 @@ def test_session_adaptation_runs_beside_the_live_daemon(tmp_path: Path) -> None:
     watch = session / "micrographs"
     watch.mkdir(parents=True)
     count = 6
-    daemon = start_daemon(watch, out, "--adapt-after", "4", "--adapt-steps", "3")
-    simulator = start_simulator(session, count=count, rate=2.0)
-    try:
-        assert simulator.wait(timeout=120) == 0
-        wait_for(lambda: status(out).get("done") == count, what="every micrograph", out=out)
-        wait_for(
-            lambda: (status(out).get("adaptation") or "").startswith(
-                ("adapted", "kept", "adaptation failed")
-            ),
-            deadline=300.0,
-            what="the adaptation decided",
-            out=out,
-        )
-        decided = status(out)["adaptation"]
-        assert not decided.startswith("adaptation failed"), f"{decided}\n{daemon_log(out)}"
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=60) == 0
-    finally:
-        for process in (daemon, simulator):
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    daemon = processes.daemon(watch, out, "--adapt-after", "4", "--adapt-steps", "3")
+    simulator = processes.simulator(session, count=count, rate=2.0)
+    assert simulator.wait(timeout=120) == 0
+    wait_for(lambda: status(out).get("done") == count, what="every micrograph", out=out)
+    wait_for(
+        lambda: (status(out).get("adaptation") or "").startswith(
+            ("adapted", "kept", "adaptation failed")
+        ),
+        deadline=300.0,
+        what="the adaptation decided",
+        out=out,
+    )
+    decided = status(out)["adaptation"]
+    assert not decided.startswith("adaptation failed"), f"{decided}\n{daemon_log(out)}"
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=60) == 0
     outcome = status(out)["adaptation"]
     assert "criterion ρ" in outcome and "no denoising" in outcome
     assert (out / "adapted_model.pt").exists() == outcome.startswith("adapted")
@@ -351,17 +384,14 @@ def stop_group(daemon: subprocess.Popen, signum: int) -> int:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "stop"])
-def test_a_stop_during_warm_up_is_a_clean_exit(tmp_path: Path, signum: int) -> None:
+def test_a_stop_during_warm_up_is_a_clean_exit(
+    tmp_path: Path, signum: int, processes: Processes
+) -> None:
     watch, out = tmp_path / "in", tmp_path / "out"
     write_micrographs(watch, 1)
-    daemon = start_daemon(watch, out, fake_compile="600")
-    try:
-        wait_for(lambda: compilers(daemon.pid), what="the warm-up's compilation")
-        assert stop_group(daemon, signum) == 0
-    finally:
-        if daemon.poll() is None:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
+    daemon = processes.daemon(watch, out, fake_compile="600")
+    wait_for(lambda: compilers(daemon.pid), what="the warm-up's compilation", out=out)
+    assert stop_group(daemon, signum) == 0
     log = daemon_log(out)
     assert "stopped during warm-up" in log and "Traceback" not in log
     assert "eagerly" not in log  # no fallback to the eager model on the way out
@@ -370,56 +400,43 @@ def test_a_stop_during_warm_up_is_a_clean_exit(tmp_path: Path, signum: int) -> N
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "stop"])
 def test_a_stop_while_compiling_for_micrographs_fails_none_of_them(
-    tmp_path: Path, signum: int
+    tmp_path: Path, signum: int, processes: Processes
 ) -> None:
     watch, out = tmp_path / "in", tmp_path / "out"
     write_micrographs(watch, 2)
     for _ in range(2):  # more stops than one; each would have used a try
-        daemon = start_daemon(watch, out, fake_compile="0,600")  # the warm-up compiles at once
-        try:
-            wait_for(
-                partial(compiling_for_micrographs, daemon, out),
-                what="a compilation for the first micrographs",
-            )
-            assert stop_group(daemon, signum) == 0
-        finally:
-            if daemon.poll() is None:
-                os.killpg(daemon.pid, signal.SIGKILL)
-                daemon.wait()
+        daemon = processes.daemon(watch, out, fake_compile="0,600")  # the warm-up compiles
+        wait_for(
+            partial(compiling_for_micrographs, daemon, out),
+            what="a compilation for the first micrographs",
+            out=out,
+        )
+        assert stop_group(daemon, signum) == 0
     rows = journal_attempts(out)
     assert rows and all(row == ("seen", 0, None) for row in rows)  # pending, no try used
     log = daemon_log(out)
     assert "stay pending" in log and "Traceback" not in log
     assert "more characters)" not in log and len(log) < 20_000  # no compiler output
-    daemon = start_daemon(watch, out)  # the next start does them
-    try:
-        wait_for(lambda: status(out).get("done") == 2, what="both done after the restart")
-        assert stop_group(daemon, signal.SIGTERM) == 0
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait()
+    daemon = processes.daemon(watch, out)  # the next start does them
+    wait_for(lambda: status(out).get("done") == 2, what="both done after the restart", out=out)
+    assert stop_group(daemon, signal.SIGTERM) == 0
 
 
 def test_a_failed_compilation_is_logged_once_and_kept_short_in_the_journal(
-    tmp_path: Path,
+    tmp_path: Path, processes: Processes
 ) -> None:
     watch, out = tmp_path / "in", tmp_path / "out"
-    write_micrographs(watch, 2)
-    daemon = start_daemon(watch, out, fake_compile="0,600")
-    try:
-        wait_for(lambda: compilers(daemon.pid) and journal_attempts(out), what="a compilation")
-        wait_for(lambda: len(compilers(daemon.pid)) == 1, what="one compiler")
-        os.kill(compilers(daemon.pid)[0], signal.SIGKILL)  # the compiler dies; no stop
-        wait_for(
-            lambda: any(attempts == 1 for _, attempts, _ in journal_attempts(out)),
-            what="the failure recorded",
-        )
-        assert stop_group(daemon, signal.SIGTERM) == 0  # (stops the retry's compilation)
-    finally:
-        if daemon.poll() is None:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
+    write_micrographs(watch, 1)  # alone in its batch, the micrograph is charged the failure
+    daemon = processes.daemon(watch, out, fake_compile="0,600")
+    wait_for(lambda: compilers(daemon.pid) and journal_attempts(out), what="a compilation")
+    wait_for(lambda: len(compilers(daemon.pid)) == 1, what="one compiler")
+    os.kill(compilers(daemon.pid)[0], signal.SIGKILL)  # the compiler dies; no stop
+    wait_for(
+        lambda: any(attempts == 1 for _, attempts, _ in journal_attempts(out)),
+        what="the failure recorded",
+        out=out,
+    )
+    assert stop_group(daemon, signal.SIGTERM) == 0  # (stops the retry's compilation)
     rows = journal_attempts(out)
     failed = [error for _, attempts, error in rows if attempts == 1]
     assert failed and all(e.startswith("denoising failed: C++ compile error") for e in failed)
@@ -430,28 +447,22 @@ def test_a_failed_compilation_is_logged_once_and_kept_short_in_the_journal(
     assert len(log) < 20_000 and "Traceback" not in log
 
 
-def test_stopping_is_sent_at_the_stop_request_not_after_the_drain(tmp_path: Path) -> None:
+def test_stopping_is_sent_at_the_stop_request_not_after_the_drain(
+    tmp_path: Path, processes: Processes, notify_socket: tuple[socket.socket, Path]
+) -> None:
     watch, out = tmp_path / "in", tmp_path / "out"
     write_micrographs(watch, 1)
-    address = Path("/tmp") / f"sdn-{os.getpid()}-{time.monotonic_ns()}.sock"  # ≤ 108 bytes
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(str(address))
+    listener, address = notify_socket
     listener.settimeout(10.0)
-    daemon = start_daemon(watch, out, fake_compile="0,60", env={"NOTIFY_SOCKET": str(address)})
-    try:
-        wait_for(partial(compiling_for_micrographs, daemon, out), what="a slow compilation")
-        os.kill(daemon.pid, signal.SIGTERM)  # the daemon only: its compiler runs on
-        asked = time.monotonic()
-        while "STOPPING=1" not in listener.recv(4096).decode():
-            pass
-        assert time.monotonic() - asked < 5.0 and daemon.poll() is None  # still draining
-        assert stop_group(daemon, signal.SIGTERM) == 0  # ends the compiler, then the drain
-    finally:
-        listener.close()
-        address.unlink(missing_ok=True)
-        if daemon.poll() is None:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
+    env = {"NOTIFY_SOCKET": str(address)}
+    daemon = processes.daemon(watch, out, fake_compile="0,60", env=env)
+    wait_for(partial(compiling_for_micrographs, daemon, out), what="a slow compilation")
+    os.kill(daemon.pid, signal.SIGTERM)  # the daemon only: its compiler runs on
+    asked = time.monotonic()
+    while "STOPPING=1" not in listener.recv(4096).decode():
+        pass
+    assert time.monotonic() - asked < 5.0 and daemon.poll() is None  # still draining
+    assert stop_group(daemon, signal.SIGTERM) == 0  # ends the compiler, then the drain
     assert all(row == ("seen", 0, None) for row in journal_attempts(out))
 
 
@@ -467,24 +478,19 @@ def received(listener: socket.socket, seconds: float) -> list[str]:
     return messages
 
 
-def test_the_watchdog_is_fed_while_a_long_compilation_runs(tmp_path: Path) -> None:
+def test_the_watchdog_is_fed_while_a_long_compilation_runs(
+    tmp_path: Path, processes: Processes, notify_socket: tuple[socket.socket, Path]
+) -> None:
     watch, out = tmp_path / "in", tmp_path / "out"
     write_micrographs(watch, 1)
-    address = Path("/tmp") / f"sdn-{os.getpid()}-{time.monotonic_ns()}.sock"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(str(address))
+    listener, address = notify_socket
     env = {"NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "1000000"}  # ping every 0.5 s
-    daemon = start_daemon(watch, out, fake_compile="0,60", env=env)
-    try:
-        wait_for(partial(compiling_for_micrographs, daemon, out), what="a slow compilation")
-        listener.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            while True:  # what the loop sent before the compilation began
-                listener.recv(4096)
-        pings = received(listener, 3.0).count("WATCHDOG=1")
-        assert pings >= 3 and compilers(daemon.pid)  # fed, while the compiler still runs
-    finally:
-        listener.close()
-        address.unlink(missing_ok=True)
-        if daemon.poll() is None:
-            assert stop_group(daemon, signal.SIGTERM) == 0
+    daemon = processes.daemon(watch, out, fake_compile="0,60", env=env)
+    wait_for(partial(compiling_for_micrographs, daemon, out), what="a slow compilation")
+    listener.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:  # what the loop sent before the compilation began
+            listener.recv(4096)
+    pings = received(listener, 3.0).count("WATCHDOG=1")
+    assert pings >= 3 and compilers(daemon.pid)  # fed, while the compiler still runs
+    assert stop_group(daemon, signal.SIGTERM) == 0

@@ -40,12 +40,13 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
 def make_intake(
     tmp_path: Path, journal: Journal, clock: Clock, quarantined: list, **options: object
 ) -> Intake:
-    settings: dict = {"order": "oldest", "max_batch": 2} | options
+    settings: dict = {"order": "oldest", "max_batch": 2, "recheck_interval": 5.0} | options
     return Intake(
         journal,
         CompletenessTracker(1.0, 10.0, clock=clock),
         HASH,
         on_quarantined=lambda path, reason: quarantined.append((path.name, reason)),
+        clock=clock,
         **settings,
     )
 
@@ -118,3 +119,28 @@ def test_a_failure_is_looked_at_again_until_quarantined(tmp_path: Path) -> None:
         intake.pending.clear()
         assert intake.fail(item, "boom") == "quarantined"
         assert not intake.pending and intake.solo == {items[1].path}
+
+
+def test_retried_micrographs_come_back_from_the_journal(tmp_path: Path, journal: Journal) -> None:
+    clock = Clock()
+    intake = make_intake(tmp_path, journal, clock, [])
+    path = write_mrc(tmp_path / "a.mrc")
+    stat = path.stat()
+    journal.mark_seen(path, stat.st_size, stat.st_mtime_ns, HASH)
+    journal.quarantine(path, "No space left on device")
+    intake.offer_retried()
+    assert not intake.pending  # quarantined: nothing waits
+    assert journal.retry() == 1  # `streamdenoise quarantine --retry`
+    intake.offer_retried()
+    assert not intake.pending  # looked less than recheck_interval ago
+    clock.now += 5.0
+    intake.offer_retried()
+    assert intake.pending == {path}
+    clock.now += 1.0
+    intake.check_pending()
+    clock.now += 1.0
+    intake.check_pending()
+    assert list(intake.ready) == [path]
+    clock.now += 5.0
+    intake.offer_retried()
+    assert not intake.pending  # already queued

@@ -127,7 +127,9 @@ def test_quarantine_and_retry(journal: Journal) -> None:
     reasons = [e.error for e in journal.quarantined()]
     assert reasons == ["zero-byte file for 600 s", "not an MRC file"]
     assert not journal.needs_processing(a, 1, 1, H)
+    assert journal.waiting() == []
     assert journal.retry([a]) == 1
+    assert journal.waiting() == [a]  # how the running daemon learns of the retry
     e = journal.entry(a)
     assert e is not None
     assert (e.state, e.attempts, e.error) == ("seen", 0, None)

@@ -163,6 +163,7 @@ def test_a_failed_batch_charges_nobody_and_retries_its_micrographs_alone(
             "h",
             order="oldest",
             max_batch=4,
+            recheck_interval=1.0,
             on_quarantined=lambda path, reason: None,
         )
         for item in items[:2]:

@@ -10,6 +10,7 @@ in cannot use up the attempts of the others. Not thread-safe: call from one thre
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,9 @@ class Intake:
     """Pending, ready and failed-batch bookkeeping between discovery and the pipeline.
 
     `order`: "oldest", "newest" or "alternate" (by mtime); `max_batch`: micrographs per
-    batch; `on_quarantined(path, reason)` hears of every file found invalid.
+    batch; `recheck_interval`: seconds between looks at the journal for micrographs sent
+    back by `quarantine --retry`; `on_quarantined(path, reason)` hears of every file found
+    invalid; `clock` gives monotonic seconds.
     """
 
     def __init__(
@@ -42,14 +45,19 @@ class Intake:
         *,
         order: str,
         max_batch: int,
+        recheck_interval: float,
         on_quarantined: Callable[[Path, str], None],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.journal = journal
         self.tracker = tracker
         self.params_hash = params_hash
         self.order = order
         self.max_batch = max_batch
+        self.recheck_interval = recheck_interval
         self.on_quarantined = on_quarantined
+        self.clock = clock
+        self._next_recheck = 0.0
         self.pending: set[Path] = set()
         self.ready: dict[Path, ReadyFile] = {}
         self.found: set[Path] = set()
@@ -59,6 +67,14 @@ class Intake:
     def offer(self, paths: Iterable[Path]) -> None:
         """Look at `paths` (from discovery) from now on."""
         self.pending.update(paths)
+
+    def offer_retried(self) -> None:
+        """Look again at what the journal has waiting (sent back by `quarantine --retry`:
+        rescans hand out new names only), at most every `recheck_interval` s."""
+        now = self.clock()
+        if now >= self._next_recheck:
+            self._next_recheck = now + self.recheck_interval
+            self.pending.update(path for path in self.journal.waiting() if path not in self.ready)
 
     def check_pending(self) -> None:
         """Drop what is gone or done, queue what is complete, quarantine what is invalid."""

@@ -335,6 +335,11 @@ class Journal:
                 for p in paths
             )
 
+    def waiting(self) -> list[Path]:
+        """Paths in ``seen``: found and not started, or sent back by ``retry`` (which the
+        daemon learns here, not from the filesystem: the file did not change)."""
+        return [Path(row[0]) for row in self._query("SELECT path FROM files WHERE state = 'seen'")]
+
     def entry(self, path: Path) -> JournalEntry | None:
         """The row of ``path``, or None."""
         rows = self._query(f"SELECT {_COLUMNS} FROM files WHERE path = ?", (_key(path),))
