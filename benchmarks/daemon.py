@@ -94,7 +94,7 @@ def main() -> None:
         "--device",
         args.device,
         "--headless",
-        "--settle",
+        "--settle-seconds",
         "1",
         "--status-interval",
         "30",

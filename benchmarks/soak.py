@@ -109,7 +109,7 @@ def main() -> None:
     watch.mkdir()
     command = [
         EXECUTABLE, "watch", str(watch), "--out", str(out), "--device", args.device,
-        "--headless", "--no-compile", "--settle", "0.3", "--timeout", "5",
+        "--headless", "--no-compile", "--settle-seconds", "0.3", "--timeout-seconds", "5",
         "--rescan-interval", "5", "--status-interval", "1",
     ]  # fmt: skip
     log = open(root / "daemon.log", "w")  # noqa: SIM115 - closed below

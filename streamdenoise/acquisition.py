@@ -60,6 +60,17 @@ def _copy_into_place(staged: Path, target: Path, mode: str, duration: float) -> 
     staged.unlink()
 
 
+def check_new_session(out: Path) -> None:
+    """ValueError if `out` already holds a simulated session (a watched micrographs/
+    folder may exist already; files of a session may not)."""
+    found = [p for p in (out / "ground_truth", out / "session.json") if p.exists()]
+    found += sorted((out / "micrographs").glob("mic_*.mrc"))
+    if found:
+        raise ValueError(
+            f"{out} already holds a simulated session ({found[0].name} …); give a new folder"
+        )
+
+
 def write_session(
     out: Path,
     spec: SessionSpec,

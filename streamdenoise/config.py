@@ -1,193 +1,357 @@
-"""One frozen, validated settings object for the live daemon (TOML file + flags)."""
+"""One typed, validated settings object for `watch`, `batch` and `denoise` (TOML file +
+flags): nested tables `[watch]`, `[denoise]`, `[outputs]`, `[readiness]`, `[display]` under
+`version = 1`, checked by pydantic (strict types, unknown keys refused)."""
 
 from __future__ import annotations
 
-import math
 import sys
 import types
 import typing
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    Strict,
+    ValidationError,
+    model_validator,
+)
 
 from streamdenoise.errors import FileProblem, SettingsError
 from streamdenoise.io.relion import OpticsSettings
+from streamdenoise.model.pipeline import DenoiseSettings
 from streamdenoise.model.tiling import DEFAULT_MAX_TILE
-from streamdenoise.outputs import pick_frames
+from streamdenoise.processing import DEFAULT_DIAMETER, OutputOptions
+from streamdenoise.stats.readiness import ReadinessThresholds
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-ORDERS = ("oldest", "newest", "alternate")
+VERSION = 1
+PathSetting = Annotated[Path, Strict(False), AfterValidator(Path.expanduser)]
+"""A path: a TOML string (or a Path from a flag), with ~ expanded."""
+Globs = Annotated[tuple[str, ...], Strict(False)]
+"""File name globs: a TOML array of strings (a lone string is refused, never split)."""
 
 
-@dataclass(frozen=True)
-class WatchConfig:
-    """Settings of `streamdenoise watch`. Units: seconds, Å, pixels.
+def _thresholds(values: dict[str, float]) -> dict[str, float]:
+    """Check a `[readiness.thresholds]` table against `ReadinessThresholds`."""
+    ReadinessThresholds.from_dict(values)
+    return values
 
-    watch_dir: where motion-corrected micrographs appear; out_dir: outputs (default
-    WATCH_DIR/streamdenoise); state_dir: journal, status.json and lock (default out_dir;
-    keep it on a local disk, apart from the outputs if those may fill up); settle_seconds:
-    a file must keep its size and mtime this long (network mounts get 3× this);
-    timeout_seconds: a file that never becomes a complete micrograph is quarantined after
-    this long unchanged; order: which
-    ready micrographs go first; bin / pixel_size: working pixel size (default: the model's);
-    particle_diameter: Å, for the picking statistics (default 150 Å); statistics: compute
-    them and write candidate coordinates; readiness: verdict thresholds (a TOML table,
-    keys of `ReadinessThresholds`); tile: largest tile side in working pixels; compile:
-    torch.compile the model (None: when this machine can, see
-    `streamdenoise.engine.batches.compile_by_default`); voltage_kv, spherical_aberration_mm,
-    amplitude_contrast: the optics table of the micrographs STAR (kV, mm, fraction), unless
-    optics_from names an upstream micrographs STAR (e.g. RELION's
-    corrected_micrographs.star) to copy it from; relion_project: the RELION project
-    directory the STAR files' paths are written relative to (default: absolute paths);
-    picks_frame: candidate coordinates in the input micrograph's pixels ("input"), the
-    denoised micrograph's ("denoised") or "both".
-    """
 
-    watch_dir: Path
-    out_dir: Path | None = None
-    state_dir: Path | None = None
-    model: Path | None = None
-    device: str = "auto"
-    include: tuple[str, ...] = ("*.mrc", "*.tif", "*.tiff")
-    exclude: tuple[str, ...] = ()
+class Table(BaseModel):
+    """A settings table: strict types (no "false" → True, no string → array), finite
+    numbers, unknown keys refused, immutable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+class WatchTable(Table):
+    """`[watch]`: what to take from where and when. watch_dir: where motion-corrected
+    micrographs appear; include/exclude: globs on file names (case-insensitive); polling:
+    poll instead of inotify (unset: poll on network mounts); settle_seconds: a file must
+    keep its size and mtime this long (×3 on network mounts); timeout_seconds: a file that
+    never becomes a micrograph is quarantined after this long; order: which ready
+    micrographs go first; adapt_after: adapt the model to the session after its first N
+    micrographs (0: off), in adapt_steps optimiser steps; stop_file: a file of this name in
+    watch_dir or the output folder stops the daemon."""
+
+    watch_dir: PathSetting | None = None
+    include: Globs = ("*.mrc", "*.tif", "*.tiff")
+    exclude: Globs = ()
     recursive: bool = True
     polling: bool | None = None
-    settle_seconds: float = 2.0
-    rescan_interval: float = 30.0
-    timeout_seconds: float = 600.0
-    max_attempts: int = 3
-    input_pixel_size: float | None = None
-    bin: float | None = None
-    pixel_size: float | None = None
-    batch_size: int | None = None
-    max_micrographs_per_batch: int = 4
-    tile: int = DEFAULT_MAX_TILE
-    overlap: int = 32
-    float16: bool = False
-    suffix: str = ""
-    zarr: bool = True
-    thumbnails: bool = True
-    order: str = "oldest"
-    headless: bool | None = None
-    status_interval: float = 10.0
-    particle_diameter: float | None = None
-    statistics: bool = True
-    readiness: dict[str, float] = field(default_factory=dict)
+    settle_seconds: PositiveFloat = 2.0
+    rescan_interval: PositiveFloat = 30.0
+    timeout_seconds: PositiveFloat = 600.0
+    max_attempts: int = Field(3, ge=1)
+    order: Literal["oldest", "newest", "alternate"] = "oldest"
+    adapt_after: int = Field(0, ge=0)
+    adapt_steps: int = Field(300, ge=1)
+    stop_file: str = "STOP"
+
+    @model_validator(mode="after")
+    def _adaptation(self) -> WatchTable:
+        if self.adapt_after == 1:
+            raise ValueError("adapt_after must be 0 (off) or at least 2 micrographs, got 1")
+        return self
+
+
+class DenoiseTable(Table):
+    """`[denoise]`: the model and how it runs. bin / pixel_size: the working pixel size (a
+    factor, or Å; default: the model's); input_pixel_size: Å, for inputs without one;
+    batch_size: tiles per network call (default: 1 on a CPU, 8 on a GPU); tile, overlap:
+    working pixels; compile: torch.compile (unset: when this machine can); guard: the
+    do-no-harm guard; flatten_background: subtract the background's low-pass of this σ in Å."""
+
+    model: PathSetting | None = None
+    device: str = "auto"
+    input_pixel_size: PositiveFloat | None = None
+    bin: float | None = Field(None, ge=1)
+    pixel_size: PositiveFloat | None = None
+    batch_size: int | None = Field(None, ge=1)
+    max_micrographs_per_batch: int = Field(4, ge=1)
+    tile: int = Field(DEFAULT_MAX_TILE, ge=16)
+    overlap: int = Field(32, ge=0)
     compile: bool | None = None
     guard: bool = True
-    background_scale: float | None = None
-    adapt_after: int = 0
-    adapt_steps: int = 300
-    stop_file: str = "STOP"
-    voltage_kv: float = 300.0
-    spherical_aberration_mm: float = 2.7
-    amplitude_contrast: float = 0.1
-    optics_from: Path | None = None
-    relion_project: Path | None = None
-    picks_frame: str = "input"
+    flatten_background: PositiveFloat | None = None
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _consistent(self) -> DenoiseTable:
+        self.settings()  # raises ValueError for bin with pixel_size, overlap ≥ tile …
+        return self
+
+    def settings(self, batch_size: int | None = None) -> DenoiseSettings:
+        """The denoising settings (`batch_size`: the one to use when none is set)."""
+        return DenoiseSettings(
+            bin_factor=self.bin,
+            target_pixel_size=self.pixel_size,
+            tile=self.tile,
+            overlap=self.overlap,
+            batch_size=self.batch_size or batch_size,
+            guard=self.guard,
+            background_scale=self.flatten_background,
+        )
+
+
+class OutputsTable(Table):
+    """`[outputs]`: where and what to write. out_dir: outputs (default WATCH_DIR/
+    streamdenoise); state_dir: journal, status.json and lock (default out_dir; a local
+    disk); voltage_kv, cs_mm (spherical aberration), amplitude_contrast: the micrographs STAR's
+    optics table, unless optics_from names an upstream micrographs STAR to copy it from;
+    relion_project: STAR paths are written relative to it (default: absolute);
+    picks_frame: candidate coordinates in the input's pixels, the denoised's, or both."""
+
+    out_dir: PathSetting | None = None
+    state_dir: PathSetting | None = None
+    suffix: str = ""
+    float16: bool = False
+    zarr: bool = True
+    thumbnails: bool = True
+    picks_frame: Literal["input", "denoised", "both"] = "input"
+    voltage_kv: float = 300.0
+    cs_mm: float = 2.7
+    amplitude_contrast: float = 0.1
+    optics_from: PathSetting | None = None
+    relion_project: PathSetting | None = None
+
+    @model_validator(mode="after")
+    def _optics(self) -> OutputsTable:
         self.optics()  # raises ValueError for impossible optics
-        pick_frames(self.picks_frame)  # and for an unknown frame
-        if self.order not in ORDERS:
-            raise SettingsError(f"order must be one of {ORDERS}, got {self.order!r}")
-        for name in ("settle_seconds", "rescan_interval", "timeout_seconds", "status_interval"):
-            if getattr(self, name) <= 0:
-                raise SettingsError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.adapt_after == 1 or self.adapt_after < 0:
-            raise SettingsError(
-                f"adapt_after must be 0 (off) or at least 2 micrographs, got {self.adapt_after}"
-            )
-        if self.adapt_steps < 1:
-            raise SettingsError(f"adapt_steps must be at least 1, got {self.adapt_steps}")
-        too_small = self.batch_size is not None and self.batch_size < 1
-        if too_small or self.max_micrographs_per_batch < 1 or self.max_attempts < 1:
-            raise SettingsError("batch sizes and max_attempts must be at least 1")
-        if self.bin is not None and self.pixel_size is not None:
-            raise SettingsError("give bin or pixel_size, not both")
-        if self.particle_diameter is not None and self.particle_diameter <= 0:
-            raise SettingsError(f"particle diameter must be positive, got {self.particle_diameter}")
+        return self
 
     def optics(self) -> OpticsSettings:
         """The optics table's settings and the RELION project directory."""
         return OpticsSettings(
             self.voltage_kv,
-            self.spherical_aberration_mm,
+            self.cs_mm,
             self.amplitude_contrast,
             self.optics_from,
             self.relion_project,
         )
 
+
+class ReadinessTable(Table):
+    """`[readiness]`: picking statistics. statistics: compute them and write candidate
+    coordinates; particle_diameter: Å (default 150); thresholds: the verdict's limits
+    (`[readiness.thresholds]`, keys of `ReadinessThresholds`)."""
+
+    statistics: bool = True
+    particle_diameter: PositiveFloat | None = None
+    thresholds: Annotated[dict[str, float], AfterValidator(_thresholds)] = {}
+
+    def diameter(self) -> float | None:
+        """The particle diameter in Å the statistics use (None: no statistics)."""
+        return (self.particle_diameter or DEFAULT_DIAMETER) if self.statistics else None
+
+
+class DisplayTable(Table):
+    """`[display]`: headless: log lines instead of the live dashboard (unset: headless
+    without a terminal); status_interval: seconds between headless summary lines."""
+
+    headless: bool | None = None
+    status_interval: PositiveFloat = 10.0
+
+
+class Settings(Table):
+    """Every setting of `watch` (and the tables `batch` and `denoise` share with it)."""
+
+    version: Literal[1] = VERSION
+    watch: WatchTable = WatchTable()
+    denoise: DenoiseTable = DenoiseTable()
+    outputs: OutputsTable = OutputsTable()
+    readiness: ReadinessTable = ReadinessTable()
+    display: DisplayTable = DisplayTable()
+
     @property
     def output_dir(self) -> Path:
-        """The output directory (default: WATCH_DIR/streamdenoise, excluded from watching)."""
-        return self.out_dir if self.out_dir is not None else self.watch_dir / "streamdenoise"
+        """The output directory; default WATCH_DIR_streamdenoise beside the watched one, not
+        inside it, where other watchers of the session (and its transfer to storage) would
+        take the denoised MRCs for micrographs."""
+        if self.outputs.out_dir is not None:
+            return self.outputs.out_dir
+        if self.watch.watch_dir is None:
+            raise SettingsError("no output directory: give --out or out_dir in [outputs]")
+        watched = self.watch.watch_dir.absolute()
+        return watched.with_name(f"{watched.name}_streamdenoise")
 
-
-RETIRED_MODE = (
-    'mode = "faithful" was removed: it lowered picking AP below the raw micrographs at '
-    '15 e⁻/Å² (benchmarks/RESULTS.md, "Quality"); delete the mode setting ("live", the only '
-    "mode, is still accepted)"
-)
-
-
-def load_config(path: Path | None, overrides: dict[str, Any]) -> WatchConfig:
-    """Settings from a TOML file (optional) with `overrides` (flags, None = not given) on top.
-
-    Unknown keys in the file are an error naming the file and the key.
-    """
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            values = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise FileProblem(path, f"cannot read the configuration: {error}") from error
-        if values.pop("mode", "live") != "live":
-            raise FileProblem(path, RETIRED_MODE)
-        known = {f.name: f for f in fields(WatchConfig)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise FileProblem(path, f"unknown setting(s): {', '.join(unknown)}")
-        hints = typing.get_type_hints(WatchConfig)
-        for key, value in values.items():
-            if not _accepts(hints[key], value):
-                raise FileProblem(path, f"{key} = {value!r}: expected {known[key].type}")
-    values.update({key: value for key, value in overrides.items() if value is not None})
-    if "watch_dir" not in values:
-        raise SettingsError("no directory to watch: give DIR or watch_dir in the configuration")
-    for key in ("watch_dir", "out_dir", "state_dir", "model", "optics_from", "relion_project"):
-        if values.get(key) is not None:
-            values[key] = Path(values[key]).expanduser()
-    for key in ("include", "exclude"):
-        if key in values:
-            values[key] = tuple(values[key])
-    config = WatchConfig(**values)
-    if config.out_dir is None:
-        config = replace(config, out_dir=config.output_dir)
-    return config
-
-
-def _accepts(hint: Any, value: Any) -> bool:
-    """Whether a TOML `value` fits the settings type `hint` (paths are strings, numbers
-    finite, a float setting takes an integer, tuples are arrays, None is never in TOML)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_accepts(arg, value) for arg in args)
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint in (int, float):
-        allowed = (int,) if hint is int else (int, float)
-        return isinstance(value, allowed) and not isinstance(value, bool) and math.isfinite(value)
-    if hint in (str, Path):
-        return isinstance(value, str)
-    if origin is tuple:
-        return isinstance(value, list) and all(_accepts(args[0], item) for item in value)
-    if origin is dict:
-        return isinstance(value, dict) and all(
-            _accepts(args[0], k) and _accepts(args[1], v) for k, v in value.items()
+    def output_options(self, model_label: str) -> OutputOptions:
+        """What to write besides the denoised MRCs (`model_label` names the model)."""
+        return OutputOptions(
+            float16=self.outputs.float16,
+            zarr=self.outputs.zarr,
+            thumbnails=self.outputs.thumbnails,
+            model_label=model_label,
+            diameter_angstrom=self.readiness.diameter(),
+            thresholds=ReadinessThresholds.from_dict(self.readiness.thresholds),
+            picks_frame=self.outputs.picks_frame,
         )
-    return False
+
+    def check_places(self) -> None:
+        """Before any work: read an `optics_from` STAR, create the output and state
+        folders and check they are writable; ValueError (or FileProblem) naming the
+        problem."""
+        from streamdenoise.io.relion import read_upstream
+        from streamdenoise.io.writable import writable_folder
+
+        if self.outputs.optics_from is not None:
+            read_upstream(self.outputs.optics_from)
+        writable_folder(self.output_dir, "--out")
+        if self.outputs.state_dir is not None:
+            writable_folder(self.outputs.state_dir, "--state-dir")
+
+    @property
+    def watch_dir(self) -> Path:
+        """The watched directory; SettingsError if neither a flag nor the file gave one."""
+        if self.watch.watch_dir is None:
+            raise SettingsError("no directory to watch: give DIR or watch_dir in [watch]")
+        return self.watch.watch_dir
+
+
+TABLES: dict[str, type[Table]] = {
+    name: info.annotation
+    for name, info in Settings.model_fields.items()
+    if isinstance(info.annotation, type) and issubclass(info.annotation, Table)
+}
+TABLE_OF = {key: table for table, model in TABLES.items() for key in model.model_fields}
+"""The table of each setting; every key is in one table only (flags map by name)."""
+RENAMED: dict[str, str | None] = {
+    "background_scale": "flatten_background",
+    "spherical_aberration_mm": "cs_mm",
+    "mode": None,  # "live" was the only mode left
+}
+"""Keys of the flat settings (before version 1) that version 1 renamed (None: dropped)."""
+
+
+def load_settings(path: Path | None, overrides: dict[str, Any]) -> Settings:
+    """Settings from a TOML file (optional) with `overrides` on top: {setting: value}, by
+    key name (the flags; None: not given). Every problem is one SettingsError (FileProblem
+    for the file) naming the key, its table, the expected type and the value given."""
+    data = {} if path is None else read_settings_file(path)
+    flags = {key for key, value in overrides.items() if value is not None}
+    for key in flags:
+        data.setdefault(TABLE_OF[key], {})[key] = overrides[key]
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as error:
+        messages = [_message(problem, flags) for problem in error.errors()]
+        if path is not None:
+            raise FileProblem(path, "; ".join(messages)) from None
+        raise SettingsError("; ".join(messages)) from None
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """The tables of a TOML settings file; FileProblem if it cannot be read, has no
+    `version = 1`, or is in the flat format of before version 1 (saying how to convert)."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise FileProblem(path, f"cannot read the configuration: {error}") from error
+    flat = [key for key in data if key in TABLE_OF or key in RENAMED]
+    if flat:
+        moves = ", ".join(_move(key) for key in flat)
+        raise FileProblem(
+            path,
+            f"settings in the flat format of before version {VERSION}: add version = "
+            f"{VERSION} at the top and move each key into its table: {moves} "
+            "(see systemd/example.toml)",
+        )
+    if "version" not in data:
+        raise FileProblem(path, f"no version key: add version = {VERSION} at the top")
+    return data
+
+
+def _move(key: str) -> str:
+    """Where the key `key` of a flat settings file goes in version 1."""
+    new = RENAMED.get(key, key)
+    if new is None:
+        return f"delete {key}"
+    return f"{key} → [{TABLE_OF[new]}]" + ("" if new == key else f" as {new}")
+
+
+def _message(problem: Any, flags: set[str]) -> str:
+    """One pydantic error as "key = value: what was expected" (the key as its flag,
+    --like-this, where one of the `flags` gave it)."""
+    loc = problem["loc"]
+    key = ".".join(str(part) for part in loc if not isinstance(part, int))
+    if len(loc) > 1 and loc[1] in flags:
+        key = "--" + str(loc[1]).replace("_", "-")
+    key += "".join(f"[{part}]" for part in loc if isinstance(part, int))
+    if problem["type"] == "extra_forbidden":
+        table = TABLES.get(str(loc[0])) if len(loc) > 1 else Settings
+        known = ", ".join(table.model_fields) if table else ""
+        return f"unknown key {key} (known here: {known})"
+    if problem["type"] == "missing":
+        return f"{key} is missing"
+    given = f"{key} = {problem['input']!r}"
+    if problem["type"].endswith("_type") or problem["type"] == "literal_error":
+        return f"{given}: expected {_describe(_annotation_at(loc))}"
+    if problem["type"] == "value_error":  # a check across keys (or of a whole table)
+        return f"{key}: {problem['msg'].removeprefix('Value error, ')}"
+    return f"{given}: {problem['msg'].replace('Input should', 'should')}"
+
+
+def _annotation_at(loc: tuple[Any, ...]) -> Any:
+    """The type annotation at the location `loc` of a `Settings` error."""
+    hint: Any = Settings
+    for part in loc:
+        if isinstance(hint, type) and issubclass(hint, BaseModel):
+            hint = hint.model_fields[part].annotation if part in hint.model_fields else Any
+            continue
+        args = [a for a in typing.get_args(bare_type(hint)) if a is not Ellipsis]
+        hint = args[-1] if args else Any  # the item of an array, the value of a table
+    return hint
+
+
+def bare_type(hint: Any) -> Any:
+    """`hint` without Annotated metadata and without None among its options."""
+    if typing.get_origin(hint) is Annotated:
+        return bare_type(typing.get_args(hint)[0])
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        return bare_type(options[0]) if len(options) == 1 else hint
+    return hint
+
+
+def _describe(hint: Any) -> str:
+    """A TOML user's name of the type `hint` ("an array of strings", "true or false" …)."""
+    hint = bare_type(hint)
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(hint))
+    if origin in (tuple, list):
+        return f"an array of {_describe(typing.get_args(hint)[0]).removeprefix('a ')}s"
+    if origin is dict:
+        return f"a table of {_describe(typing.get_args(hint)[1]).removeprefix('a ')}s"
+    if isinstance(hint, type) and issubclass(hint, BaseModel):
+        return "a table"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(hint, "a path (a string)" if hint is Path else str(hint))

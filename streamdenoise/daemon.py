@@ -27,13 +27,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from streamdenoise.config import WatchConfig
+from streamdenoise.config import Settings
+from streamdenoise.dashboard import HeadlessReporter, render
 from streamdenoise.errors import StreamDenoiseError, one_line
 from streamdenoise.lock import exclusive_lock
 from streamdenoise.outputs import OutputLayout, SessionLists, remove_temporaries
 from streamdenoise.processing import (
     DEFAULT_DIAMETER,
-    OutputOptions,
     Results,
     denoise_prepared,
     processing_params_hash,
@@ -44,7 +44,6 @@ from streamdenoise.runtime import log_text
 from streamdenoise.sdnotify import Notifier
 from streamdenoise.snapshot import MicrographSummary, Snapshot
 from streamdenoise.stages import Pipeline, Stage, Stages
-from streamdenoise.stats.readiness import ReadinessThresholds
 from streamdenoise.status import Progress, StatusBoard
 from streamdenoise.watch import CompletenessTracker, Discovery, Journal
 from streamdenoise.watch.discovery import is_network_filesystem
@@ -52,6 +51,7 @@ from streamdenoise.watch.intake import Intake, ReadyFile
 
 if TYPE_CHECKING:
     import torch
+    from rich.console import Console
 
     from streamdenoise.model.inference import Denoised
     from streamdenoise.model.pipeline import Prepared
@@ -103,7 +103,7 @@ class ModelStage:
 
     def __init__(
         self,
-        config: WatchConfig,
+        config: Settings,
         layout: OutputLayout,
         notifier: Notifier,
         stopping: Callable[[], bool],
@@ -119,41 +119,24 @@ class ModelStage:
         """Load, prepare and warm up the model (`streamdenoise.runtime`); set the settings,
         parameter hash and output options it implies."""
         from streamdenoise.engine.batches import default_batch_size
-        from streamdenoise.model.pipeline import DenoiseSettings
         from streamdenoise.runtime import load_runtime, warm_up
 
         self.runtime = load_runtime(
-            self.config.model, self.config.device, compile_model=self.config.compile
+            self.config.denoise.model,
+            self.config.denoise.device,
+            compile_model=self.config.denoise.compile,
         )
         self.device = self.runtime.device
         self.loaded = self.runtime.loaded
-        model_path = self.config.model or self.runtime.model_path
-        self.settings = DenoiseSettings(
-            bin_factor=self.config.bin,
-            target_pixel_size=self.config.pixel_size,
-            tile=self.config.tile,
-            overlap=self.config.overlap,
-            batch_size=self.config.batch_size or default_batch_size(self.device),
-            guard=self.config.guard,
-            background_scale=self.config.background_scale,
-        )
-        self.output_options = OutputOptions(
-            float16=self.config.float16,
-            zarr=self.config.zarr,
-            thumbnails=self.config.thumbnails,
-            model_label=str(model_path),
-            diameter_angstrom=(self.config.particle_diameter or DEFAULT_DIAMETER)
-            if self.config.statistics
-            else None,
-            thresholds=ReadinessThresholds.from_dict(self.config.readiness),
-            picks_frame=self.config.picks_frame,
-        )
+        model_path = self.config.denoise.model or self.runtime.model_path
+        self.settings = self.config.denoise.settings(default_batch_size(self.device))
+        self.output_options = self.config.output_options(str(model_path))
         self.params_hash = processing_params_hash(
             self.runtime.model_path,
             self.settings,
             self.output_options,
-            input_pixel_size=self.config.input_pixel_size,
-            suffix=self.config.suffix,
+            input_pixel_size=self.config.denoise.input_pixel_size,
+            suffix=self.config.outputs.suffix,
         )
         # Warm-up: one batch of the largest tile, so the first micrograph is not slow. A
         # compiled model compiles here, and once more for each smaller fitted tile that
@@ -163,8 +146,8 @@ class ModelStage:
             ready = warm_up(
                 self.runtime,
                 self.settings.batch_size,
-                self.config.tile,
-                compile_requested=bool(self.config.compile),
+                self.config.denoise.tile,
+                compile_requested=bool(self.config.denoise.compile),
                 stopping=self.stopping,
             )
         if ready:
@@ -174,12 +157,12 @@ class ModelStage:
         """The session adapter of `--adapt-after` (None when it is off)."""
         from streamdenoise.session_adaptation import ADAPTED_MODEL, AdaptationPlan, SessionAdapter
 
-        if self.config.adapt_after == 0:
+        if self.config.watch.adapt_after == 0:
             return None
-        diameter = self.config.particle_diameter or DEFAULT_DIAMETER
+        diameter = self.config.readiness.particle_diameter or DEFAULT_DIAMETER
         plan = AdaptationPlan(
-            after=self.config.adapt_after,
-            steps=self.config.adapt_steps,
+            after=self.config.watch.adapt_after,
+            steps=self.config.watch.adapt_steps,
             diameter=diameter / self.loaded.pixel_size,
             pixel_size=self.loaded.pixel_size,
             save_to=self.layout.state / ADAPTED_MODEL,
@@ -212,7 +195,7 @@ class ModelStage:
     def read(self, path: Path) -> Prepared:
         """Reader thread: read, bin and estimate the noise of one micrograph."""
         return read_prepared(
-            path, self.loaded.pixel_size, self.settings, self.config.input_pixel_size
+            path, self.loaded.pixel_size, self.settings, self.config.denoise.input_pixel_size
         )
 
     def denoise(self, prepared: list[Prepared]) -> list[Denoised]:
@@ -233,24 +216,24 @@ class Daemon:
 
     def __init__(
         self,
-        config: WatchConfig,
+        config: Settings,
         *,
         notifier: Notifier | None = None,
         on_snapshot: Callable[[Snapshot], None] | None = None,
     ) -> None:
         self.config = config
         self.layout = OutputLayout(
-            config.watch_dir, config.output_dir, config.suffix, config.state_dir
+            config.watch_dir, config.output_dir, config.outputs.suffix, config.outputs.state_dir
         )
         self.notifier = notifier or Notifier.from_environment()
         self._stop = threading.Event()
         self.model = ModelStage(config, self.layout, self.notifier, self._stop.is_set)
-        self.lists = SessionLists(self.layout, config.optics())
+        self.lists = SessionLists(self.layout, config.outputs.optics())
         self.status = StatusBoard(
             config.watch_dir,
             config.output_dir,
             self.layout.status,
-            config.status_interval,
+            config.display.status_interval,
             self.notifier,
             on_snapshot,
         )
@@ -285,20 +268,24 @@ class Daemon:
                 log.warning("removed %d temporary file(s) left by the last stop", removed)
             # The journal first: one that cannot be read stops the start before the model
             # loads, and is left as it is for recovery.
-            with Journal(self.layout.journal, max_attempts=self.config.max_attempts) as journal:
+            with Journal(
+                self.layout.journal, max_attempts=self.config.watch.max_attempts
+            ) as journal:
                 self.journal = journal
                 self._publish("loading model")
                 self.model.load()
                 network = is_network_filesystem(self.config.watch_dir)
-                polling = self.config.polling if self.config.polling is not None else network
-                settle = self.config.settle_seconds * (3 if network else 1)
+                polling = (
+                    self.config.watch.polling if self.config.watch.polling is not None else network
+                )
+                settle = self.config.watch.settle_seconds * (3 if network else 1)
                 self.intake = Intake(
                     journal,
-                    CompletenessTracker(settle, self.config.timeout_seconds),
+                    CompletenessTracker(settle, self.config.watch.timeout_seconds),
                     self.model.params_hash,
-                    order=self.config.order,
-                    max_batch=self.config.max_micrographs_per_batch,
-                    recheck_interval=self.config.rescan_interval,
+                    order=self.config.watch.order,
+                    max_batch=self.config.denoise.max_micrographs_per_batch,
+                    recheck_interval=self.config.watch.rescan_interval,
                     on_quarantined=self._quarantined,
                 )
                 resumed = journal.reset_in_flight()
@@ -309,11 +296,11 @@ class Daemon:
                     )
                 discovery = Discovery(
                     self.config.watch_dir,
-                    include=self.config.include,
-                    exclude=self.config.exclude,
-                    recursive=self.config.recursive,
+                    include=self.config.watch.include,
+                    exclude=self.config.watch.exclude,
+                    recursive=self.config.watch.recursive,
                     polling=polling,
-                    rescan_interval=self.config.rescan_interval,
+                    rescan_interval=self.config.watch.rescan_interval,
                     skip=(self.config.output_dir, self.layout.state),
                 )
                 discovery.start()
@@ -365,14 +352,14 @@ class Daemon:
         self._publish("watching")
 
     def _stop_file_present(self) -> bool:
-        name = self.config.stop_file
+        name = self.config.watch.stop_file
         return bool(name) and (
             (self.config.watch_dir / name).exists() or (self.config.output_dir / name).exists()
         )
 
     def _remove_stop_file(self) -> None:
         for folder in (self.config.watch_dir, self.config.output_dir):
-            (folder / self.config.stop_file).unlink(missing_ok=True)
+            (folder / self.config.watch.stop_file).unlink(missing_ok=True)
 
     def _quarantined(self, path: Path, reason: str) -> None:
         """Intake found `path` invalid (it is quarantined in the journal)."""
@@ -479,9 +466,55 @@ class Daemon:
             found=len(intake.found) if intake else 0,
             pending=len(intake.pending) if intake else 0,
             queued=len(intake.ready) if intake else 0,
-            device=str(self.config.device if self.model.device is None else self.model.device),
+            device=str(
+                self.config.denoise.device if self.model.device is None else self.model.device
+            ),
             adaptation=None if adapter is None else adapter.state,
         )
 
     def _publish(self, state: str, force: bool = False) -> None:
         self.snapshot = self.status.publish(state, self._progress(), force=force)
+
+
+def run_daemon(
+    settings: Settings,
+    console: Console,
+    on_snapshot: Callable[[Snapshot], None] | None = None,
+    on_start: Callable[[Daemon], None] | None = None,
+) -> int:
+    """Run the daemon with the live dashboard on `console` (a terminal), or headless (log
+    lines); returns its exit code. on_snapshot(snapshot) sees every published snapshot;
+    on_start(daemon) is called once the daemon exists (the demo stops it from there)."""
+    import sys
+
+    from rich.live import Live
+
+    headless = settings.display.headless
+    headless = not sys.stderr.isatty() if headless is None else headless
+    if headless:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    else:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=console, show_path=False)
+        logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
+    reporter = HeadlessReporter(settings.display.status_interval) if headless else None
+
+    def publish(snapshot: Snapshot) -> None:
+        if reporter is not None:
+            reporter(snapshot)
+        if on_snapshot is not None:
+            on_snapshot(snapshot)
+
+    daemon = Daemon(settings, on_snapshot=publish)
+    daemon.install_signal_handlers()
+    if on_start is not None:
+        on_start(daemon)
+    if headless:
+        return daemon.run()
+    with Live(
+        get_renderable=lambda: render(daemon.snapshot), console=console, refresh_per_second=2
+    ):
+        return daemon.run()

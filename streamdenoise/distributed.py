@@ -16,13 +16,14 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from streamdenoise.config import Settings
 from streamdenoise.errors import StreamDenoiseError
 from streamdenoise.io.relion import OpticsSettings
 from streamdenoise.lock import exclusive_lock
@@ -30,10 +31,12 @@ from streamdenoise.model.modelfile import model_digest
 from streamdenoise.model.pipeline import DenoiseSettings
 from streamdenoise.outputs import OutputLayout, SessionLists
 from streamdenoise.processing import (
+    DEFAULT_DIAMETER,
     OutputOptions,
     process_micrograph,
     processing_params_hash,
 )
+from streamdenoise.stats.readiness import ReadinessThresholds
 from streamdenoise.watch import Discovery, Journal
 
 PLUGIN_NAME = "streamdenoise-model"
@@ -153,10 +156,35 @@ class BatchConfig:
     retries: int = 2
     optics: OpticsSettings = field(default_factory=OpticsSettings)
     picks_frame: str = "input"
+    diameter_angstrom: float | None = DEFAULT_DIAMETER
+    thresholds: ReadinessThresholds = field(default_factory=ReadinessThresholds)
 
     @property
     def layout(self) -> OutputLayout:
         return OutputLayout(self.root, self.out_dir, self.suffix, self.state_dir)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, root: Path) -> BatchConfig:
+        """The batch of the `[denoise]`, `[outputs]` and `[readiness]` tables that `watch`
+        reads too, for the micrographs below `root`."""
+        options = settings.output_options("")
+        return cls(
+            out_dir=settings.output_dir,
+            root=root,
+            model=settings.denoise.model,
+            device=settings.denoise.device,
+            settings=settings.denoise.settings(),
+            input_pixel_size=settings.denoise.input_pixel_size,
+            float16=options.float16,
+            zarr=options.zarr,
+            thumbnails=options.thumbnails,
+            suffix=settings.outputs.suffix,
+            state_dir=settings.outputs.state_dir,
+            optics=settings.outputs.optics(),
+            picks_frame=options.picks_frame,
+            diameter_angstrom=options.diameter_angstrom,
+            thresholds=options.thresholds,
+        )
 
 
 @dataclass
@@ -174,6 +202,18 @@ class BatchResult:
     def per_hour(self) -> float:
         """Micrographs processed per hour of wall time."""
         return self.done * 3600.0 / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self, config: BatchConfig) -> str:
+        """What was done and where the outputs of `config` are, a few lines."""
+        out = config.out_dir
+        zarr_line = f"  OME-Zarr:      {out / 'denoised.zarr'}\n" if config.zarr else ""
+        return (
+            f"Done: {self.done} denoised ({self.per_hour:.0f}/h), {self.skipped} already "
+            f"done or quarantined, {len(self.quarantined)} quarantined, of {self.inputs}.\n"
+            f"  denoised MRC:  {out / 'denoised'}\n{zarr_line}"
+            f"  RELION STAR:   {self.star or 'none (nothing done)'}\n"
+            f"  journal:       {config.layout.journal}"
+        )
 
 
 def find_inputs(inputs: list[Path], exclude: tuple[Path, ...] = ()) -> tuple[list[Path], Path]:
@@ -249,6 +289,8 @@ def run_batch(
         config.zarr,
         config.thumbnails,
         str(model),
+        diameter_angstrom=config.diameter_angstrom,
+        thresholds=config.thresholds,
         picks_frame=config.picks_frame,
     )
     phash = processing_params_hash(
@@ -320,3 +362,41 @@ def run_batch(
         result.seconds = time.monotonic() - start
         result.star = _write_lists(journal, layout, config.optics)
     return result
+
+
+def check_cluster(scheduler: str | None, workers: int | None, threads_per_worker: int) -> None:
+    """ValueError, naming the options, for a cluster that `run_on_cluster` cannot start."""
+    if scheduler is not None and workers is not None:
+        raise ValueError("give --scheduler or --workers, not both")
+    if threads_per_worker < 1 or (workers is not None and workers < 1):
+        raise ValueError("--workers and --threads-per-worker must be at least 1")
+
+
+def run_on_cluster(
+    files: list[Path],
+    config: BatchConfig,
+    *,
+    scheduler: str | None,
+    workers: int | None,
+    threads_per_worker: int,
+    console: Console | None = None,
+) -> BatchResult:
+    """`run_batch` on the Dask scheduler at `scheduler`, or else on a `LocalCluster` of
+    `workers` processes (default: one per GPU with a GPU device, else one per
+    `threads_per_worker` CPU cores), closed at the end."""
+    import torch
+
+    check_cluster(scheduler, workers, threads_per_worker)
+    gpus = torch.cuda.device_count() if scheduler is None else 0
+    count, gpu = local_workers(
+        config.device, workers, threads_per_worker, cpus=os.cpu_count() or 1, gpus=gpus
+    )
+    if gpu and config.device.strip().lower() == "auto":
+        config = replace(config, device="cuda")  # this host's GPUs: one task per GPU at a time
+    cluster = None if scheduler else local_cluster(count, threads_per_worker, gpu)
+    try:
+        with Client(scheduler or cluster) as client:
+            return run_batch(files, config, client, console=console)
+    finally:
+        if cluster is not None:
+            cluster.close()

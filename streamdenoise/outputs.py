@@ -324,3 +324,32 @@ class SessionLists:
     def write(self) -> None:
         """Rewrite the lists (nothing while no micrograph is done)."""
         write_session_lists(self.layout, list(self._done.values()), self.optics)
+
+
+def check_targets(files: Sequence[Path], layout: OutputLayout) -> None:
+    """Raise ValueError, naming the files, before any work when an output
+    (OUT/<stem><suffix>.mrc) would overwrite an input or another output of the run."""
+    inputs = {os.path.realpath(path): path for path in files}
+    claimed: dict[str, Path] = {}
+    for path in files:
+        target = layout.denoised_mrc(path)
+        key = os.path.realpath(target)
+        if key in inputs:
+            raise ValueError(
+                f"{target} would overwrite the input {inputs[key]}; choose another --out "
+                "or a --suffix"
+            )
+        if key in claimed:
+            raise ValueError(
+                f"{claimed[key]} and {path} would both be written to {target}; denoise them "
+                "into different --out folders"
+            )
+        claimed[key] = path
+
+
+def journal_in(state: Path) -> Path:
+    """The journal of the state folder `state`; ValueError if there is none."""
+    path = state / "journal.sqlite"
+    if not path.is_file():
+        raise ValueError(f"{path}: no journal here (give the daemon's OUT or --state-dir)")
+    return path

@@ -70,15 +70,21 @@ CASES = [
     # -- train ---------------------------------------------------------------------------
     # (real processes with a timeout: were the output not checked first, they would train)
     case(
-        "train-out-folder", "train {good} --out {folder} --steps 99999", 2, "{folder}", process=True
+        "train-out-folder",
+        "train {good} --model-out {folder} --steps 99999",
+        2,
+        "{folder}",
+        process=True,
     ),
-    case("train-out-pipe", "train {good} --out {fifo} --steps 99999", 2, "{fifo}", process=True),
-    case("train-out-proc", "train {good} --out {proc}/m.pt", 2, "{proc}", "--out"),
-    case("train-crop", "train {good} --out {new}.pt --crop 4000", 2, "--crop 4000"),
-    case("train-steps", "train {good} --out {new}.pt --steps 0", 2, "--steps"),
-    case("train-bad-file", "train {text} --out {new}.pt", 2, "{text}"),
-    case("train-tiff", "train {tiff} --out {new}.pt", 2, "{tiff}", "--input-pixel-size"),
-    case("train-init", "train {good} --out {new}.pt --init {text}", 2, "{text}"),
+    case(
+        "train-out-pipe", "train {good} --model-out {fifo} --steps 99999", 2, "{fifo}", process=True
+    ),
+    case("train-out-proc", "train {good} --model-out {proc}/m.pt", 2, "{proc}", "--model-out"),
+    case("train-crop", "train {good} --model-out {new}.pt --crop 4000", 2, "--crop 4000"),
+    case("train-steps", "train {good} --model-out {new}.pt --steps 0", 2, "--steps"),
+    case("train-bad-file", "train {text} --model-out {new}.pt", 2, "{text}"),
+    case("train-tiff", "train {tiff} --model-out {new}.pt", 2, "{tiff}", "--input-pixel-size"),
+    case("train-init", "train {good} --model-out {new}.pt --init {text}", 2, "{text}"),
     # -- simulate ------------------------------------------------------------------------
     case("simulate-fraction", "simulate {new} --carbon-edge-fraction 2", 2, "--carbon-edge"),
     case("simulate-count", "simulate {new} -n 0", 2, "--count"),
@@ -110,7 +116,7 @@ CASES = [
     case("watch-toml-missing", "watch {folder} --config {missing}", 2, "{missing}"),
     case("watch-missing-folder", "watch {missing}", 2, "{missing}"),
     case("watch-order", "watch {folder} --order bogus", 2, "bogus"),
-    case("watch-settle", "watch {folder} --settle -1", 2, "--settle"),
+    case("watch-settle", "watch {folder} --settle-seconds -1", 2, "--settle-seconds"),
     # -- status, quarantine, report -----------------------------------------------------
     case("status-nothing", "status {folder}", 2, "{folder}/status.json"),
     case("status-corrupt", "status {corrupt} --follow", 2, "{corrupt}/status.json"),
@@ -118,10 +124,10 @@ CASES = [
     case("quarantine-corrupt", "quarantine {corrupt}", 2, "{corrupt}/journal.sqlite", "move it"),
     case("quarantine-retry-corrupt", "quarantine {corrupt} --retry", 2, "journal.sqlite"),
     case("report-corrupt", "report {corrupt}", 2, "{corrupt}/journal.sqlite", "move it"),
-    case("report-output-folder", "report {state} --output {folder}", 2, "{folder}", "--output"),
-    case("report-output-pipe", "report {state} --output {fifo}", 2, "{fifo}", "--output"),
-    case("report-output-proc", "report {state} --output {proc}/r.html", 2, "{proc}"),
-    case("report-output-under-a-file", "report {state} --output {file}/r.html", 2, "{file}"),
+    case("report-output-folder", "report {state} --html {folder}", 2, "{folder}", "--html"),
+    case("report-output-pipe", "report {state} --html {fifo}", 2, "{fifo}", "--html"),
+    case("report-output-proc", "report {state} --html {proc}/r.html", 2, "{proc}"),
+    case("report-output-under-a-file", "report {state} --html {file}/r.html", 2, "{file}"),
     # -- demo (a daemon and an acquisition thread: real processes) -----------------------
     case("demo-out-a-file", "demo --out {file}", 2, "{file}", "--out", process=True),
     case("demo-rate", "demo --rate -1", 2, "--rate", process=True),
@@ -188,9 +194,9 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         journal.mark_seen(root / "x.mrc", 10, 1, "h")
         journal.mark_failed(root / "x.mrc", "truncated")
     places["toml_syntax"].write_text("watch_dir = [\n")
-    places["toml_type"].write_text('settle_seconds = "soon"\n')
-    places["toml_nan"].write_text("timeout_seconds = nan\n")
-    places["toml_unknown"].write_text("nonsense = 1\n")
+    places["toml_type"].write_text('version = 1\n[watch]\nsettle_seconds = "soon"\n')
+    places["toml_nan"].write_text("version = 1\n[watch]\ntimeout_seconds = nan\n")
+    places["toml_unknown"].write_text("version = 1\nnonsense = 1\n")
     return places
 
 

@@ -108,7 +108,7 @@ def test_train_with_and_without_reference(session: Path, tmp_path: Path, guided:
     args = [
         "train",
         *micrographs,
-        "--out",
+        "--model-out",
         str(out),
         "--steps",
         "4",
@@ -147,7 +147,7 @@ def test_train_init_writes_the_adapted_model_only_when_the_criterion_improves(
     micrographs = [str(p) for p in sorted((session / "micrographs").glob("*.mrc"))]
     out = tmp_path / "adapted.pt"
     result = run(
-        "train", *micrographs, "--init", str(initial), "--out", str(out), "--steps", "30",
+        "train", *micrographs, "--init", str(initial), "--model-out", str(out), "--steps", "30",
         "--crop", "64", "--batch", "4", "--learning-rate", learning_rate, "--device", "cpu",
     )  # fmt: skip
     if result.returncode == 0:
@@ -198,7 +198,7 @@ def test_denoise_and_train_check_their_outputs_before_work(
     assert str(out) in result.stderr and "--out" in result.stderr
     folder = tmp_path / "a-folder"
     folder.mkdir()
-    result = run("train", micrograph, "--out", str(folder), "--steps", "100000")
+    result = run("train", micrograph, "--model-out", str(folder), "--steps", "100000")
     assert result.returncode == 2 and "is a folder" in result.stderr  # before any training
 
 
@@ -207,8 +207,8 @@ def test_denoise_and_train_check_their_outputs_before_work(
     [
         (["simulate", "OUT", "--carbon-edge-fraction", "2"], "--carbon-edge-fraction"),
         (["demo", "--rate", "-1"], "--rate"),
-        (["train", "MIC", "--out", "m.pt", "--steps", "0"], "--steps"),
-        (["train", "MIC", "--out", "m.pt", "--crop", "4000"], "--crop 4000"),
+        (["train", "MIC", "--model-out", "m.pt", "--steps", "0"], "--steps"),
+        (["train", "MIC", "--model-out", "m.pt", "--crop", "4000"], "--crop 4000"),
     ],
 )
 def test_nonsense_options_are_refused(session: Path, tmp_path: Path, args, names) -> None:
@@ -254,7 +254,7 @@ def test_watch_names_an_unusable_optics_file_before_starting(tmp_path: Path) -> 
     assert result.returncode == 2
     assert f"{star}: no data_optics table" in result.stderr
     result = run("batch", str(tmp_path), "--out", str(tmp_path / "o"), "--picks-frame", "x")
-    assert result.returncode == 2 and "picks frame must be one of" in result.stderr
+    assert result.returncode == 2 and "--picks-frame = 'x': expected one of" in result.stderr
 
 
 @pytest.mark.parametrize("interrupted", [False, True], ids=["finished", "ctrl-c"])
@@ -288,3 +288,41 @@ def test_demo_removes_its_temporary_folder(tmp_path: Path, interrupted: bool) ->
             demo.wait()
     assert "temporary folder, now removed" in log.read_text()
     assert list(temporary.iterdir()) == []  # was ~330 MB for the default 8 micrographs
+
+
+def test_help_shows_each_settings_default_and_file_key() -> None:
+    """watch, batch and denoise share one declaration per option: one name, its default,
+    the key it overrides in the settings file."""
+    helps = {command: run(command, "--help") for command in ("watch", "batch", "denoise")}
+    for command, result in helps.items():
+        assert result.returncode == 0, result.stderr
+        text = " ".join(result.stdout.split())  # rich wraps long help lines
+        assert "--tile" in text and "(file: denoise.tile) [default: (384)]" in text, command
+        assert "--float16 --float32" in text and "[default: (--float32)]" in text, command
+        assert "--config" in text and "Settings [denoise]" in text, command
+    watch = " ".join(helps["watch"].stdout.split())
+    assert "(file: watch.settle_seconds) [default: (2.0)]" in watch
+    assert "[default: (*.mrc, *.tif, *.tiff)]" in watch and "Settings [display]" in watch
+    assert "--settle-seconds" in watch and "--settle " not in watch  # one name per concept
+    simulate = run("simulate", "--help").stdout
+    assert "--detector-pixel-size" in simulate and "--pixel-size " not in simulate
+    assert "--model-out" in run("train", "--help").stdout
+
+
+def test_a_settings_file_error_names_file_key_and_type_and_flags_override_it(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "session.toml"
+    config.write_text(f'version = 1\n[watch]\nwatch_dir = "{tmp_path}"\ninclude = "*.mrc"\n')
+    result = run("watch", "--config", str(config), "--headless")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{config}: watch.include = '*.mrc': expected an array of strings" in result.stderr
+    config.write_text('version = 1\n[outputs]\npicks_frame = "both"\nfloat16 = "yes"\n')
+    result = run("batch", str(tmp_path), "--config", str(config), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "outputs.float16 = 'yes': expected true or" in result.stderr
+    config.write_text('version = 1\n[denoise]\nbin = 2\n[outputs]\nsuffix = "_f"\n')
+    micrograph = tmp_path / "x.mrc"
+    micrograph.write_bytes(b"not a micrograph")
+    result = run("denoise", str(micrograph), "--config", str(config), "--pixel-size", "4")
+    assert result.returncode == 2  # the flag's pixel size meets the file's bin
+    assert "give a binning factor or a target pixel size, not both" in result.stderr

@@ -47,11 +47,11 @@ def start_daemon(
     args.append("--compile" if fake_compile else "--no-compile")
     env = {**os.environ, **(env or {}), **({FAKE_COMPILE: fake_compile} if fake_compile else {})}
     args += [
-        "--settle",
+        "--settle-seconds",
         "0.5",
         "--rescan-interval",
         "2",
-        "--timeout",
+        "--timeout-seconds",
         "4",
         "--status-interval",
         "1",

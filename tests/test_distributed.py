@@ -178,21 +178,33 @@ def test_cli_batch_exits_1_when_an_input_failed(micrographs: list[Path], tmp_pat
     assert "quarantined" in run.stderr and "Done: 1 denoised" in run.stderr
 
 
-def test_batch_writes_the_optics_and_coordinate_lists(
+def test_batch_reads_the_daemons_tables_and_writes_the_optics_and_coordinate_lists(
     micrographs: list[Path], client, tmp_path: Path
 ) -> None:
+    """The settings file of `watch` drives `batch` too: [denoise], [outputs], [readiness]
+    (its [watch] table, the daemon's own, is validated and not used)."""
     from readers import star_tables
 
-    from streamdenoise.io.relion import OpticsSettings
+    from streamdenoise.config import load_settings
 
     inputs = dataset(micrographs, tmp_path / "project" / "Movies", 2)
     out = tmp_path / "project" / "External" / "job003"
-    files, root = find_inputs([tmp_path / "project" / "Movies"])
-    optics = OpticsSettings(200.0, 1.4, 0.07, project=tmp_path / "project")
-    config = BatchConfig(
-        out_dir=out, root=root, device="cpu", optics=optics, picks_frame="both", zarr=False
+    path = tmp_path / "session.toml"
+    path.write_text(
+        f'version = 1\n[watch]\nwatch_dir = "{tmp_path}/elsewhere"\nsettle_seconds = 9\n'
+        '[denoise]\ndevice = "cpu"\nguard = false\n'
+        f'[outputs]\nout_dir = "{out}"\nzarr = false\npicks_frame = "both"\n'
+        f"voltage_kv = 200\ncs_mm = 1.4\namplitude_contrast = 0.07\n"
+        f'relion_project = "{tmp_path / "project"}"\n'
+        "[readiness]\nparticle_diameter = 120.0\n[readiness.thresholds]\nmin_cnr = 2.0\n"
     )
+    files, root = find_inputs([tmp_path / "project" / "Movies"])
+    config = BatchConfig.from_settings(load_settings(path, {}), root)
+    assert (config.out_dir, config.device, config.zarr) == (out, "cpu", False)
+    assert config.settings.guard is False and config.diameter_angstrom == 120.0
+    assert config.thresholds.min_cnr == 2.0
     assert run_batch(files, config, client).done == 2
+    assert not (out / "denoised.zarr").exists()
     tables = star_tables(out / "micrographs_denoised.star")
     assert tables["optics"].loc[0, ["rlnVoltage", "rlnAmplitudeContrast"]].tolist() == [200, 0.07]
     assert sorted(tables["micrographs"]["rlnMicrographName"]) == [

@@ -21,7 +21,7 @@ import tifffile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamdenoise.config import WatchConfig, load_config
+from streamdenoise.config import TABLE_OF, TABLES, load_settings
 from streamdenoise.errors import StreamDenoiseError
 from streamdenoise.io import expected_mrc_size, read_micrograph, read_star
 from streamdenoise.model.pipeline import DenoiseSettings
@@ -180,8 +180,10 @@ def test_star_files(folder: Path, lines: list[str], tail: bytes) -> None:
         assert all(isinstance(v, str) for values in block.values() for v in values)
 
 
-HINTS = typing.get_type_hints(WatchConfig)
-SETTINGS = [*HINTS, "mode", "nonsense"]
+HINTS = {
+    key: hint for model in TABLES.values() for key, hint in typing.get_type_hints(model).items()
+}
+SETTINGS = [*HINTS, "nonsense"]
 SCALARS = st.one_of(
     st.booleans(),
     st.integers(-(2**63), 2**63 - 1),
@@ -252,10 +254,15 @@ def toml_value(value: object) -> str:
 )
 def test_toml_configuration(folder: Path, values: dict, garbage: str) -> None:
     path = folder / "fuzzed.toml"
-    text = "".join(f"{key} = {toml_value(value)}\n" for key, value in values.items())
+    tables: dict[str, list[str]] = {}
+    for key, value in values.items():
+        tables.setdefault(TABLE_OF.get(key, "watch"), []).append(f"{key} = {toml_value(value)}")
+    text = "version = 1\n" + "".join(
+        f"[{table}]\n" + "".join(f"{line}\n" for line in lines) for table, lines in tables.items()
+    )
     path.write_text(text + garbage, encoding="utf-8", errors="surrogatepass")
     try:
-        config = load_config(path, {"watch_dir": folder})
+        settings = load_settings(path, {"watch_dir": folder})
     except StreamDenoiseError:
         return
-    assert config.settle_seconds > 0 and config.max_attempts >= 1
+    assert settings.watch.settle_seconds > 0 and settings.watch.max_attempts >= 1

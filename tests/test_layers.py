@@ -13,8 +13,9 @@ The floors, lowest first (`FLOORS`, the one place the order is written down):
    `status` (the daemon's published snapshots);
 5. `processing` (the one path for one micrograph);
 6. `config` (settings of every command, validated);
-7. `daemon` and `distributed`;
-8. `cli`.
+7. `daemon`, `distributed` and `options` (the CLI's shared option declarations);
+8. `demo` (a simulated session through the daemon);
+9. `cli`.
 
 A module may import its own unit (package or module) and any unit on a lower floor; an
 import of a unit on a higher floor, or of another unit on the same floor, is a violation.
@@ -41,7 +42,8 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("outputs", "acquisition", "report", "dashboard", "session_adaptation", "runtime", "status"),
     ("processing",),
     ("config",),
-    ("daemon", "distributed"),
+    ("daemon", "distributed", "options"),
+    ("demo",),
     ("cli",),
 )
 FLOOR = {unit: level for level, units in enumerate(FLOORS) for unit in units}

@@ -148,13 +148,14 @@ def test_drain_releases_unstarted_batches_and_finishes_every_write() -> None:
 def test_a_failed_batch_charges_nobody_and_retries_its_micrographs_alone(
     tmp_path: Path,
 ) -> None:
-    from streamdenoise.config import WatchConfig
+    from streamdenoise.config import load_settings
     from streamdenoise.daemon import Daemon
     from streamdenoise.sdnotify import Notifier
     from streamdenoise.watch import CompletenessTracker, Journal
     from streamdenoise.watch.intake import Intake, ReadyFile
 
-    daemon = Daemon(WatchConfig(tmp_path / "in", tmp_path / "out"), notifier=Notifier(None))
+    settings = load_settings(None, {"watch_dir": tmp_path / "in", "out_dir": tmp_path / "out"})
+    daemon = Daemon(settings, notifier=Notifier(None))
     items = [ReadyFile(tmp_path / "in" / f"{name}.mrc", 1, k) for k, name in enumerate("abcd")]
     with Journal(tmp_path / "journal.sqlite") as journal:
         intake = daemon.intake = Intake(

@@ -91,7 +91,14 @@ def session(request, tmp_path_factory) -> dict:
     project = tmp_path_factory.mktemp(f"relion_bin{binning}")
     job = project / MOTIONCORR
     simulated = [EXECUTABLE, "simulate", str(job), "-n", str(COUNT), "--detector", "small"]
-    simulated += ["--pixel-size", "2", "--bin", str(3 - binning), "--seed", str(10 + binning)]
+    simulated += [
+        "--detector-pixel-size",
+        "2",
+        "--bin",
+        str(3 - binning),
+        "--seed",
+        str(10 + binning),
+    ]
     simulated += ["--particle-density", "4000", "--carbon-edge-fraction", "0"]
     simulated += ["--dose", "80", "--ice-thickness", "200:300"]
     run([*simulated, "--aggregate-fraction", "0"], project)
@@ -108,7 +115,7 @@ def session(request, tmp_path_factory) -> dict:
         daemon = subprocess.Popen(
             [
                 EXECUTABLE, "watch", str(job), "--out", str(out), "--exclude", "*_clean.mrc",
-                "--device", "cpu", "--headless", "--no-compile", "--settle", "0.5",
+                "--device", "cpu", "--headless", "--no-compile", "--settle-seconds", "0.5",
                 "--status-interval", "1", "--particle-diameter", f"{diameter:.1f}",
                 "--relion-project", str(project),
                 "--optics-from", str(job / "corrected_micrographs.star"),

@@ -67,6 +67,19 @@ class SessionSpec:
         return ny // self.binning, nx // self.binning
 
 
+def parse_range(text: str, option: str) -> tuple[float, float]:
+    """Parse "a:b" (or a single number) into (a, b); ValueError naming `option` otherwise."""
+    try:
+        parts = [float(p) for p in text.split(":")]
+    except ValueError:
+        raise ValueError(f"{option}: expected MIN:MAX numbers, got {text!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or parts[0] > parts[1]:
+        raise ValueError(f"{option}: expected MIN:MAX with MIN ≤ MAX, got {text!r}")
+    return parts[0], parts[1]
+
+
 def micrograph_params(spec: SessionSpec, index: int) -> MicrographParams:
     """Draw the parameters of micrograph `index` (0-based); deterministic for spec.seed."""
     rng = np.random.default_rng([spec.seed, index])
