@@ -35,17 +35,19 @@ from streamdenoise.physics.density import load_reference
 from streamdenoise.physics.session import SessionSpec, micrograph_params
 from streamdenoise.physics.simulator import simulate_micrograph
 from streamdenoise.stats.filters import gaussian_blur
-from streamdenoise.stats.guard import residual_structure_correlation
-from streamdenoise.stats.quality import (
-    background_flatness,
+from streamdenoise.stats.ground_truth import (
     highpass_psnr,
-    low_frequency_fraction,
-    particle_contrast,
     particle_snr_db,
     pick_and_score,
     psnr,
-    separability,
     ssim,
+)
+from streamdenoise.stats.guard import residual_structure_correlation
+from streamdenoise.stats.measures import (
+    background_flatness,
+    low_frequency_fraction,
+    particle_contrast,
+    separability,
 )
 
 GAUSSIAN_SIGMAS = (1.0, 1.5, 2.0, 3.0)

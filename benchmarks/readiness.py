@@ -32,7 +32,9 @@ from streamdenoise.model.modelfile import default_model_path, load_model
 from streamdenoise.model.pipeline import DenoiseSettings, denoise_image
 from streamdenoise.physics.density import load_reference
 from streamdenoise.physics.simulator import MicrographParams, simulate_micrograph
-from streamdenoise.stats.quality import match_picks
+from streamdenoise.stats.ground_truth import (
+    match_picks,
+)
 from streamdenoise.stats.readiness import VERDICTS, MicrographStatistics, micrograph_statistics
 
 PIXEL_SIZE = 4.0

@@ -61,15 +61,17 @@ from streamdenoise.physics.density import scatterers_from_map
 from streamdenoise.physics.shapes import hollow_shell
 from streamdenoise.stats.criterion import response_correlation
 from streamdenoise.stats.filters import gaussian_blur, gaussian_transfer
-from streamdenoise.stats.guard import residual_structure_correlation
-from streamdenoise.stats.noise import estimate_noise_spectrum
-from streamdenoise.stats.picker import blob_response, pick_peaks
-from streamdenoise.stats.quality import (
-    low_frequency_fraction,
+from streamdenoise.stats.ground_truth import (
     match_picks,
     picking_score,
+)
+from streamdenoise.stats.guard import residual_structure_correlation
+from streamdenoise.stats.measures import (
+    low_frequency_fraction,
     roc_auc,
 )
+from streamdenoise.stats.noise import estimate_noise_spectrum, mad_std
+from streamdenoise.stats.picker import blob_response, pick_peaks
 
 HERE = Path(__file__).parent
 DEFAULT_TRUTH = HERE.parent.parent / "shared" / "data" / "apoferritin-empiar10146"
@@ -141,8 +143,7 @@ def log_response(image: np.ndarray, diameter: float) -> np.ndarray:
     # σ²∇² of the blur: positive at a dark blob (a minimum of the image).
     transfer = -4 * math.pi**2 * sigma**2 * (fx**2 + fy**2) * gaussian_transfer(data.shape, sigma)
     response = np.fft.irfft2(np.fft.rfft2(data - data.mean()) * transfer, s=data.shape)
-    spread = 1.4826 * float(np.median(np.abs(response - np.median(response))))
-    return (response - np.median(response)) / max(spread, 1e-12)
+    return (response - np.median(response)) / max(mad_std(response), 1e-12)
 
 
 def detector_scores(

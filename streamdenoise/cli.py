@@ -17,7 +17,8 @@ from streamdenoise import __version__
 from streamdenoise import options as opt
 from streamdenoise.config import load_settings
 from streamdenoise.errors import StreamDenoiseError, one_line
-from streamdenoise.outputs import journal_in, writable_file, writable_folder
+from streamdenoise.io.writable import writable_file, writable_folder
+from streamdenoise.outputs import journal_in
 
 app = typer.Typer(
     help="Live score-based denoising of cryo-EM micrographs.\n\n"
@@ -244,7 +245,7 @@ def watch(
     **given: Any,
 ) -> None:
     """Denoise every micrograph that appears in DIR, live, until stopped (SIGTERM drains)."""
-    from streamdenoise.dashboard import run_daemon
+    from streamdenoise.daemon import run_daemon
 
     with _reported():
         settings = load_settings(config, {"watch_dir": watch_dir, **given})

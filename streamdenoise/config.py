@@ -224,7 +224,7 @@ class Settings(Table):
         folders and check they are writable; ValueError (or FileProblem) naming the
         problem."""
         from streamdenoise.io.relion import read_upstream
-        from streamdenoise.outputs import writable_folder
+        from streamdenoise.io.writable import writable_folder
 
         if self.outputs.optics_from is not None:
             read_upstream(self.outputs.optics_from)

@@ -17,34 +17,21 @@ batch it is in cannot use up the attempts of the others.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import signal
-import statistics
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from streamdenoise import __version__
 from streamdenoise.config import Settings
+from streamdenoise.dashboard import HeadlessReporter, render
 from streamdenoise.errors import StreamDenoiseError, one_line
-from streamdenoise.io import atomic_write_text
-from streamdenoise.io.jsontext import json_text
-from streamdenoise.outputs import (
-    DoneMicrograph,
-    OutputLayout,
-    remove_temporaries,
-    write_session_lists,
-)
+from streamdenoise.lock import exclusive_lock
+from streamdenoise.outputs import OutputLayout, SessionLists, remove_temporaries
 from streamdenoise.processing import (
     DEFAULT_DIAMETER,
     Results,
@@ -55,22 +42,24 @@ from streamdenoise.processing import (
 )
 from streamdenoise.runtime import log_text
 from streamdenoise.sdnotify import Notifier
-from streamdenoise.snapshot import MicrographSummary, Snapshot, summary_line
+from streamdenoise.snapshot import MicrographSummary, Snapshot
 from streamdenoise.stages import Pipeline, Stage, Stages
 from streamdenoise.stats.diameter import DiameterEstimate, estimate_diameter
-from streamdenoise.stats.readiness import session_statistics
-from streamdenoise.watch import Discovery, Journal, ReadinessTracker
+from streamdenoise.status import Progress, StatusBoard
+from streamdenoise.watch import CompletenessTracker, Discovery, Journal
 from streamdenoise.watch.discovery import is_network_filesystem
+from streamdenoise.watch.intake import Intake, ReadyFile
 
 if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from rich.console import Console
+
     from streamdenoise.model.inference import Denoised
     from streamdenoise.model.pipeline import Prepared
     from streamdenoise.session_adaptation import SessionAdapter
 
 log = logging.getLogger("streamdenoise.daemon")
-RECENT = 20
-SESSION_WINDOW = 2000
-"""Micrographs kept (as small statistics records) for the session's distributions."""
 READERS = 2
 """Reader threads (read, bin, noise estimate: numpy releases the GIL)."""
 WRITERS = 2
@@ -82,26 +71,6 @@ statistics use `DEFAULT_DIAMETER`)."""
 LONG_CALL_LIMIT = 1800.0
 """Seconds a model call (a compilation, a batch) keeps the systemd watchdog fed: one that
 hangs longer stops the pings, and systemd restarts the daemon."""
-
-
-class AlreadyRunning(StreamDenoiseError, RuntimeError):
-    """Another daemon holds the output directory's lock."""
-
-
-def resident_memory_mib() -> float:
-    """Resident set size of this process in MiB (Linux /proc; 0 elsewhere)."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-@dataclass
-class _Ready:
-    path: Path
-    size: int
-    mtime_ns: int
 
 
 @dataclass(frozen=True)
@@ -116,110 +85,46 @@ class _Written:
     noise_sigma: float
     seconds: float
 
+    def summary(self, name: str) -> MicrographSummary:
+        """The micrograph's line for the dashboard."""
+        statistics, guard = self.results.statistics, self.results.guard
+        return MicrographSummary(
+            name,
+            "done",
+            latency=self.latency,
+            noise_sigma=self.noise_sigma,
+            pixel_size=self.results.pixel_size,
+            seconds=self.seconds,
+            verdict=None if statistics is None else statistics.verdict,
+            candidates=None if statistics is None else statistics.candidates,
+            cnr=None if statistics is None else statistics.cnr,
+            guard=None if guard is None else ("passed" if guard.passed else "fallback"),
+        )
 
-@dataclass
-class _Counters:
-    latencies: deque = field(default_factory=lambda: deque(maxlen=1000))
-    finished_at: deque = field(default_factory=deque)  # the last hour's (pruned when read)
-    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT))
-    statistics: deque = field(default_factory=lambda: deque(maxlen=SESSION_WINDOW))
-    queue_depths: deque = field(default_factory=lambda: deque(maxlen=SESSION_WINDOW))
-    guard_fallbacks: int = 0
 
-
-class Daemon:
-    """`streamdenoise watch`: process every finished micrograph of `config.watch_dir`."""
+class ModelStage:
+    """The daemon's model: loaded, prepared and warmed up once (`streamdenoise.runtime`),
+    the denoising settings, output options and parameter hash it implies, and the session
+    adapter of `--adapt-after`. `stopping()` tells a warm-up to give up."""
 
     def __init__(
         self,
         config: Settings,
-        *,
-        notifier: Notifier | None = None,
-        on_snapshot: Callable[[Snapshot], None] | None = None,
+        layout: OutputLayout,
+        notifier: Notifier,
+        stopping: Callable[[], bool],
     ) -> None:
         self.config = config
-        self.layout = OutputLayout(
-            config.watch_dir, config.output_dir, config.outputs.suffix, config.outputs.state_dir
-        )
-        self.notifier = notifier or Notifier.from_environment()
-        self.on_snapshot = on_snapshot
-        self._stop = threading.Event()
-        self._counters = _Counters()
-        self._pending: set[Path] = set()
-        self._ready: dict[Path, _Ready] = {}
-        self._found: set[Path] = set()
-        self._next_journal_look = 0.0  # monotonic s: when to look for retried micrographs
-        self._done: dict[Path, DoneMicrograph] = {}  # input → what the session lists need
-        self._alternate = False
-        self._solo: set[Path] = set()  # in a batch that failed: retried one per batch
-        self._lists_stale = False
-        self._last_status = 0.0
+        self.layout = layout
+        self.notifier = notifier
+        self.stopping = stopping
+        self.device: torch.device | None = None
         self.adapter: SessionAdapter | None = None
         self._options_lock = threading.Lock()  # replacing `output_options` (two threads)
         self._diameter_images: list[np.ndarray] | None = None  # while estimating
         self.diameter_estimate: DiameterEstimate | None = None
-        self.started = time.time()
-        self.snapshot = self._make_snapshot("starting")
 
-    # -- control ---------------------------------------------------------------------------
-    def request_stop(self, *_: object) -> None:
-        """Stop intake; the work in flight finishes, then the daemon exits. Tells systemd
-        `STOPPING=1` now, at the request, not after the drain (signal-safe: it runs in the
-        main thread between bytecodes; the notifier opens a socket per message)."""
-        if not self._stop.is_set():
-            self._stop.set()
-            self.notifier.stopping()
-
-    def install_signal_handlers(self) -> None:
-        def handler(signum: int, frame: FrameType | None) -> None:
-            log.info("received %s: draining", signal.Signals(signum).name)
-            self.request_stop()
-
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
-
-    @contextmanager
-    def _alive_while(self, limit: float = LONG_CALL_LIMIT) -> Iterator[None]:
-        """Send `WATCHDOG=1` from a helper thread while the main thread is in a long model
-        call (a compilation, a batch), for at most `limit` s; the loop pings otherwise."""
-        interval = self.notifier.watchdog_interval()
-        if interval is None:
-            yield
-            return
-        finished = threading.Event()
-
-        def ping() -> None:
-            end = time.monotonic() + limit
-            while not finished.wait(interval) and time.monotonic() < end:
-                self.notifier.watchdog()
-
-        thread = threading.Thread(target=ping, name="streamdenoise-watchdog", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            finished.set()
-            thread.join()
-
-    # -- setup -----------------------------------------------------------------------------
-    def _lock(self) -> int:
-        out = self.layout.state
-        out.mkdir(parents=True, exist_ok=True)
-        self.config.output_dir.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip()
-            os.close(descriptor)
-            raise AlreadyRunning(
-                f"another streamdenoise (pid {holder or '?'}) is already writing to {out}"
-            ) from None
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
-        return descriptor
-
-    def _load_model(self) -> None:
+    def load(self) -> None:
         """Load, prepare and warm up the model (`streamdenoise.runtime`); set the settings,
         parameter hash and output options it implies."""
         from streamdenoise.engine.batches import default_batch_size
@@ -257,13 +162,13 @@ class Daemon:
         # compiled model compiles here, and once more for each smaller fitted tile that
         # micrographs need.
         self.notifier.status("compiling the model" if self.runtime.compiled else "warming up")
-        with self._alive_while():
+        with self.notifier.alive_while(LONG_CALL_LIMIT):
             ready = warm_up(
                 self.runtime,
                 self.settings.batch_size,
                 self.config.denoise.tile,
                 compile_requested=bool(self.config.denoise.compile),
-                stopping=self._stop.is_set,
+                stopping=self.stopping,
             )
         if ready:
             self.adapter = self._session_adapter(str(model_path))
@@ -283,7 +188,7 @@ class Daemon:
             return reference.diameter, f"reference {readiness.reference.name}"
         return DEFAULT_DIAMETER, f"default; estimating from the first {ESTIMATE_FROM} micrographs"
 
-    def _offer_for_diameter(self, denoised: np.ndarray, pixel_size: float) -> None:
+    def offer_for_diameter(self, denoised: np.ndarray, pixel_size: float) -> None:
         """Writer thread: keep a denoised micrograph (H, W) at the working pixel size for
         the diameter estimate; with `ESTIMATE_FROM` of them, estimate once and use it."""
         with self._options_lock:
@@ -332,6 +237,19 @@ class Daemon:
         else:
             log.warning("particle diameter: %.0f Å (%s)", diameter, source)
 
+    def diameter_status(self) -> dict | None:
+        """The statistics' particle diameter for status.json: Å, its source and the
+        estimate (None before the model is loaded or without statistics)."""
+        options = getattr(self, "output_options", None)
+        if options is None or options.diameter_angstrom is None:
+            return None
+        estimate = self.diameter_estimate
+        return {
+            "angstrom": round(options.diameter_angstrom, 1),
+            "source": options.diameter_source,
+            "estimate": None if estimate is None else estimate.to_dict(),
+        }
+
     def _session_adapter(self, model_label: str) -> SessionAdapter | None:
         """The session adapter of `--adapt-after` (None when it is off)."""
         from streamdenoise.session_adaptation import ADAPTED_MODEL, AdaptationPlan, SessionAdapter
@@ -372,11 +290,78 @@ class Daemon:
             )
         log.info("swapped in the model adapted to this session")
 
+    def read(self, path: Path) -> Prepared:
+        """Reader thread: read, bin and estimate the noise of one micrograph."""
+        return read_prepared(
+            path, self.loaded.pixel_size, self.settings, self.config.denoise.input_pixel_size
+        )
+
+    def denoise(self, prepared: list[Prepared]) -> list[Denoised]:
+        """The model stage (main thread): a batch's micrographs share network batches."""
+        self._swap_in_adapted_model()
+        with self.notifier.alive_while(LONG_CALL_LIMIT):
+            return denoise_prepared(prepared, self.runtime.network, self.settings, self.device)
+
+
+class Daemon:
+    """`streamdenoise watch`: process every finished micrograph of `config.watch_dir`.
+
+    The parts: `model` (the resident model and what it implies), `intake` (completeness,
+    journal check, batches; made once the journal is open), `lists` (the session's STAR
+    and coordinate lists), `status` (counters, snapshots, status.json); this class runs
+    them: lock, signals, the loop, the pipeline's callbacks and the failure policy.
+    """
+
+    def __init__(
+        self,
+        config: Settings,
+        *,
+        notifier: Notifier | None = None,
+        on_snapshot: Callable[[Snapshot], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.layout = OutputLayout(
+            config.watch_dir, config.output_dir, config.outputs.suffix, config.outputs.state_dir
+        )
+        self.notifier = notifier or Notifier.from_environment()
+        self._stop = threading.Event()
+        self.model = ModelStage(config, self.layout, self.notifier, self._stop.is_set)
+        self.lists = SessionLists(self.layout, config.outputs.optics())
+        self.status = StatusBoard(
+            config.watch_dir,
+            config.output_dir,
+            self.layout.status,
+            config.display.status_interval,
+            self.notifier,
+            on_snapshot,
+        )
+        self.journal: Journal | None = None
+        self.intake: Intake | None = None
+        self._lists_stale = False
+        self.snapshot = self.status.snapshot("starting", self._progress())
+
+    # -- control ---------------------------------------------------------------------------
+    def request_stop(self, *_: object) -> None:
+        """Stop intake; the work in flight finishes, then the daemon exits. Tells systemd
+        `STOPPING=1` now, at the request, not after the drain (signal-safe: it runs in the
+        main thread between bytecodes; the notifier opens a socket per message)."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self.notifier.stopping()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info("received %s: draining", signal.Signals(signum).name)
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> int:
         """Run until stopped (signal, stop file); returns the exit status (0 after a drain)."""
-        lock = self._lock()
-        try:
+        self.config.output_dir.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(self.layout.lock):
             if removed := remove_temporaries(self.layout):
                 log.warning("removed %d temporary file(s) left by the last stop", removed)
             # The journal first: one that cannot be read stops the start before the model
@@ -386,16 +371,23 @@ class Daemon:
             ) as journal:
                 self.journal = journal
                 self._publish("loading model")
-                self._load_model()
+                self.model.load()
                 network = is_network_filesystem(self.config.watch_dir)
                 polling = (
                     self.config.watch.polling if self.config.watch.polling is not None else network
                 )
                 settle = self.config.watch.settle_seconds * (3 if network else 1)
-                self.tracker = ReadinessTracker(settle, self.config.watch.timeout_seconds)
+                self.intake = Intake(
+                    journal,
+                    CompletenessTracker(settle, self.config.watch.timeout_seconds),
+                    self.model.params_hash,
+                    order=self.config.watch.order,
+                    max_batch=self.config.denoise.max_micrographs_per_batch,
+                    recheck_interval=self.config.watch.rescan_interval,
+                    on_quarantined=self._quarantined,
+                )
                 resumed = journal.reset_in_flight()
-                for entry in journal.done_entries():
-                    self._add_done(entry.path, entry.outputs or {})
+                self.lists.add_entries(journal.done_entries())
                 if resumed:
                     log.warning(
                         "%d micrograph(s) were in flight at the last stop; redoing", resumed
@@ -416,42 +408,38 @@ class Daemon:
                     "polling" if polling else "inotify",
                     settle,
                     self.config.output_dir,
-                    self.device,
+                    self.model.device,
                 )
                 self.notifier.ready()
                 pipeline = Pipeline(self._stages(), readers=READERS, writers=WRITERS)
                 try:
                     try:
                         while not self._stop.is_set():
-                            self._tick(discovery, pipeline)
+                            self._tick(discovery, pipeline, self.intake)
                     finally:
                         discovery.stop()
                     pipeline.drain()
                 finally:
                     pipeline.shutdown()
-                self._requeue_unstarted()
+                self.intake.drop_unstarted()
                 self._write_lists()
                 self._publish("stopped", force=True)
             self._remove_stop_file()
             log.info("stopped cleanly")
             return 0
-        finally:
-            os.close(lock)
 
-    def _tick(self, discovery: Discovery, pipeline: Pipeline) -> None:
+    def _tick(self, discovery: Discovery, pipeline: Pipeline, intake: Intake) -> None:
         """Intake (new files, completeness, journal), then one step of the pipeline: the
         model stage on the next batch whose reads are done (or a wait of ≤ 0.25 s)."""
         discovery.ensure_alive()
-        self._pending |= discovery.poll_candidates()
-        if time.monotonic() >= self._next_journal_look:  # files sent back by `quarantine --retry`
-            self._next_journal_look = time.monotonic() + self.config.watch.rescan_interval
-            self._pending.update(path for path in self.journal.waiting() if path not in self._ready)
-        self._check_pending()
+        intake.offer(discovery.poll_candidates())
+        intake.offer_retried()
+        intake.check_pending()
         if self._stop_file_present():
             log.info("stop file found: draining")
             self.request_stop()
-        while self._ready and pipeline.has_room() and not self._stop.is_set():
-            pipeline.submit(self._start_batch())
+        while intake.ready and pipeline.has_room() and not self._stop.is_set():
+            pipeline.submit(intake.start_batch())
         if pipeline.busy:
             pipeline.step(timeout=0.25)
         else:
@@ -471,138 +459,58 @@ class Daemon:
         for folder in (self.config.watch_dir, self.config.output_dir):
             (folder / self.config.watch.stop_file).unlink(missing_ok=True)
 
-    def _check_pending(self) -> None:
-        for path in list(self._pending):
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                self._pending.discard(path)
-                self.tracker.forget(path)
-                continue
-            except OSError:
-                continue  # a network hiccup: look again next tick
-            if not self.journal.needs_processing(
-                path, stat.st_size, stat.st_mtime_ns, self.params_hash
-            ):
-                self._pending.discard(path)
-                self.tracker.forget(path)
-                continue
-            readiness = self.tracker.check(path)
-            if readiness.state == "pending":
-                continue
-            self._pending.discard(path)
-            self.tracker.forget(path)
-            if readiness.state == "ready":
-                self._found.add(path)
-                self.journal.mark_seen(path, readiness.size, readiness.mtime_ns, self.params_hash)
-                self._ready[path] = _Ready(path, readiness.size, readiness.mtime_ns)
-            elif readiness.state == "invalid":
-                self._found.add(path)
-                self.journal.mark_seen(path, readiness.size, readiness.mtime_ns, self.params_hash)
-                self.journal.quarantine(path, readiness.reason or "invalid")
-                log.error("quarantined %s: %s", path, readiness.reason)
-                self._remember(MicrographSummary(path.name, "quarantined", error=readiness.reason))
-
-    def _next_batch(self) -> list[_Ready]:
-        """The next micrographs in the configured order, at most `max_micrographs_per_batch`;
-        one alone when it comes first and was in a batch that failed."""
-        items = sorted(self._ready.values(), key=lambda r: r.mtime_ns)
-        if self.config.watch.order == "newest" or (
-            self.config.watch.order == "alternate" and self._alternate
-        ):
-            items.reverse()
-        self._alternate = not self._alternate
-        if items and items[0].path in self._solo:
-            batch = items[:1]
-        else:
-            batch = [i for i in items if i.path not in self._solo]
-            batch = batch[: self.config.denoise.max_micrographs_per_batch]
-        for item in batch:
-            del self._ready[item.path]
-        return batch
-
-    def _start_batch(self) -> list[_Ready]:
-        """The next batch, marked `processing` in the journal."""
-        batch = self._next_batch()
-        for item in batch:
-            self.journal.mark_processing(item.path, item.size, item.mtime_ns, self.params_hash)
-        return batch
+    def _quarantined(self, path: Path, reason: str) -> None:
+        """Intake found `path` invalid (it is quarantined in the journal)."""
+        log.error("quarantined %s: %s", path, reason)
+        self.status.remember(MicrographSummary(path.name, "quarantined", error=reason))
 
     # -- the pipeline's stages -------------------------------------------------------------
-    def _stages(self) -> Stages[_Ready, Prepared, Denoised, _Written]:
+    def _stages(self) -> Stages[ReadyFile, Prepared, Denoised, _Written]:
         return Stages(
-            read=self._read,
-            model=self._denoise,
+            read=lambda item: self.model.read(item.path),
+            model=self.model.denoise,
             write=self._write,
             done=self._written,
             failed=self._failed,
             released=self._released,
         )
 
-    def _read(self, item: _Ready) -> Prepared:
-        """Reader thread: read, bin and estimate the noise of one micrograph."""
-        return read_prepared(
-            item.path, self.loaded.pixel_size, self.settings, self.config.denoise.input_pixel_size
-        )
-
-    def _denoise(self, prepared: list[Prepared]) -> list[Denoised]:
-        """The model stage (main thread): a batch's micrographs share network batches."""
-        self._swap_in_adapted_model()
-        with self._alive_while():
-            return denoise_prepared(prepared, self.runtime.network, self.settings, self.device)
-
     def _write(
-        self, item: _Ready, prepared: Prepared, denoised: Denoised, seconds: float
+        self, item: ReadyFile, prepared: Prepared, denoised: Denoised, seconds: float
     ) -> _Written:
         """Writer thread: statistics and outputs of one micrograph, then the journal (done),
         the session adapter and the diameter estimate (both offered the micrograph)."""
         results = write_results(
-            self.layout, item.path, prepared, denoised, seconds, self.output_options
+            self.layout, item.path, prepared, denoised, seconds, self.model.output_options
         )
-        if self._diameter_images is not None:
-            self._offer_for_diameter(denoised.image, prepared.pixel_size)
+        self.model.offer_for_diameter(denoised.image, prepared.pixel_size)
         latency = time.time() - item.mtime_ns / 1e9
+        assert self.journal is not None
         self.journal.mark_done(item.path, results.outputs, latency)
-        if self.adapter is not None:
-            self.adapter.offer(prepared.image, prepared.sigma)
+        if self.model.adapter is not None:
+            self.model.adapter.offer(prepared.image, prepared.sigma)
         return _Written(results, latency, time.time(), prepared.sigma, seconds)
 
-    def _written(self, item: _Ready, written: _Written) -> None:
+    def _written(self, item: ReadyFile, written: _Written) -> None:
         """Main thread: count a finished micrograph."""
-        self._solo.discard(item.path)
+        assert self.intake is not None
+        self.intake.done(item)
         results = written.results
-        self._add_done(item.path, results.outputs)
+        self.lists.add(item.path, results.outputs)
         self._lists_stale = True
-        statistics = results.statistics
-        if statistics is not None:
-            self._counters.statistics.append(statistics)
-            self._counters.queue_depths.append(len(self._ready) + len(self._pending))
-        self._counters.latencies.append(written.latency)
-        self._counters.finished_at.append(written.finished)
         guard = results.guard
         if guard is not None and not guard.passed:
-            self._counters.guard_fallbacks += 1
             log.warning("%s: %s", item.path, guard.summary())
-        self._remember(
-            MicrographSummary(
-                item.path.name,
-                "done",
-                latency=written.latency,
-                noise_sigma=written.noise_sigma,
-                pixel_size=results.pixel_size,
-                seconds=written.seconds,
-                verdict=None if statistics is None else statistics.verdict,
-                candidates=None if statistics is None else statistics.candidates,
-                cnr=None if statistics is None else statistics.cnr,
-                guard=None if guard is None else ("passed" if guard.passed else "fallback"),
-            )
-        )
+        queue_depth = len(self.intake.ready) + len(self.intake.pending)
+        summary = written.summary(item.path.name)
+        self.status.count_done(summary, written.finished, results.statistics, queue_depth)
 
-    def _failed(self, items: list[_Ready], stage: Stage, error: BaseException) -> None:
+    def _failed(self, items: list[ReadyFile], stage: Stage, error: BaseException) -> None:
         """Main thread: charge a failure to `items` (a read's or write's: one micrograph;
         the model stage's: the micrograph when it was alone; a batch of several is charged
         nothing and retried one per batch). A model failure while stopping (a Ctrl-C or
         stop ended the compiler) charges nothing."""
+        assert self.intake is not None
         if stage == "model":
             if self._stop.is_set():
                 log.warning(
@@ -610,14 +518,12 @@ class Daemon:
                     one_line(error, 200),
                     len(items),
                 )
-                self._released(items)
+                self.intake.release(items)
                 return
             log.error("denoising failed: %s", log_text(error))  # the whole output, once
             if len(items) > 1:
                 log.warning("retrying the %d micrographs of that batch one at a time", len(items))
-                self._solo.update(item.path for item in items)
-                self._released(items)
-                self._pending.update(item.path for item in items)
+                self.intake.retry_alone(items)
                 return
             reason = f"denoising failed: {one_line(error, 200)}"
         elif stage == "write":
@@ -625,35 +531,19 @@ class Daemon:
         else:
             reason = str(error)
         for item in items:
-            self._fail(item, reason)
+            state = self.intake.fail(item, reason)
+            log.error(
+                "%s %s: %s",
+                "quarantined" if state == "quarantined" else "failed",
+                item.path,
+                reason,
+            )
+            self.status.remember(MicrographSummary(item.path.name, state, error=reason))
 
-    def _released(self, items: list[_Ready]) -> None:
+    def _released(self, items: list[ReadyFile]) -> None:
         """Micrographs the model stage did not start before a stop: pending, no try used."""
-        for item in items:
-            self.journal.release(item.path)
-
-    def _fail(self, item: _Ready, reason: str) -> None:
-        state = self.journal.mark_failed(item.path, reason)
-        log.error(
-            "%s %s: %s", "quarantined" if state == "quarantined" else "failed", item.path, reason
-        )
-        self._remember(MicrographSummary(item.path.name, state, error=reason))
-        if state == "quarantined":
-            self._solo.discard(item.path)
-        else:  # try again once it is looked at next
-            self._pending.add(item.path)
-
-    def _requeue_unstarted(self) -> None:
-        """Ready micrographs never started stay `seen` in the journal: done on next start."""
-        self._ready.clear()
-
-    def _remember(self, summary: MicrographSummary) -> None:
-        self._counters.recent.append(summary)
-
-    def _add_done(self, source: Path, outputs: dict[str, str]) -> None:
-        done = DoneMicrograph.from_journal(self.layout, source, outputs)
-        if done is not None:
-            self._done[done.source] = done
+        assert self.intake is not None
+        self.intake.release(items)
 
     def _write_lists(self) -> None:
         """Rewrite the session's lists (micrographs STAR, coordinate lists, OME-Zarr series)
@@ -661,76 +551,70 @@ class Daemon:
         added as they finish)."""
         self._lists_stale = False
         try:
-            write_session_lists(
-                self.layout, list(self._done.values()), self.config.outputs.optics()
-            )
+            self.lists.write()
         except (OSError, StreamDenoiseError) as error:  # e.g. a full disk: retried next batch
             log.error("cannot write the session's lists in %s: %s", self.layout.out_dir, error)
 
     # -- status ----------------------------------------------------------------------------
-    def _make_snapshot(self, state: str) -> Snapshot:
-        counts = self.journal.counts() if hasattr(self, "journal") else {}
-        latencies = list(self._counters.latencies)
-        now = time.time()
-        session = None
-        warnings: tuple[str, ...] = ()
-        if self._counters.statistics:
-            summary = session_statistics(
-                list(self._counters.statistics), queue_depths=list(self._counters.queue_depths)
-            )
-            session, warnings = summary.to_dict(), summary.warnings
-        finished = self._counters.finished_at
-        while finished and finished[0] <= now - 3600:
-            finished.popleft()
-        elapsed = min(3600.0, max(now - self.started, 1.0))
-        return Snapshot(
-            version=__version__,
-            state=state,
-            watch_dir=str(self.config.watch_dir),
-            out_dir=str(self.config.output_dir),
-            device=str(getattr(self, "device", self.config.denoise.device)),
-            started=self.started,
-            updated=now,
-            found=len(self._found),
-            done=counts.get("done", 0),
-            failed=counts.get("failed", 0),
-            quarantined=counts.get("quarantined", 0),
-            pending=len(self._pending),
-            queued=len(self._ready),
-            rate_per_hour=len(finished) * 3600.0 / elapsed,
-            latency_median=statistics.median(latencies) if latencies else None,
-            latency_p95=float(np.percentile(latencies, 95)) if latencies else None,
-            memory_mib=resident_memory_mib(),
-            recent=tuple(self._counters.recent),
-            guard_fallbacks=self._counters.guard_fallbacks,
-            warnings=warnings,
-            session=session,
-            adaptation=None if self.adapter is None else self.adapter.state,
-            particle_diameter=self._diameter_status(),
+    def _progress(self) -> Progress:
+        """What the journal, the intake and the model know now, for the snapshot."""
+        intake = self.intake
+        adapter = self.model.adapter
+        return Progress(
+            counts=self.journal.counts() if self.journal is not None else {},
+            found=len(intake.found) if intake else 0,
+            pending=len(intake.pending) if intake else 0,
+            queued=len(intake.ready) if intake else 0,
+            device=str(
+                self.config.denoise.device if self.model.device is None else self.model.device
+            ),
+            adaptation=None if adapter is None else adapter.state,
+            particle_diameter=self.model.diameter_status(),
         )
 
-    def _diameter_status(self) -> dict | None:
-        """The statistics' particle diameter for status.json: Å, its source and the
-        estimate (None before the model is loaded or without statistics)."""
-        options = getattr(self, "output_options", None)
-        if options is None or options.diameter_angstrom is None:
-            return None
-        estimate = self.diameter_estimate
-        return {
-            "angstrom": round(options.diameter_angstrom, 1),
-            "source": options.diameter_source,
-            "estimate": None if estimate is None else estimate.to_dict(),
-        }
-
     def _publish(self, state: str, force: bool = False) -> None:
-        self.snapshot = self._make_snapshot(state)
-        if self.on_snapshot is not None:
-            self.on_snapshot(self.snapshot)
-        now = time.monotonic()
-        if force or now - self._last_status >= min(self.config.display.status_interval, 2.0):
-            self._last_status = now
-            try:
-                atomic_write_text(self.layout.status, json_text(self.snapshot.to_json(), indent=1))
-            except OSError as error:
-                log.error("cannot write %s: %s", self.layout.status, error)
-            self.notifier.status(summary_line(self.snapshot))
+        self.snapshot = self.status.publish(state, self._progress(), force=force)
+
+
+def run_daemon(
+    settings: Settings,
+    console: Console,
+    on_snapshot: Callable[[Snapshot], None] | None = None,
+    on_start: Callable[[Daemon], None] | None = None,
+) -> int:
+    """Run the daemon with the live dashboard on `console` (a terminal), or headless (log
+    lines); returns its exit code. on_snapshot(snapshot) sees every published snapshot;
+    on_start(daemon) is called once the daemon exists (the demo stops it from there)."""
+    import sys
+
+    from rich.live import Live
+
+    headless = settings.display.headless
+    headless = not sys.stderr.isatty() if headless is None else headless
+    if headless:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    else:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=console, show_path=False)
+        logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
+    reporter = HeadlessReporter(settings.display.status_interval) if headless else None
+
+    def publish(snapshot: Snapshot) -> None:
+        if reporter is not None:
+            reporter(snapshot)
+        if on_snapshot is not None:
+            on_snapshot(snapshot)
+
+    daemon = Daemon(settings, on_snapshot=publish)
+    daemon.install_signal_handlers()
+    if on_start is not None:
+        on_start(daemon)
+    if headless:
+        return daemon.run()
+    with Live(
+        get_renderable=lambda: render(daemon.snapshot), console=console, refresh_per_second=2
+    ):
+        return daemon.run()

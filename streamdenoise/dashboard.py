@@ -8,23 +8,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from streamdenoise.lock import LOCK_NAME, holder_alive
 from streamdenoise.snapshot import Snapshot, summary_line
-
-if TYPE_CHECKING:
-    from streamdenoise.config import Settings
-    from streamdenoise.daemon import Daemon
 
 STATE_STYLES = {"done": "green", "failed": "yellow", "quarantined": "red"}
 VERDICT_STYLES = {"ready": "bold green", "marginal": "yellow", "not ready": "bold red"}
@@ -155,19 +150,8 @@ STOPPED_UNCLEANLY = "stopped (not cleanly)"
 
 
 def daemon_alive(state_dir: Path) -> bool:
-    """Whether the daemon whose pid is in STATE/.lock still runs (a daemon killed with
-    SIGKILL or by a crash cannot say it stopped)."""
-    try:
-        pid = int((Path(state_dir) / ".lock").read_text().strip())
-    except (OSError, ValueError):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user (a system service)
-        return True
-    return True
+    """Whether the daemon whose pid is in the state directory's lock still runs."""
+    return holder_alive(Path(state_dir) / LOCK_NAME)
 
 
 def read_status(out_dir: Path) -> Snapshot:
@@ -194,49 +178,3 @@ def follow_status(out_dir: Path, interval: float = 1.0) -> Iterator[Snapshot]:
             if snapshot.state.startswith("stopped"):
                 return
         time.sleep(interval)
-
-
-def run_daemon(
-    settings: Settings,
-    console: Console,
-    on_snapshot: Callable[[Snapshot], None] | None = None,
-    on_start: Callable[[Daemon], None] | None = None,
-) -> int:
-    """Run the daemon with the live dashboard on `console` (a terminal), or headless (log
-    lines); returns its exit code. on_snapshot(snapshot) sees every published snapshot;
-    on_start(daemon) is called once the daemon exists (the demo stops it from there)."""
-    import sys
-
-    from rich.live import Live
-
-    from streamdenoise.daemon import Daemon
-
-    headless = settings.display.headless
-    headless = not sys.stderr.isatty() if headless is None else headless
-    if headless:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-    else:
-        from rich.logging import RichHandler
-
-        handler = RichHandler(console=console, show_path=False)
-        logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler])
-    reporter = HeadlessReporter(settings.display.status_interval) if headless else None
-
-    def publish(snapshot: Snapshot) -> None:
-        if reporter is not None:
-            reporter(snapshot)
-        if on_snapshot is not None:
-            on_snapshot(snapshot)
-
-    daemon = Daemon(settings, on_snapshot=publish)
-    daemon.install_signal_handlers()
-    if on_start is not None:
-        on_start(daemon)
-    if headless:
-        return daemon.run()
-    with Live(
-        get_renderable=lambda: render(daemon.snapshot), console=console, refresh_per_second=2
-    ):
-        return daemon.run()

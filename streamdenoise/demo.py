@@ -10,8 +10,8 @@ from rich.console import Console
 
 from streamdenoise.acquisition import write_session
 from streamdenoise.config import load_settings
-from streamdenoise.daemon import Daemon
-from streamdenoise.dashboard import read_status, run_daemon
+from streamdenoise.daemon import Daemon, run_daemon
+from streamdenoise.dashboard import read_status
 from streamdenoise.errors import StreamDenoiseError
 from streamdenoise.physics.density import builtin_reference_path, load_reference
 from streamdenoise.physics.session import SessionSpec

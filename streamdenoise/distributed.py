@@ -12,11 +12,10 @@ quarantined with its reason and the batch goes on.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,15 +24,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from streamdenoise.config import Settings
-from streamdenoise.daemon import AlreadyRunning
 from streamdenoise.errors import StreamDenoiseError
 from streamdenoise.io.relion import OpticsSettings
+from streamdenoise.lock import exclusive_lock
+from streamdenoise.model.modelfile import model_digest
 from streamdenoise.model.pipeline import DenoiseSettings
-from streamdenoise.outputs import DoneMicrograph, OutputLayout, write_session_lists
+from streamdenoise.outputs import OutputLayout, SessionLists
 from streamdenoise.processing import (
     DEFAULT_DIAMETER,
     OutputOptions,
-    model_digest,
     process_micrograph,
     processing_params_hash,
 )
@@ -248,36 +247,13 @@ def local_cluster(workers: int, threads_per_worker: int, gpu: bool) -> LocalClus
     )
 
 
-@contextmanager
-def _output_lock(layout: OutputLayout) -> Iterator[None]:
-    """The daemon's lock of the output directory: one journal writer at a time."""
-    layout.state.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip()
-            raise AlreadyRunning(
-                f"another streamdenoise (pid {holder or '?'}) is already writing to {layout.state}"
-            ) from None
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(descriptor)
-
-
 def _write_lists(journal: Journal, layout: OutputLayout, optics: OpticsSettings) -> Path | None:
     """Write the session's lists (see `write_session_lists`); the micrographs STAR's path,
     None when nothing is done."""
-    done = [
-        micrograph
-        for entry in journal.done_entries()
-        if (micrograph := DoneMicrograph.from_journal(layout, entry.path, entry.outputs or {}))
-    ]
-    write_session_lists(layout, done, optics)
-    return layout.star if done else None
+    lists = SessionLists(layout, optics)
+    lists.add_entries(journal.done_entries())
+    lists.write()
+    return layout.star if len(lists) else None
 
 
 def _progress(console: Console) -> Progress:
@@ -332,7 +308,7 @@ def run_batch(
     layout = config.layout
     result = BatchResult(inputs=len(inputs))
     start = time.monotonic()
-    with _output_lock(layout), Journal(layout.journal) as journal:
+    with exclusive_lock(layout.lock), Journal(layout.journal) as journal:
         journal.reset_in_flight()
         todo = []
         for path in inputs:

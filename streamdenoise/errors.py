@@ -44,6 +44,10 @@ class DeviceError(StreamDenoiseError, RuntimeError):
     """A requested compute device is not usable."""
 
 
+class AlreadyRunning(StreamDenoiseError, RuntimeError):
+    """Another process (a daemon or a batch run) holds the state directory's lock."""
+
+
 def one_line(text: object, limit: int | None = None) -> str:
     """`text` on one line (whitespace runs collapsed to one space), cut to at most `limit`
     characters with "…" (None: any length). For messages that must stay short: journal

@@ -27,9 +27,10 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -44,7 +45,11 @@ from streamdenoise.io.relion import (
     write_coordinate_list,
     write_micrographs_star,
 )
+from streamdenoise.lock import LOCK_NAME
 from streamdenoise.physics.binning import bin_image
+
+if TYPE_CHECKING:
+    from streamdenoise.watch.journal import JournalEntry
 
 THUMBNAIL_SIZE = 512
 PICK_FOLDERS = {"input": "picks", "denoised": "picks_denoised"}
@@ -144,7 +149,7 @@ class OutputLayout:
 
     @property
     def lock(self) -> Path:
-        return self.state / ".lock"
+        return self.state / LOCK_NAME
 
 
 def remove_temporaries(layout: OutputLayout) -> int:
@@ -292,29 +297,33 @@ def write_session_lists(
         write_series(layout.zarr_root, images)
 
 
-def writable_folder(path: Path, option: str) -> Path:
-    """Create `path` (parents too) and check it is a writable folder; ValueError naming
-    it and the option otherwise (a file, a read-only place, /proc …)."""
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{path}: not a folder (give a folder for {option})")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"{path}: cannot create it ({error.strerror}); check {option}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ValueError(f"{path}: cannot write there (permission denied); check {option}")
-    return path
+class SessionLists:
+    """The session's done micrographs (from the journal, then as they finish) and the lists
+    written from them (`write_session_lists`)."""
 
+    def __init__(self, layout: OutputLayout, optics: OpticsSettings) -> None:
+        self.layout = layout
+        self.optics = optics
+        self._done: dict[Path, DoneMicrograph] = {}  # input → what the lists need
 
-def writable_file(path: Path, option: str) -> Path:
-    """Check that the file `path` can be written (its folder is created); ValueError
-    naming it and the option otherwise, so long jobs fail before they start."""
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder; give a file name for {option}")
-    if path.exists() and not path.is_file():
-        raise ValueError(f"{path}: not a regular file (a device or pipe); give a file for {option}")
-    writable_folder(path.parent, option)
-    return path
+    def __len__(self) -> int:
+        """Done micrographs whose outputs were found."""
+        return len(self._done)
+
+    def add(self, source: Path, outputs: dict[str, str]) -> None:
+        """A done micrograph: input and its recorded outputs (skipped when they are gone)."""
+        done = DoneMicrograph.from_journal(self.layout, source, outputs)
+        if done is not None:
+            self._done[done.source] = done
+
+    def add_entries(self, entries: Iterable[JournalEntry]) -> None:
+        """The done micrographs of a journal (`Journal.done_entries()`)."""
+        for entry in entries:
+            self.add(entry.path, entry.outputs or {})
+
+    def write(self) -> None:
+        """Rewrite the lists (nothing while no micrograph is done)."""
+        write_session_lists(self.layout, list(self._done.values()), self.optics)
 
 
 def check_targets(files: Sequence[Path], layout: OutputLayout) -> None:

@@ -6,7 +6,6 @@ outputs for the same model and settings."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -21,6 +20,7 @@ from streamdenoise.errors import MicrographError
 from streamdenoise.io import read_micrograph
 from streamdenoise.io.picks import write_box, write_coordinates_star
 from streamdenoise.model.inference import Denoised
+from streamdenoise.model.modelfile import model_digest
 from streamdenoise.model.pipeline import DenoiseSettings, Prepared, denoise_prepared, prepare
 from streamdenoise.outputs import (
     PICK_FOLDERS,
@@ -36,11 +36,6 @@ from streamdenoise.stats.readiness import (
     micrograph_statistics,
 )
 from streamdenoise.watch.journal import params_hash
-
-
-def model_digest(model_path: Path) -> str:
-    """16 hex digits of the sha256 of a model file's bytes."""
-    return hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
 
 
 def processing_params_hash(

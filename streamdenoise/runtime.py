@@ -15,8 +15,7 @@ from torch import nn
 from streamdenoise.engine.batches import compile_by_default, is_compiled, prepare_model
 from streamdenoise.engine.device import resolve_device
 from streamdenoise.errors import DeviceError, StreamDenoiseError, one_line
-from streamdenoise.model.modelfile import LoadedModel, default_model_path, load_model
-from streamdenoise.processing import model_digest
+from streamdenoise.model.modelfile import LoadedModel, default_model_path, load_model, model_digest
 
 log = logging.getLogger("streamdenoise.runtime")
 LOG_LIMIT = 4000

@@ -21,8 +21,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 __all__ = ["Notifier"]
 
@@ -134,6 +136,30 @@ class Notifier:
         if self._watchdog_usec is None:
             return None
         return self._watchdog_usec / 2 / 1_000_000
+
+    @contextmanager
+    def alive_while(self, limit: float) -> Iterator[None]:
+        """Send `WATCHDOG=1` from a helper thread while the caller is in one long call (a
+        compilation, a batch), for at most `limit` s: a call that hangs longer stops the
+        pings, and systemd restarts the service. Nothing without a watchdog."""
+        interval = self.watchdog_interval()
+        if interval is None:
+            yield
+            return
+        finished = threading.Event()
+
+        def ping() -> None:
+            end = time.monotonic() + limit
+            while not finished.wait(interval) and time.monotonic() < end:
+                self.watchdog()
+
+        thread = threading.Thread(target=ping, name="streamdenoise-watchdog", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            finished.set()
+            thread.join()
 
     def __repr__(self) -> str:
         return f"Notifier(address={self._address!r}, watchdog_usec={self._watchdog_usec})"

@@ -238,7 +238,9 @@ def test_kill_dash_nine_then_restart_finishes_everything_exactly_once(
     daemon.send_signal(signal.SIGKILL)
     daemon.wait(timeout=30)
     assert simulator.wait(timeout=120) == 0
-    # The lock died with the process; a new daemon takes over and resumes.
+    # The lock died with the process; a new daemon takes over and resumes. The killed one's
+    # status.json may already say all done (a fast first daemon): wait for the new one's.
+    (out / "status.json").unlink()
     daemon = processes.daemon(watch, out)
     wait_for(
         lambda: status(out).get("done") == count and status(out).get("state") == "watching",

@@ -16,6 +16,7 @@ from streamdenoise.engine.batches import (
     compile_by_default,
     default_batch_size,
     is_compiled,
+    map_batches,
     prepare_model,
     run_batches,
 )
@@ -40,6 +41,21 @@ def _scaled(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 @pytest.fixture(autouse=True)
 def _forget_reduced_batch_sizes() -> None:
     batches._largest_batch_that_fit.clear()
+
+
+def test_map_batches_uses_fixed_batch_shapes_and_drops_padding() -> None:
+    tiles = np.random.default_rng(3).standard_normal((7, 16, 16)).astype(np.float32)
+    seen: list[tuple[int, ...]] = []
+
+    def fn(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch.shape)
+        return batch * 2 + 1
+
+    out = map_batches(tiles, fn, batch_size=3)
+    assert seen == [(3, 16, 16)] * 3
+    np.testing.assert_array_equal(out, tiles * 2 + 1)
+    with pytest.raises(ValueError, match="batch_size"):
+        map_batches(tiles, fn, batch_size=0)
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 3, 7])

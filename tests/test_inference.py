@@ -11,13 +11,13 @@ from torch import nn
 
 from streamdenoise.model.inference import (
     denormalize,
-    estimate_noise_sigma,
     faithful_denoise,
     live_denoise,
     normalize,
     tweedie,
 )
 from streamdenoise.model.unet import ScoreUNet, UNetConfig
+from streamdenoise.stats.noise import estimate_noise_sigma
 
 TINY = UNetConfig(base_channels=8, channel_multipliers=(1, 2, 2), norm_groups=4)
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamdenoise.model.inference import estimate_noise_sigma
 from streamdenoise.physics.noise import add_read_noise, correlate, interpolation_transfers, rescale
-from streamdenoise.stats.noise import estimate_noise_spectrum
+from streamdenoise.stats.noise import estimate_noise_sigma, estimate_noise_spectrum, mad_std
 
 
 def _background(h: int = 512, w: int = 384) -> np.ndarray:
@@ -67,3 +66,13 @@ def test_interpolation_transfers() -> None:
     assert signal[0, 32] == pytest.approx(0.5) and noise[0, 32] == pytest.approx(np.sqrt(0.5))
     with pytest.raises(ValueError):
         correlate(np.zeros((8, 8)), np.zeros((8, 8)), 0, np.random.default_rng(0))
+
+
+def test_mad_std_is_the_std_of_gaussian_data_and_ignores_outliers() -> None:
+    values = np.random.default_rng(4).normal(10.0, 2.0, 200_000)
+    assert mad_std(values) == pytest.approx(2.0, rel=0.01)
+    values[:1000] = 1e6  # 0.5 % wild values barely move it; the plain std explodes
+    assert mad_std(values) == pytest.approx(2.0, rel=0.02)
+    assert np.std(values) > 1000
+    assert mad_std(values, centre=10.0) == pytest.approx(mad_std(values), rel=0.01)
+    assert mad_std(values, centre=12.0) > 1.5 * mad_std(values)  # deviations from 12

@@ -149,25 +149,35 @@ def test_a_failed_batch_charges_nobody_and_retries_its_micrographs_alone(
     tmp_path: Path,
 ) -> None:
     from streamdenoise.config import load_settings
-    from streamdenoise.daemon import Daemon, _Ready
+    from streamdenoise.daemon import Daemon
     from streamdenoise.sdnotify import Notifier
-    from streamdenoise.watch import Journal
+    from streamdenoise.watch import CompletenessTracker, Journal
+    from streamdenoise.watch.intake import Intake, ReadyFile
 
     settings = load_settings(None, {"watch_dir": tmp_path / "in", "out_dir": tmp_path / "out"})
     daemon = Daemon(settings, notifier=Notifier(None))
-    items = [_Ready(tmp_path / "in" / f"{name}.mrc", 1, k) for k, name in enumerate("abcd")]
+    items = [ReadyFile(tmp_path / "in" / f"{name}.mrc", 1, k) for k, name in enumerate("abcd")]
     with Journal(tmp_path / "journal.sqlite") as journal:
-        daemon.journal = journal
+        intake = daemon.intake = Intake(
+            journal,
+            CompletenessTracker(0.0, 1.0),
+            "h",
+            order="oldest",
+            max_batch=4,
+            recheck_interval=1.0,
+            on_quarantined=lambda path, reason: None,
+        )
         for item in items[:2]:
             journal.mark_processing(item.path, item.size, item.mtime_ns, "h")
         daemon._failed(items[:2], "model", RuntimeError("out of memory"))
         assert [journal.entry(i.path).attempts for i in items[:2]] == [0, 0]  # not charged
         assert all(journal.entry(i.path).state == "seen" for i in items[:2])
-        assert daemon._pending == {i.path for i in items[:2]}  # looked at again
-        daemon._ready = {item.path: item for item in items}
-        batches = [daemon._next_batch() for _ in range(3)]
+        assert intake.pending == {i.path for i in items[:2]}  # looked at again
+        intake.ready = {item.path: item for item in items}
+        batches = [intake.next_batch() for _ in range(3)]
         assert [[i.path.stem for i in b] for b in batches] == [["a"], ["b"], ["c", "d"]]
         journal.mark_processing(items[0].path, 1, 0, "h")
         daemon._failed(batches[0], "model", RuntimeError("NaN in the network"))
         assert journal.entry(items[0].path).attempts == 1  # alone, it is charged
         assert journal.entry(items[0].path).state == "failed"
+        assert [s.state for s in daemon.status.recent] == ["failed"]

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -235,3 +236,43 @@ def test_example_config() -> None:
     assert settings["display"]["headless"] is True
     watch = settings["watch"]
     assert all(isinstance(glob, str) for glob in watch["include"] + watch["exclude"])
+
+
+def _drain(sock: socket.socket, quiet: float) -> list[str]:
+    """The datagrams that arrive until none comes for `quiet` seconds."""
+    sock.settimeout(quiet)
+    messages = []
+    while True:
+        try:
+            messages.append(_receive(sock))
+        except TimeoutError:
+            return messages
+
+
+@needs_unix
+def test_alive_while_pings_during_a_long_call_and_stops_after(
+    listener: tuple[socket.socket, str],
+) -> None:
+    sock, address = listener
+    notifier = Notifier.from_environment({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "100000"})
+    with notifier.alive_while(limit=60.0):
+        assert _receive(sock) == "WATCHDOG=1"  # every 0.05 s while inside
+        assert _receive(sock) == "WATCHDOG=1"
+    _drain(sock, 0.2)  # a ping sent as the block ended
+    assert _drain(sock, 0.2) == []
+
+
+def test_alive_while_without_a_watchdog_does_nothing() -> None:
+    with Notifier(None).alive_while(limit=1.0):
+        pass
+
+
+@needs_unix
+def test_alive_while_stops_pinging_a_call_that_hangs_past_the_limit(
+    listener: tuple[socket.socket, str],
+) -> None:
+    sock, address = listener
+    notifier = Notifier.from_environment({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "100000"})
+    with notifier.alive_while(limit=0.12):
+        time.sleep(0.6)  # pings at 0.05 and 0.10 s, then none: systemd would restart it
+    assert 1 <= len(_drain(sock, 0.05)) <= 3

@@ -8,21 +8,23 @@ import numpy as np
 import pytest
 
 from streamdenoise.stats.filters import difference_of_gaussians, fast_fft_length, gaussian_blur
-from streamdenoise.stats.picker import blob_response, pick_particles, pick_peaks
-from streamdenoise.stats.quality import (
+from streamdenoise.stats.ground_truth import (
     affine_fit,
-    background_flatness,
     highpass_psnr,
-    low_frequency_fraction,
     match_picks,
     particle_snr_db,
     pick_and_score,
     picking_score,
     psnr,
-    roc_auc,
-    separability,
     ssim,
 )
+from streamdenoise.stats.measures import (
+    background_flatness,
+    low_frequency_fraction,
+    roc_auc,
+    separability,
+)
+from streamdenoise.stats.picker import blob_response, pick_particles, pick_peaks
 
 DIAMETER = 12.0
 

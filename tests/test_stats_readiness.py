@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from streamdenoise.stats.noise import robust_noise_sigma
 from streamdenoise.stats.readiness import (
     MicrographStatistics,
     ReadinessThresholds,
@@ -16,7 +17,6 @@ from streamdenoise.stats.readiness import (
     fdr_threshold,
     micrograph_statistics,
     nearest_neighbour_distances,
-    robust_noise_sigma,
     session_statistics,
     shadowed_decoys,
 )

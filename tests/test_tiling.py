@@ -1,16 +1,12 @@
-"""Tiling: coverage, windows, bit-exact identity round trip, weighted blending, batching."""
+"""Tiling: coverage, windows, bit-exact identity round trip, weighted blending."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from streamdenoise.model.tiling import (
-    blend_tiles,
-    denoise_tiles,
-    extract_tiles,
-    plan_tiles,
-)
+from streamdenoise.engine.batches import map_batches
+from streamdenoise.model.tiling import blend_tiles, extract_tiles, plan_tiles
 
 
 def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -39,7 +35,7 @@ def test_identity_through_extract_and_blend_is_bit_exact(
     out = blend_tiles(tiles, plan)
     assert out.dtype == np.float32
     assert np.array_equal(out, image)
-    tiles = denoise_tiles(extract_tiles(image, plan), lambda b: b.copy(), batch_size=3)
+    tiles = map_batches(extract_tiles(image, plan), lambda b: b.copy(), batch_size=3)
     assert np.array_equal(blend_tiles(tiles, plan), image)
 
 
@@ -113,21 +109,6 @@ def test_blend_of_constant_tiles_is_continuous_and_between_values() -> None:
     assert row[0] == 0 and row[-1] == plan.n_tiles - 1  # single-tile pixels keep their tile's value
     assert (np.diff(row) >= 0).all()  # monotone: no seam artefacts
     assert np.abs(np.diff(row)).max() < 0.2  # smooth ramps, no jumps
-
-
-def test_denoise_tiles_uses_fixed_batch_shapes_and_drops_padding() -> None:
-    tiles = np.random.default_rng(3).standard_normal((7, 16, 16)).astype(np.float32)
-    seen: list[tuple[int, ...]] = []
-
-    def fn(batch: np.ndarray) -> np.ndarray:
-        seen.append(batch.shape)
-        return batch * 2 + 1
-
-    out = denoise_tiles(tiles, fn, batch_size=3)
-    assert seen == [(3, 16, 16)] * 3
-    np.testing.assert_array_equal(out, tiles * 2 + 1)
-    with pytest.raises(ValueError, match="batch_size"):
-        denoise_tiles(tiles, fn, batch_size=0)
 
 
 @pytest.mark.parametrize(("tile", "overlap"), [(64, 64), (64, -1), (0, 0)])

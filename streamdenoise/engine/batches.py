@@ -19,7 +19,7 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -28,7 +28,6 @@ import torch
 from torch import nn
 
 from streamdenoise.errors import DeviceError
-from streamdenoise.model.tiling import batch_indices, denoise_tiles
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +117,53 @@ def is_compiled(model: nn.Module) -> bool:
     return hasattr(model, "_orig_mod")
 
 
+def map_batches(
+    tiles: np.ndarray,
+    fn: Callable[..., np.ndarray],
+    batch_size: int,
+    extra: np.ndarray | None = None,
+    *,
+    pad: bool = True,
+) -> np.ndarray:
+    """Apply `fn` (on the host) to tiles in batches of `batch_size`.
+
+    With `pad`, the last batch is padded with copies of the last tile so that `fn` always
+    sees (batch_size, tile, tile) (fixed shapes for a compiled model); the padding is
+    dropped. Without it the last batch is shorter (no wasted compute in eager mode).
+
+    Args:
+        tiles: (N, tile, tile).
+        fn: (b, tile, tile) → (b, tile, tile); with `extra`, called as
+            fn(batch, extra_batch) with extra_batch (batch_size, ...).
+        batch_size: >= 1.
+        extra: optional per-tile values (N, ...) batched alongside (e.g. each tile's noise
+            level when tiles of several micrographs share a batch).
+
+    Returns:
+        (N, tile, tile), dtype of fn's output.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if extra is not None and len(extra) != len(tiles):
+        raise ValueError(f"extra has {len(extra)} rows for {len(tiles)} tiles")
+    outputs = []
+    for index, valid in batch_indices(len(tiles), batch_size, pad=pad):
+        batch = tiles[index]
+        result = fn(batch) if extra is None else fn(batch, extra[index])
+        outputs.append(result[:valid])
+    return np.concatenate(outputs)
+
+
+def batch_indices(n: int, batch_size: int, *, pad: bool = True) -> Iterator[tuple[np.ndarray, int]]:
+    """Indices of batches of `batch_size` over n items; with `pad` the last is filled up
+    with copies of item n − 1. Yields (index (batch_size or fewer,) int, real items)."""
+    for start in range(0, n, batch_size):
+        valid = min(batch_size, n - start)
+        index = np.arange(start, start + (batch_size if pad else valid))
+        index[valid:] = n - 1
+        yield index, valid
+
+
 def run_batches(
     tiles: np.ndarray,
     extra: np.ndarray,
@@ -171,7 +217,7 @@ def _run_in_turn(
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
         return compute(x, torch.from_numpy(values).to(device)).cpu().numpy()
 
-    return denoise_tiles(tiles, one_batch, batch_size, extra=extra, pad=pad)
+    return map_batches(tiles, one_batch, batch_size, extra=extra, pad=pad)
 
 
 @dataclass

@@ -33,7 +33,7 @@ from streamdenoise.model.tiling import (
     plan_tiles,
 )
 from streamdenoise.stats.guard import GUARD_BANDS, GuardReport, check_residual
-from streamdenoise.stats.noise import NoiseSpectrum, estimate_noise_spectrum
+from streamdenoise.stats.noise import NoiseSpectrum, estimate_noise_sigma, estimate_noise_spectrum
 
 # Normalised value = clip((x − mean) / std, ±NORM_CLIP) / NORM_SCALE, so std ≈ 0.2.
 NORM_CLIP = 5.0
@@ -71,14 +71,6 @@ def normalize(image: np.ndarray) -> tuple[np.ndarray, float, float]:
 def denormalize(normed: np.ndarray, mean: float, std: float) -> np.ndarray:
     """Inverse of `normalize` (clipping aside): (H, W) normalised → (H, W) float32."""
     return (np.asarray(normed, dtype=np.float64) * (NORM_SCALE * std) + mean).astype(np.float32)
-
-
-def estimate_noise_sigma(normed: np.ndarray) -> float:
-    """Noise std σ̂ per pixel of a normalised micrograph (H, W), H, W >= 8, in normalised
-    units: the noise spectrum fitted at high frequencies, white or low-pass correlated by
-    motion correction's interpolation (`streamdenoise.stats.noise`). Right for counts,
-    scaled and correlated noise; biased upward by signal left near Nyquist."""
-    return estimate_noise_spectrum(normed).pixel_sigma
 
 
 def tweedie(y: ArrayT, score: ArrayT, sigma: float | ArrayT) -> ArrayT:

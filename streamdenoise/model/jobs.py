@@ -54,10 +54,10 @@ def prepare(job: TrainJob) -> Prepared:
     ValueError (or a StreamDenoiseError) naming the problem before any work."""
     from streamdenoise.engine.device import resolve_device
     from streamdenoise.io import read_micrograph
+    from streamdenoise.io.writable import writable_file
     from streamdenoise.model.guidance import TemplateSpec, load_templates
     from streamdenoise.model.modelfile import load_model
     from streamdenoise.model.training import prepare_image
-    from streamdenoise.outputs import writable_file
     from streamdenoise.physics.density import load_reference
 
     if job.init is not None and job.clean_dir is not None:

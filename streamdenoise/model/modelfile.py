@@ -16,6 +16,7 @@ ones with a clear message. Every problem with a file raises `ModelFileError(path
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import pickle
@@ -220,6 +221,11 @@ def _validated(path: Path, data: Any) -> tuple[UNetConfig, dict[str, torch.Tenso
     except (TypeError, ValueError) as exc:
         raise ModelFileError(path, f"invalid unet configuration ({_brief(exc)})") from exc
     return config, state, float(pixel_size)
+
+
+def model_digest(model_path: Path) -> str:
+    """16 hex digits of the sha256 of a model file's bytes."""
+    return hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:

@@ -1,6 +1,7 @@
 """Cutting a micrograph into fixed-size overlapping tiles and blending them back.
 
-Shared by one-shot denoising, the daemon engine and the distributed runner. Pure numpy.
+Shared by one-shot denoising, the daemon and the distributed runner (which run the tiles
+in batches with `streamdenoise.engine.batches`). Pure numpy.
 
 Geometry: along each axis, tiles of size `tile` start every `tile − overlap` pixels; the last
 tile is shifted back so that it ends exactly at the image edge (no tile hangs outside the
@@ -17,7 +18,6 @@ extract → blend returns its input bit for bit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -155,50 +155,3 @@ def blend_tiles(tiles: np.ndarray, plan: TilePlan) -> np.ndarray:
         s += w
         a += (w / s) * (tile_values - a)
     return acc[: plan.height, : plan.width].astype(tiles.dtype, copy=False)
-
-
-def denoise_tiles(
-    tiles: np.ndarray,
-    fn: Callable[..., np.ndarray],
-    batch_size: int,
-    extra: np.ndarray | None = None,
-    *,
-    pad: bool = True,
-) -> np.ndarray:
-    """Apply `fn` to tiles in batches of `batch_size`.
-
-    With `pad`, the last batch is padded with copies of the last tile so that `fn` always
-    sees (batch_size, tile, tile) (fixed shapes for a compiled model); the padding is
-    dropped. Without it the last batch is shorter (no wasted compute in eager mode).
-
-    Args:
-        tiles: (N, tile, tile).
-        fn: (b, tile, tile) → (b, tile, tile); with `extra`, called as
-            fn(batch, extra_batch) with extra_batch (batch_size, ...).
-        batch_size: >= 1.
-        extra: optional per-tile values (N, ...) batched alongside (e.g. each tile's noise
-            level when tiles of several micrographs share a batch).
-
-    Returns:
-        (N, tile, tile), dtype of fn's output.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if extra is not None and len(extra) != len(tiles):
-        raise ValueError(f"extra has {len(extra)} rows for {len(tiles)} tiles")
-    outputs = []
-    for index, valid in batch_indices(len(tiles), batch_size, pad=pad):
-        batch = tiles[index]
-        result = fn(batch) if extra is None else fn(batch, extra[index])
-        outputs.append(result[:valid])
-    return np.concatenate(outputs)
-
-
-def batch_indices(n: int, batch_size: int, *, pad: bool = True) -> Iterator[tuple[np.ndarray, int]]:
-    """Indices of batches of `batch_size` over n items; with `pad` the last is filled up
-    with copies of item n − 1. Yields (index (batch_size or fewer,) int, real items)."""
-    for start in range(0, n, batch_size):
-        valid = min(batch_size, n - start)
-        index = np.arange(start, start + (batch_size if pad else valid))
-        index[valid:] = n - 1
-        yield index, valid

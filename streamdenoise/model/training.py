@@ -35,7 +35,6 @@ from streamdenoise.model.guidance import (
 )
 from streamdenoise.model.inference import (
     NORM_SCALE,
-    estimate_noise_sigma,
     live_denoise,
     normalize,
 )
@@ -47,7 +46,7 @@ from streamdenoise.model.losses import (
 )
 from streamdenoise.physics.binning import bin_to_pixel_size
 from streamdenoise.stats.criterion import response_correlation
-from streamdenoise.stats.noise import estimate_noise_spectrum
+from streamdenoise.stats.noise import estimate_noise_sigma, estimate_noise_spectrum
 
 BLIND_SPOT_STRIDE = 4
 """Pitch of the hidden-pixel grid of the blind-spot loss (1/16 of the pixels hidden)."""

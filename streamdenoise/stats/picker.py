@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from streamdenoise.stats.filters import difference_of_gaussians
+from streamdenoise.stats.noise import mad_std
 
 
 def blob_response(image: np.ndarray, diameter: float) -> np.ndarray:
@@ -25,8 +26,7 @@ def blob_response(image: np.ndarray, diameter: float) -> np.ndarray:
     # median and spread at a quarter of the sorting.
     sample = response[::2, ::2]
     centre = float(np.median(sample))
-    spread = 1.4826 * float(np.median(np.abs(sample - centre)))
-    return (response - centre) / max(spread, 1e-12)
+    return (response - centre) / max(mad_std(sample, centre), 1e-12)
 
 
 def pick_particles(

@@ -66,14 +66,15 @@ from typing import Literal
 import numpy as np
 
 from streamdenoise.stats.filters import fast_fft_length, gaussian_blur
-from streamdenoise.stats.picker import blob_response, pick_peaks
-from streamdenoise.stats.quality import (
-    _disk_masks,
+from streamdenoise.stats.measures import (
     background_flatness,
     background_mask,
+    disk_masks,
     low_frequency_fraction,
     separability,
 )
+from streamdenoise.stats.noise import robust_noise_sigma
+from streamdenoise.stats.picker import blob_response, pick_peaks
 
 Verdict = Literal["ready", "marginal", "not ready"]
 VERDICTS: tuple[Verdict, ...] = ("ready", "marginal", "not ready")
@@ -226,20 +227,6 @@ class MicrographStatistics:
         }
 
 
-def robust_noise_sigma(image: np.ndarray) -> float:
-    """Pixel noise σ (image units) from differences of adjacent pixels: 1.4826·MAD/√2 of
-    the horizontal and vertical differences, i.e. the σ of white noise that would give
-    them. Structure at the particle scale barely changes adjacent pixels."""
-    image = np.asarray(image, dtype=np.float64)
-    # A quarter of the differences (every other row and column; ≥ 10⁵ on a micrograph)
-    # pins the median as well, at a quarter of the sorting.
-    differences = np.concatenate(
-        [np.diff(image, axis=0)[::2, ::2].ravel(), np.diff(image, axis=1)[::2, ::2].ravel()]
-    )
-    deviation = np.median(np.abs(differences - np.median(differences)))
-    return float(1.4826 * deviation / math.sqrt(2))
-
-
 def carbon_mask(raw: np.ndarray, diameter: float) -> np.ndarray:
     """Boolean (H, W): carbon or contamination, large dark regions in the raw image.
 
@@ -339,7 +326,7 @@ def empty_fraction(
         return 1.0
     spacing = math.sqrt(usable / len(coordinates))
     radius = min(max(EMPTY_RADIUS * diameter, EMPTY_SPACING * spacing), max(shape) / 2)
-    free_centres = ~_disk_masks(shape, coordinates, radius)
+    free_centres = ~disk_masks(shape, coordinates, radius)
     return float((_dilate(free_centres, radius) & area).sum() / usable)
 
 

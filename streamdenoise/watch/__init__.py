@@ -1,7 +1,8 @@
-"""Watching an acquisition directory: discovery of new files, readiness, processing journal."""
+"""Watching an acquisition directory: discovery of new files, file completeness, journal."""
 
 from __future__ import annotations
 
+from streamdenoise.watch.completeness import Completeness, CompletenessTracker
 from streamdenoise.watch.discovery import (
     Discovery,
     filesystem_type,
@@ -10,15 +11,14 @@ from streamdenoise.watch.discovery import (
     matches,
 )
 from streamdenoise.watch.journal import Journal, JournalEntry, JournalError, params_hash
-from streamdenoise.watch.readiness import Readiness, ReadinessTracker
 
 __all__ = [
+    "Completeness",
+    "CompletenessTracker",
     "Discovery",
     "Journal",
     "JournalEntry",
     "JournalError",
-    "Readiness",
-    "ReadinessTracker",
     "filesystem_type",
     "is_ignored",
     "is_network_filesystem",

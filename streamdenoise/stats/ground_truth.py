@@ -1,4 +1,7 @@
-"""Quality against ground truth (METHOD §6). Pure: arrays in, numbers out.
+"""Quality against ground truth (METHOD §6), for the benchmarks and tests only: the clean
+image or the true particle positions are known. Pure: arrays in, numbers out. The live
+daemon never imports it (tests/test_layers.py); the measures it shares with the live
+statistics are in `streamdenoise.stats.measures`.
 
 Conventions: images (H, W); particle coordinates (P, 2) as (x, y) pixels; the particle
 diameter D in pixels. Particles are dark (lower values) in raw micrographs.
@@ -12,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamdenoise.stats.filters import gaussian_blur
-from streamdenoise.stats.picker import blob_response, pick_particles
+from streamdenoise.stats.measures import background_mask, disk_masks
+from streamdenoise.stats.picker import pick_particles
 
 
 def affine_fit(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -56,29 +60,6 @@ def highpass_psnr(image: np.ndarray, clean: np.ndarray, diameter: float) -> floa
     return psnr(image_high, clean_high)
 
 
-def _disk_masks(shape: tuple[int, int], coordinates: np.ndarray, radius: float) -> np.ndarray:
-    """Boolean (H, W): within `radius` px of any coordinate."""
-    mask = np.zeros(shape, dtype=bool)
-    r = math.ceil(radius)
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    disk = xx**2 + yy**2 <= radius**2
-    for x, y in np.round(coordinates).astype(int):
-        y0, y1, x0, x1 = y - r, y + r + 1, x - r, x + r + 1
-        sy, sx = slice(max(y0, 0), min(y1, shape[0])), slice(max(x0, 0), min(x1, shape[1]))
-        mask[sy, sx] |= disk[sy.start - y0 : sy.stop - y0, sx.start - x0 : sx.stop - x0]
-    return mask
-
-
-def background_mask(
-    shape: tuple[int, int], coordinates: np.ndarray, diameter: float, excluded=None
-) -> np.ndarray:
-    """Boolean (H, W): at least one diameter from every particle and not `excluded`."""
-    mask = ~_disk_masks(shape, coordinates, diameter)
-    if excluded is not None:
-        mask &= ~excluded
-    return mask
-
-
 def particle_snr_db(
     image: np.ndarray, coordinates: np.ndarray, diameter: float, excluded=None
 ) -> float:
@@ -90,94 +71,14 @@ def particle_snr_db(
     free = background_mask(image.shape, coordinates, diameter, excluded)
     values = []
     for point in coordinates:
-        signal = _disk_masks(image.shape, point[None], 0.4 * diameter)
-        ring = _disk_masks(image.shape, point[None], 1.5 * diameter) & free
+        signal = disk_masks(image.shape, point[None], 0.4 * diameter)
+        ring = disk_masks(image.shape, point[None], 1.5 * diameter) & free
         if signal.sum() < 3 or ring.sum() < 10:
             continue
         background = image[ring]
         contrast = image[signal].mean() - background.mean()
         values.append(10 * math.log10(max(contrast**2, 1e-30) / max(background.var(), 1e-30)))
     return float(np.mean(values)) if values else float("nan")
-
-
-def low_frequency_fraction(image: np.ndarray, diameter: float) -> float:
-    """Fraction of the (non-DC) power below 1/(2·D) cycles/px, D in pixels."""
-    spectrum = np.abs(np.fft.rfft2(np.asarray(image, dtype=np.float64) - np.mean(image))) ** 2
-    fy = np.fft.fftfreq(image.shape[0])[:, None]
-    fx = np.fft.rfftfreq(image.shape[1])[None, :]
-    k = np.hypot(fx, fy)
-    weight = np.ones_like(k)
-    weight[:, 1:-1] = 2  # rfft halves: interior columns stand for two coefficients
-    total = float((spectrum * weight).sum())
-    low = float((spectrum * weight)[(k > 0) & (k < 1 / (2 * diameter))].sum())
-    return low / max(total, 1e-30)
-
-
-def particle_contrast(image: np.ndarray, coordinates: np.ndarray, diameter: float) -> float:
-    """|mean inside particle disks (0.4·D) − mean of the background (≥ D away)|."""
-    image = np.asarray(image, dtype=np.float64)
-    inside = _disk_masks(image.shape, coordinates, 0.4 * diameter)
-    outside = background_mask(image.shape, coordinates, diameter)
-    return abs(float(image[inside].mean() - image[outside].mean()))
-
-
-def background_flatness(image: np.ndarray, coordinates: np.ndarray, diameter: float) -> float:
-    """Std of the D/2-blurred background over the particle contrast (lower is flatter)."""
-    blurred = gaussian_blur(image, diameter / 2)
-    outside = background_mask(np.shape(image), coordinates, diameter)
-    return float(blurred[outside].std()) / max(
-        particle_contrast(image, coordinates, diameter), 1e-30
-    )
-
-
-@dataclass(frozen=True)
-class Separability:
-    """Fixed detector's score at true positions vs background: CNR, d′, ROC AUC."""
-
-    cnr: float
-    d_prime: float
-    auc: float
-
-
-def roc_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
-    """Area under the ROC curve (Mann–Whitney U with ties counted half)."""
-    scores = np.concatenate([positives, negatives])
-    ranks = np.empty(len(scores))
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks[order] = np.arange(1, len(scores) + 1)
-    # average ranks of ties
-    unique, inverse, counts = np.unique(sorted_scores, return_inverse=True, return_counts=True)
-    if len(unique) < len(scores):
-        sums = np.bincount(inverse, weights=np.arange(1, len(scores) + 1))
-        ranks[order] = (sums / counts)[inverse]
-    n_pos, n_neg = len(positives), len(negatives)
-    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def separability(
-    image: np.ndarray,
-    coordinates: np.ndarray,
-    diameter: float,
-    rng: np.random.Generator,
-    excluded=None,
-    negatives: int = 2000,
-    response: np.ndarray | None = None,
-) -> Separability:
-    """Blob-detector response at true particle centres vs random background points
-    (`response`: `blob_response(image, diameter)` when the caller has it already)."""
-    response = blob_response(image, diameter) if response is None else response
-    points = np.round(coordinates).astype(int)
-    positive = response[points[:, 1], points[:, 0]]
-    free = np.argwhere(background_mask(response.shape, coordinates, diameter, excluded))
-    chosen = free[rng.choice(len(free), size=min(negatives, len(free)), replace=False)]
-    negative = response[chosen[:, 0], chosen[:, 1]]
-    difference = positive.mean() - negative.mean()
-    return Separability(
-        cnr=float(difference / max(negative.std(), 1e-30)),
-        d_prime=float(difference / max(math.sqrt((positive.var() + negative.var()) / 2), 1e-30)),
-        auc=roc_auc(positive, negative),
-    )
 
 
 @dataclass(frozen=True)

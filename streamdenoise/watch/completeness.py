@@ -1,4 +1,5 @@
-"""Decide when a file written by the microscope is complete enough to read.
+"""Decide when a file written by the microscope is complete enough to read (not to be confused
+with picking readiness, `streamdenoise.stats.readiness`).
 
 A file is ready once its size and mtime have been unchanged for ``settle_seconds`` and, for
 MRC files, its size equals what its header implies (1024 + extended header + nx·ny·nz·itemsize
@@ -19,18 +20,18 @@ from typing import Literal, NamedTuple
 from streamdenoise.errors import MicrographError
 from streamdenoise.io.mrc import expected_mrc_size
 
-__all__ = ["MRC_SUFFIXES", "Readiness", "ReadinessState", "ReadinessTracker"]
+__all__ = ["MRC_SUFFIXES", "Completeness", "CompletenessState", "CompletenessTracker"]
 
-ReadinessState = Literal["pending", "ready", "invalid", "vanished"]
+CompletenessState = Literal["pending", "ready", "invalid", "vanished"]
 MRC_SUFFIXES: frozenset[str] = frozenset({".mrc", ".mrcs", ".map"})
 
 
 @dataclass(frozen=True)
-class Readiness:
+class Completeness:
     """Result of one check: ``state``, the file's size (bytes) and mtime (ns) when it could be
     stat'ed, and a human-readable ``reason`` (empty when ready)."""
 
-    state: ReadinessState
+    state: CompletenessState
     size: int | None = None
     mtime_ns: int | None = None
     reason: str = ""
@@ -48,7 +49,7 @@ class _Problem(NamedTuple):
     final: str  # reason once declared invalid
 
 
-class ReadinessTracker:
+class CompletenessTracker:
     """Tracks files between checks (not thread-safe: call from one thread).
 
     ``settle_seconds``: how long size and mtime must stay unchanged. ``timeout_seconds``: how
@@ -82,7 +83,7 @@ class ReadinessTracker:
         """Stop tracking ``path`` (no error if it was not tracked)."""
         self._tracks.pop(Path(path), None)
 
-    def check(self, path: Path) -> Readiness:
+    def check(self, path: Path) -> Completeness:
         """Stat ``path`` (and read its MRC header once stable) and say whether it is ready.
 
         A failing stat other than "no such file" (e.g. a network mount that is down) is
@@ -94,12 +95,12 @@ class ReadinessTracker:
             st = os.stat(path)
         except FileNotFoundError:
             self.forget(path)
-            return Readiness("vanished", reason="file no longer exists")
+            return Completeness("vanished", reason="file no longer exists")
         except OSError as exc:
-            return Readiness("pending", reason=f"cannot stat: {exc}")
+            return Completeness("pending", reason=f"cannot stat: {exc}")
         size, mtime_ns = st.st_size, st.st_mtime_ns
         if not stat.S_ISREG(st.st_mode):
-            return Readiness("invalid", size, mtime_ns, "not a regular file")
+            return Completeness("invalid", size, mtime_ns, "not a regular file")
         track = self._tracks.get(path)
         if track is None:
             track = self._tracks[path] = _Track(size, mtime_ns, now)
@@ -107,7 +108,7 @@ class ReadinessTracker:
             track.size, track.mtime_ns, track.stable_since = size, mtime_ns, now
         unchanged = now - track.stable_since
         if unchanged < self.settle_seconds:
-            return Readiness(
+            return Completeness(
                 "pending",
                 size,
                 mtime_ns,
@@ -117,14 +118,14 @@ class ReadinessTracker:
             problem = self._content_problem(path, size)
         except FileNotFoundError:
             self.forget(path)
-            return Readiness("vanished", reason="file no longer exists")
+            return Completeness("vanished", reason="file no longer exists")
         if problem is None:
-            return Readiness("ready", size, mtime_ns)
+            return Completeness("ready", size, mtime_ns)
         if problem.waiting is None:
-            return Readiness("invalid", size, mtime_ns, problem.final)
+            return Completeness("invalid", size, mtime_ns, problem.final)
         if unchanged < self.timeout_seconds:
-            return Readiness("pending", size, mtime_ns, problem.waiting)
-        return Readiness("invalid", size, mtime_ns, f"{problem.final} for {unchanged:.0f} s")
+            return Completeness("pending", size, mtime_ns, problem.waiting)
+        return Completeness("invalid", size, mtime_ns, f"{problem.final} for {unchanged:.0f} s")
 
     def _content_problem(self, path: Path, size: int) -> _Problem | None:
         """None if the content is complete. Raises FileNotFoundError if the file vanished.

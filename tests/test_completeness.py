@@ -1,4 +1,4 @@
-"""Tests of file readiness: real MRC files written with mrcfile and raw bytes, injected clock."""
+"""Tests of file completeness: real MRC files written with mrcfile and raw bytes, injected clock."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import mrcfile
 import numpy as np
 import pytest
 
-from streamdenoise.watch.readiness import Readiness, ReadinessTracker
+from streamdenoise.watch.completeness import Completeness, CompletenessTracker
 
 SETTLE = 2.0  # seconds
 TIMEOUT = 600.0  # seconds
@@ -32,8 +32,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def tracker(clock: FakeClock) -> ReadinessTracker:
-    return ReadinessTracker(settle_seconds=SETTLE, timeout_seconds=TIMEOUT, clock=clock)
+def tracker(clock: FakeClock) -> CompletenessTracker:
+    return CompletenessTracker(settle_seconds=SETTLE, timeout_seconds=TIMEOUT, clock=clock)
 
 
 def write_mrc(path: Path) -> Path:
@@ -45,7 +45,7 @@ def write_mrc(path: Path) -> Path:
 
 
 def test_complete_mrc_is_ready_after_settle_time(
-    tmp_path: Path, tracker: ReadinessTracker, clock: FakeClock
+    tmp_path: Path, tracker: CompletenessTracker, clock: FakeClock
 ) -> None:
     path = write_mrc(tmp_path / "mic.mrc")
     first = tracker.check(path)
@@ -56,14 +56,14 @@ def test_complete_mrc_is_ready_after_settle_time(
     clock.now += SETTLE - 0.1
     assert tracker.check(path).state == "pending"
     clock.now += 0.1
-    assert tracker.check(path) == Readiness("ready", FULL, path.stat().st_mtime_ns, "")
+    assert tracker.check(path) == Completeness("ready", FULL, path.stat().st_mtime_ns, "")
     assert len(tracker) == 1
     tracker.forget(path)
     assert len(tracker) == 0
 
 
 def test_growing_file_stays_pending_and_is_not_timed_out(
-    tmp_path: Path, tracker: ReadinessTracker, clock: FakeClock
+    tmp_path: Path, tracker: CompletenessTracker, clock: FakeClock
 ) -> None:
     path = write_mrc(tmp_path / "mic.mrc")
     os.truncate(path, 1024)
@@ -81,7 +81,7 @@ def test_growing_file_stays_pending_and_is_not_timed_out(
 
 
 def test_mtime_change_restarts_the_settle_time(
-    tmp_path: Path, tracker: ReadinessTracker, clock: FakeClock
+    tmp_path: Path, tracker: CompletenessTracker, clock: FakeClock
 ) -> None:
     path = write_mrc(tmp_path / "mic.mrc")
     tracker.check(path)
@@ -96,7 +96,7 @@ def test_mtime_change_restarts_the_settle_time(
 
 
 def test_truncated_mrc_is_pending_then_invalid(
-    tmp_path: Path, tracker: ReadinessTracker, clock: FakeClock
+    tmp_path: Path, tracker: CompletenessTracker, clock: FakeClock
 ) -> None:
     path = write_mrc(tmp_path / "mic.mrc")
     os.truncate(path, 1024 + 1000)
@@ -115,7 +115,7 @@ def test_truncated_mrc_is_pending_then_invalid(
 
 
 def test_larger_than_header_implies_is_pending_then_invalid(
-    tmp_path: Path, tracker: ReadinessTracker, clock: FakeClock
+    tmp_path: Path, tracker: CompletenessTracker, clock: FakeClock
 ) -> None:
     path = write_mrc(tmp_path / "mic.mrc")
     with path.open("ab") as f:
@@ -130,14 +130,14 @@ def test_larger_than_header_implies_is_pending_then_invalid(
 
 
 def test_zero_byte_file_is_invalid_after_timeout(
-    tmp_path: Path, tracker: ReadinessTracker, clock: FakeClock
+    tmp_path: Path, tracker: CompletenessTracker, clock: FakeClock
 ) -> None:
     for name in ["empty.mrc", "empty.tif"]:
         path = tmp_path / name
         path.touch()
         tracker.check(path)
         clock.now += SETTLE
-        assert tracker.check(path) == Readiness(
+        assert tracker.check(path) == Completeness(
             "pending", 0, path.stat().st_mtime_ns, "zero-byte file"
         )
     clock.now += TIMEOUT
@@ -149,7 +149,7 @@ def test_zero_byte_file_is_invalid_after_timeout(
 
 @pytest.mark.parametrize("text", [b"not a micrograph\n" * 200, b"hello\n"], ids=["long", "short"])
 def test_text_file_named_mrc_is_invalid_once_stable(
-    tmp_path: Path, tracker: ReadinessTracker, clock: FakeClock, text: bytes
+    tmp_path: Path, tracker: CompletenessTracker, clock: FakeClock, text: bytes
 ) -> None:
     path = tmp_path / "notes.mrc"
     path.write_bytes(text)
@@ -161,17 +161,17 @@ def test_text_file_named_mrc_is_invalid_once_stable(
     assert result.size == len(text)
 
 
-def test_vanished_file(tmp_path: Path, tracker: ReadinessTracker) -> None:
+def test_vanished_file(tmp_path: Path, tracker: CompletenessTracker) -> None:
     path = write_mrc(tmp_path / "mic.mrc")
     assert tracker.check(path).state == "pending"
     path.unlink()
-    assert tracker.check(path) == Readiness("vanished", reason="file no longer exists")
+    assert tracker.check(path) == Completeness("vanished", reason="file no longer exists")
     assert len(tracker) == 0
     assert tracker.check(tmp_path / "never-existed.mrc").state == "vanished"
 
 
 def test_tiff_needs_only_stability(
-    tmp_path: Path, tracker: ReadinessTracker, clock: FakeClock
+    tmp_path: Path, tracker: CompletenessTracker, clock: FakeClock
 ) -> None:
     path = tmp_path / "movie.tiff"
     path.write_bytes(b"II*\0" + b"\1" * 1000)  # content is not inspected
@@ -181,14 +181,14 @@ def test_tiff_needs_only_stability(
     clock.now += SETTLE
     assert tracker.check(path).state == "pending"  # it grew: the settle time restarts
     clock.now += SETTLE
-    assert tracker.check(path) == Readiness("ready", 2004, path.stat().st_mtime_ns, "")
+    assert tracker.check(path) == Completeness("ready", 2004, path.stat().st_mtime_ns, "")
 
 
-def test_directory_is_invalid(tmp_path: Path, tracker: ReadinessTracker) -> None:
+def test_directory_is_invalid(tmp_path: Path, tracker: CompletenessTracker) -> None:
     (tmp_path / "odd.mrc").mkdir()
     assert tracker.check(tmp_path / "odd.mrc").state == "invalid"
 
 
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="settle_seconds"):
-        ReadinessTracker(settle_seconds=10.0, timeout_seconds=5.0)
+        CompletenessTracker(settle_seconds=10.0, timeout_seconds=5.0)
