@@ -105,7 +105,12 @@ _declare(
     "Seconds after which a never-complete file is quarantined.",
     callback=positive,
 )
-_declare("rescan_interval", "Seconds between full rescans.", callback=positive)
+_declare(
+    "rescan_interval",
+    "Seconds between rescans for files the events missed (and for files sent back by "
+    "quarantine --retry).",
+    callback=positive,
+)
 _declare("order", "Which micrographs first: oldest, newest, alternate.")
 _declare(
     "adapt_after",
