@@ -18,7 +18,7 @@ import mrcfile
 import numpy as np
 import pytest
 import tifffile
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from streamdenoise.config import TABLE_OF, TABLES, load_settings
@@ -132,6 +132,8 @@ TIFF_DTYPES = [np.uint8, np.int16, np.uint16, np.float32, np.float64, np.complex
     changes=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=6),
     pixel_size=st.sampled_from([None, 0.0, 2.0]),
 )
+# Found in CI: a width tag changed to 38·2¹⁶ + 40 declared a 24 GiB image (MemoryError).
+@example(dtype=np.uint8, shape=(40, 33), cut=178, changes=[(21, 38)], pixel_size=2.0)
 def test_tiff_files(folder: Path, dtype, shape, cut: int, changes, pixel_size) -> None:
     data = (np.random.default_rng(2).standard_normal(shape) * 50).astype(dtype)
     path = folder / "fuzzed.tif"

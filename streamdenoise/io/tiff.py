@@ -26,6 +26,10 @@ DECODE_ERRORS = (
 )
 """What tifffile raises for a corrupt, truncated or undecodable file."""
 
+MAX_IMAGE_BYTES = 4 * 2**30
+"""The largest image a compressed TIFF may declare (a K3 super-resolution float32 frame
+sum is 0.4 GiB): a corrupt size tag must not make the reader allocate tens of GiB."""
+
 # tifffile logs what it finds wrong in a corrupt file; the MicrographError says it once.
 # Without this handler, Python's last-resort handler prints those lines on stderr.
 logging.getLogger("tifffile").addHandler(logging.NullHandler())
@@ -45,6 +49,8 @@ def read_tiff(path: str | Path, pixel_size: float | None) -> Micrograph:
     try:
         with tifffile.TiffFile(path) as tif:
             pages = len(tif.pages)
+            if pages == 1:
+                _check_declared_size(path, tif.pages[0])
             data = tif.pages[0].asarray() if pages == 1 else None
     except FileNotFoundError as error:
         raise MicrographError(path, "no such file") from error
@@ -54,6 +60,8 @@ def read_tiff(path: str | Path, pixel_size: float | None) -> Micrograph:
         raise MicrographError(path, f"cannot read: {error.strerror or error}") from error
     except DECODE_ERRORS as error:
         raise MicrographError(path, f"not a readable TIFF file ({error})") from error
+    except MemoryError as error:
+        raise MicrographError(path, "too large to read into memory") from error
     if data is None:
         if pages == 0:
             raise MicrographError(path, "not a readable TIFF file (no image pages)")
@@ -70,3 +78,16 @@ def read_tiff(path: str | Path, pixel_size: float | None) -> Micrograph:
     if non_finite:
         raise MicrographError(path, f"contains {non_finite:,} non-finite values (NaN/Inf)")
     return Micrograph(image, float(pixel_size), path)
+
+
+def _check_declared_size(path: Path, page: tifffile.TiffPage) -> None:
+    """MicrographError unless the page's declared image fits: in the file when it is not
+    compressed, within `MAX_IMAGE_BYTES` when it is."""
+    declared = math.prod(page.shape) * np.dtype(page.dtype or np.uint8).itemsize
+    limit = path.stat().st_size if page.compression == 1 else MAX_IMAGE_BYTES
+    if declared > limit:
+        raise MicrographError(
+            path,
+            f"not a readable TIFF file (its header declares a {'×'.join(map(str, page.shape))} "
+            f"image of {declared:,} bytes in a file of {path.stat().st_size:,} bytes)",
+        )
