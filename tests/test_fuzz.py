@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 import typing
 from pathlib import Path
@@ -27,8 +28,12 @@ from streamdenoise.io import expected_mrc_size, read_micrograph, read_star
 from streamdenoise.model.pipeline import DenoiseSettings
 from streamdenoise.processing import read_prepared
 
+EXPLORE = int(os.environ.get("STREAMDENOISE_FUZZ_EXAMPLES", "0"))
+"""Random examples to explore per test (0: the fixed, derandomized 50 that CI runs, so that
+a red CI can be reproduced; a find goes in as an `@example`)."""
 FUZZ = settings(
-    max_examples=50,
+    max_examples=EXPLORE or 50,
+    derandomize=not EXPLORE,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
