@@ -27,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from streamdenoise.background import start_in_background
 from streamdenoise.config import Settings
 from streamdenoise.dashboard import HeadlessReporter, render
 from streamdenoise.errors import StreamDenoiseError, one_line
@@ -188,9 +189,12 @@ class ModelStage:
             return reference.diameter, f"reference {readiness.reference.name}"
         return DEFAULT_DIAMETER, f"default; estimating from the first {ESTIMATE_FROM} micrographs"
 
-    def offer_for_diameter(self, denoised: np.ndarray, pixel_size: float) -> None:
+    def offer_for_diameter(
+        self, denoised: np.ndarray, pixel_size: float, *, wait: bool = False
+    ) -> None:
         """Writer thread: keep a denoised micrograph (H, W) at the working pixel size for
-        the diameter estimate; with `ESTIMATE_FROM` of them, estimate once and use it."""
+        the diameter estimate; with `ESTIMATE_FROM` of them, estimate once (in a background
+        thread, so no write waits for it; `wait`: here) and use it."""
         with self._options_lock:
             images = self._diameter_images
             if images is None:
@@ -199,8 +203,14 @@ class ModelStage:
             if len(images) < ESTIMATE_FROM:
                 return
             self._diameter_images = None
-        estimate = estimate_diameter(images, pixel_size)
-        self._use_estimate(estimate, len(images))
+
+        def estimate() -> None:
+            self._use_estimate(estimate_diameter(images, pixel_size), len(images))
+
+        if wait:
+            estimate()
+        else:
+            start_in_background("diameter-estimate", estimate)
 
     def _use_estimate(self, estimate: DiameterEstimate | None, micrographs: int) -> None:
         """Use a confident diameter estimate from now on (micrographs already written keep

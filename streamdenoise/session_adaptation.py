@@ -12,7 +12,6 @@ the session's truth is used: there is none.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from streamdenoise.background import start_in_background
 from streamdenoise.model.inference import normalize
 from streamdenoise.model.modelfile import save_model
 from streamdenoise.model.training import AdaptationResult, TrainingImage, adapt
@@ -32,8 +32,6 @@ ADAPTED_MODEL = "adapted_model.pt"
 """File name of the adapted weights, in the daemon's state directory."""
 CROP_MULTIPLE = 8
 """Training crops are a multiple of this (the U-Net's downsampling)."""
-BACKGROUND_NICENESS = 10
-"""Added to the adaptation thread's nice value: the live denoising keeps the CPU first."""
 
 
 @dataclass(frozen=True)
@@ -87,11 +85,10 @@ class SessionAdapter:
             if count < self._plan.after:
                 return
             self.state = f"adapting on {count} micrographs ({self._plan.steps} steps)"
-        threading.Thread(target=self._run, name="session-adaptation", daemon=True).start()
+        start_in_background("session-adaptation", self._run)
 
     def _run(self) -> None:
         start = time.perf_counter()
-        _lower_this_threads_priority()
         smallest = min(min(image.noisy.shape) for image in self._images)
         crop = min(self._plan.crop, smallest // CROP_MULTIPLE * CROP_MULTIPLE)
         try:
@@ -147,14 +144,3 @@ class SessionAdapter:
                 return None
             self._taken = True
             return self._result
-
-
-def _lower_this_threads_priority() -> None:
-    """Lower the calling thread's scheduling priority (Linux: nice is per thread, and the
-    thread pools it starts inherit it); elsewhere, or without permission, do nothing."""
-    try:
-        thread = threading.get_native_id()
-        niceness = os.getpriority(os.PRIO_PROCESS, thread) + BACKGROUND_NICENESS
-        os.setpriority(os.PRIO_PROCESS, thread, niceness)
-    except (AttributeError, OSError) as error:
-        log.debug("adaptation runs at the daemon's priority: %s", error)

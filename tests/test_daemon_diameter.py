@@ -39,15 +39,17 @@ def test_the_estimate_replaces_the_default_after_the_first_micrographs(tmp_path:
     }
     images = [balls(28, 25, seed)[0] for seed in range(ESTIMATE_FROM + 1)]
     for image in images[: ESTIMATE_FROM - 1]:
-        watcher.offer_for_diameter(image, PIXEL)
+        watcher.offer_for_diameter(image, PIXEL, wait=True)
     assert watcher.output_options.diameter_angstrom == DEFAULT_DIAMETER  # not yet
-    watcher.offer_for_diameter(images[ESTIMATE_FROM - 1], PIXEL)
+    watcher.offer_for_diameter(images[ESTIMATE_FROM - 1], PIXEL, wait=True)
     status = watcher.diameter_status()
     assert status["source"] == f"estimated from {ESTIMATE_FROM} micrographs"
     assert status["angstrom"] == pytest.approx(28 * PIXEL, rel=0.15)
     assert status["estimate"]["confident"] and status["estimate"]["micrographs"] == ESTIMATE_FROM
     assert watcher.output_options.diameter_source == status["source"]
-    watcher.offer_for_diameter(images[-1], PIXEL)  # estimated once: later ones are not kept
+    watcher.offer_for_diameter(
+        images[-1], PIXEL, wait=True
+    )  # estimated once: later ones are not kept
     assert watcher._diameter_images is None
     assert watcher.diameter_status() == status
 
@@ -56,7 +58,7 @@ def test_an_uncertain_estimate_keeps_the_default_and_says_why(tmp_path: Path) ->
     watcher = daemon(tmp_path)
     rng = np.random.default_rng(0)
     for _ in range(ESTIMATE_FROM):
-        watcher.offer_for_diameter(rng.normal(0, 1, (256, 256)), PIXEL)
+        watcher.offer_for_diameter(rng.normal(0, 1, (256, 256)), PIXEL, wait=True)
     assert watcher.output_options.diameter_angstrom == DEFAULT_DIAMETER
     assert "is uncertain" in watcher.output_options.diameter_source
 

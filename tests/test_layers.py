@@ -3,7 +3,8 @@
 The floors, lowest first (`FLOORS`, the one place the order is written down):
 
 0. the package root (`__version__`) and `errors`;
-1. `io`, `physics`, `stats`, `engine`, `lock`, `sdnotify`, `snapshot`, `stages`: files,
+1. `io`, `physics`, `stats`, `engine`, `lock`, `sdnotify`, `snapshot`, `stages`,
+   `background`: files,
    physics, statistics, batches on a device and small leaf helpers, each knowing none of
    the others;
 2. `watch` (discovery, file completeness, journal; reads MRC headers through `io`);
@@ -36,7 +37,7 @@ ROOT_UNIT = "__init__"
 
 FLOORS: tuple[tuple[str, ...], ...] = (
     (ROOT_UNIT, "errors"),
-    ("io", "physics", "stats", "engine", "lock", "sdnotify", "snapshot", "stages"),
+    ("io", "physics", "stats", "engine", "lock", "sdnotify", "snapshot", "stages", "background"),
     ("watch",),
     ("model",),
     ("outputs", "acquisition", "report", "dashboard", "session_adaptation", "runtime", "status"),
