@@ -8,6 +8,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
+from fakes import FakeClock
 
 from streamdenoise.watch.completeness import Completeness, CompletenessTracker
 
@@ -16,19 +17,9 @@ TIMEOUT = 600.0  # seconds
 FULL = 1024 + 64 * 64 * 4  # bytes of a 64×64 float32 MRC without extended header
 
 
-class FakeClock:
-    """Monotonic clock under test control (seconds)."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(100.0)
 
 
 @pytest.fixture

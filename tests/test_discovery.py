@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fakes import FakeClock
 from watchdog.events import FileCreatedEvent
 
 from streamdenoise.watch.discovery import (
@@ -21,16 +22,6 @@ from streamdenoise.watch.discovery import (
 )
 
 DEADLINE = 5.0  # seconds: the longest any wait in these tests may take
-
-
-class FakeClock:
-    """Monotonic clock under test control (seconds); paces rescans only."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def write(path: Path, data: bytes = b"\0" * 64) -> Path:
@@ -52,7 +43,7 @@ def collect_until(d: Discovery, done: Callable[[set[Path]], bool]) -> set[Path]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(0.0)
 
 
 @pytest.fixture

@@ -8,21 +8,12 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
+from fakes import FakeClock
 
 from streamdenoise.watch import CompletenessTracker, Journal
 from streamdenoise.watch.intake import Intake, ReadyFile
 
 HASH = "h"
-
-
-class Clock:
-    """A monotonic clock the test moves."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def write_mrc(path: Path) -> Path:
@@ -38,7 +29,7 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
 
 
 def make_intake(
-    tmp_path: Path, journal: Journal, clock: Clock, quarantined: list, **options: object
+    tmp_path: Path, journal: Journal, clock: FakeClock, quarantined: list, **options: object
 ) -> Intake:
     settings: dict = {"order": "oldest", "max_batch": 2, "recheck_interval": 5.0} | options
     return Intake(
@@ -54,7 +45,7 @@ def make_intake(
 def test_complete_files_are_queued_invalid_ones_quarantined(
     tmp_path: Path, journal: Journal
 ) -> None:
-    clock, quarantined = Clock(), []
+    clock, quarantined = FakeClock(), []
     intake = make_intake(tmp_path, journal, clock, quarantined)
     good = write_mrc(tmp_path / "good.mrc")
     bad = tmp_path / "bad.mrc"
@@ -72,7 +63,7 @@ def test_complete_files_are_queued_invalid_ones_quarantined(
 
 
 def test_files_done_with_these_parameters_are_dropped(tmp_path: Path, journal: Journal) -> None:
-    clock, quarantined = Clock(), []
+    clock, quarantined = FakeClock(), []
     intake = make_intake(tmp_path, journal, clock, quarantined)
     path = write_mrc(tmp_path / "done.mrc")
     stat = path.stat()
@@ -94,7 +85,7 @@ def test_files_done_with_these_parameters_are_dropped(tmp_path: Path, journal: J
 def test_batches_follow_the_order_and_are_marked_processing(
     tmp_path: Path, journal: Journal, order: str, expected: list[list[str]]
 ) -> None:
-    intake = make_intake(tmp_path, journal, Clock(), [], order=order)
+    intake = make_intake(tmp_path, journal, FakeClock(), [], order=order)
     items = [ReadyFile(tmp_path / f"{name}.mrc", 1, k) for k, name in enumerate("abcde")]
     intake.ready = {item.path: item for item in items}
     batches = [intake.start_batch() for _ in range(3)]
@@ -105,7 +96,7 @@ def test_batches_follow_the_order_and_are_marked_processing(
 
 def test_a_failure_is_looked_at_again_until_quarantined(tmp_path: Path) -> None:
     with Journal(tmp_path / "two.sqlite", max_attempts=2) as strict:
-        intake = make_intake(tmp_path, strict, Clock(), [])
+        intake = make_intake(tmp_path, strict, FakeClock(), [])
         items = [ReadyFile(tmp_path / f"{name}.mrc", 1, 0) for name in "ab"]
         for item in items:
             strict.mark_processing(item.path, item.size, item.mtime_ns, HASH)
@@ -122,7 +113,7 @@ def test_a_failure_is_looked_at_again_until_quarantined(tmp_path: Path) -> None:
 
 
 def test_retried_micrographs_come_back_from_the_journal(tmp_path: Path, journal: Journal) -> None:
-    clock = Clock()
+    clock = FakeClock()
     intake = make_intake(tmp_path, journal, clock, [])
     path = write_mrc(tmp_path / "a.mrc")
     stat = path.stat()
