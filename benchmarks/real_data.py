@@ -2,12 +2,15 @@
 
     python benchmarks/real_data.py APOFERRITIN_DIR [--epu EPU_DIR] [--topaz-python PY]
         [--model MODEL] [--candidate MODEL ...] [--adapt-steps 300] [--guided]
-        [--micrographs 19]
+        [--micrographs 19] [--set noisy|averaged]
 
 APOFERRITIN_DIR: the folder `cryo-EM Dataset` of the AutoCryoPicker repository (how to get
 it: ../shared/data/apoferritin-empiar10146/README.md); the truth (hand-labelled centres,
 `<name>.csv`) is read from `--truth` (default: that README's folder). Nineteen real
-EMPIAR-10146 micrographs at 1.5 Å/px, apoferritin D = 120 Å. Each micrograph is binned
+EMPIAR-10146 micrographs at 1.5 Å/px, apoferritin D = 120 Å: by default the PNGs
+"without averaging" (noise ~98 % of their variance at 4 Å/px); `--set averaged` takes the
+same fields "after averaging" instead, which hold their own noise at a higher
+signal-to-noise ratio (measured and said in their section). Each micrograph is binned
 (Fourier crop) to the model's working pixel size (4 Å/px) and every method is judged there:
 
 - raw (binned), Gaussian blur σ = 6 Å, Topaz-Denoise `unet` (with --topaz-python, on the
@@ -70,7 +73,7 @@ from streamdenoise.stats.measures import (
     low_frequency_fraction,
     roc_auc,
 )
-from streamdenoise.stats.noise import estimate_noise_spectrum, mad_std
+from streamdenoise.stats.noise import estimate_noise_spectrum, mad_std, radial_band_index
 from streamdenoise.stats.picker import blob_response, pick_peaks
 
 HERE = Path(__file__).parent
@@ -80,7 +83,11 @@ APOFERRITIN_PIXEL_SIZE = 1.5  # Å/px of the PNGs (see the truth folder's README
 APOFERRITIN_DIAMETER = 120.0  # Å
 EPU_DIAMETER = 150.0  # Å, nominal (no truth): the scale of the high-pass and LF cut
 GAUSSIAN_SIGMA = 6.0  # Å
-NOISY_SUBFOLDER = "Apoferritin_cryo-EM_Dataset_without_averaging"
+APOFERRITIN_SETS = {
+    "noisy": ("Apoferritin_cryo-EM_Dataset_without_averaging", ""),
+    "averaged": ("Apoferritin_cryo-EM_Dataset_after_averaging_EMAN2", "_avg"),
+}
+"""Set name → (subfolder of `cryo-EM Dataset`, suffix of the PNG names after <name>)."""
 ADAPT_CROP = 128  # px, the adaptation crops and the guidance templates' box
 METRICS = ("DoG AP", "DoG F1", "DoG AUC", "LoG AP", "LoG F1", "LoG AUC")
 
@@ -96,16 +103,20 @@ class RealMicrograph:
     truth: np.ndarray
 
 
-def load_apoferritin(folder: Path, truth_folder: Path, count: int) -> list[RealMicrograph]:
-    """The labelled apoferritin micrographs: PNGs from `folder` (or its noisy subfolder),
-    centres from `truth_folder/<name>.csv`."""
+def load_apoferritin(
+    folder: Path, truth_folder: Path, count: int, which: str = "noisy"
+) -> list[RealMicrograph]:
+    """The labelled apoferritin micrographs of set `which` (`APOFERRITIN_SETS`): PNGs from
+    `folder`'s subfolder of that set (or `folder` itself), centres from
+    `truth_folder/<name>.csv` (the same fields in both sets)."""
     from PIL import Image
 
-    images = folder / NOISY_SUBFOLDER if (folder / NOISY_SUBFOLDER).is_dir() else folder
+    subfolder, suffix = APOFERRITIN_SETS[which]
+    images = folder / subfolder if (folder / subfolder).is_dir() else folder
     micrographs = []
     for table in sorted(truth_folder.glob("*.csv"))[:count]:
         name = table.name.removesuffix(".csv")
-        path = images / f"{name}.png"
+        path = images / f"{name}{suffix}.png"
         if not path.is_file():
             raise SystemExit(f"{path}: missing (see {truth_folder / 'README.md'})")
         with open(table, newline="") as handle:
@@ -303,11 +314,69 @@ def criterion(micrographs: list[RealMicrograph], working: float, denoiser) -> fl
     )
 
 
+def noise_share(micrographs: list[RealMicrograph], working: float) -> float:
+    """Mean share of the noise in the variance of the micrographs binned to `working` Å/px
+    (σ̂² of `estimate_noise_spectrum` over the variance), 0–1."""
+    shares = []
+    for m in micrographs:
+        noisy = prepare_image(m.image, m.pixel_size, working).noisy
+        shares.append(estimate_noise_spectrum(noisy).pixel_sigma ** 2 / float(np.var(noisy)))
+    return float(np.mean(shares))
+
+
+def band_coherence(a: np.ndarray, b: np.ndarray, bands: int = 8) -> np.ndarray:
+    """Spectral coherence |Σ A·B*| / √(Σ|A|²·Σ|B|²) of two (H, W) images per radial band
+    (0 = lowest frequencies): 1 in every band where one is a shift-invariant filtering of
+    the other; the shared signal's share where each holds noise of its own. (bands,)"""
+    spectrum_a = np.fft.rfft2(a - a.mean())
+    spectrum_b = np.fft.rfft2(b - b.mean())
+    index = radial_band_index(a.shape, bands)
+    valid = index >= 0
+
+    def per_band(values: np.ndarray) -> np.ndarray:
+        return np.bincount(index[valid], values[valid], minlength=bands)
+
+    cross = per_band((spectrum_a * np.conj(spectrum_b)).real) + 1j * per_band(
+        (spectrum_a * np.conj(spectrum_b)).imag
+    )
+    power_a, power_b = per_band(np.abs(spectrum_a) ** 2), per_band(np.abs(spectrum_b) ** 2)
+    return np.abs(cross) / np.sqrt(power_a * power_b)
+
+
+def sets_relation(args, averaged: list[RealMicrograph], working: float) -> str:
+    """How the averaged set relates to the noisy one, measured on the same fields: noise
+    shares and spectral coherence (1 if the averaged set were a filtered copy)."""
+    noisy = load_apoferritin(args.apoferritin, args.truth, len(averaged), "noisy")
+    coherence = np.mean(
+        [
+            band_coherence(binned(a, working), binned(n, working))
+            for a, n in zip(averaged, noisy, strict=True)
+        ],
+        axis=0,
+    )
+    return (
+        f"The averaged set against the noisy one (same fields, {len(noisy)} pairs, at "
+        f"{working:g} Å/px): noise {noise_share(averaged, working):.0%} of the variance "
+        f"against {noise_share(noisy, working):.0%}; spectral coherence "
+        f"{', '.join(f'{c:.2f}' for c in coherence)} in 8 bands from the lowest frequencies "
+        "to Nyquist. A filtered copy (EMAN2 smoothing of the noisy images) would give 1 in "
+        "every band: the averaged images hold noise of their own, at a higher "
+        "signal-to-noise ratio. The flat floor near Nyquist, where little signal is left, is "
+        "what one frame shares with an average of N frames, 1/√N (0.16 for N = 40): the "
+        "noisy set looks like single movie frames, the averaged set like the frame sums "
+        "that motion correction writes and a live denoiser receives. They are judged here "
+        "as micrographs in their own right, with the same labelled centres."
+    )
+
+
 def apoferritin_section(args, loaded, settings: DenoiseSettings) -> str:
     working = loaded.pixel_size
-    micrographs = load_apoferritin(args.apoferritin, args.truth, args.micrographs)
+    micrographs = load_apoferritin(args.apoferritin, args.truth, args.micrographs, args.set)
     diameter = APOFERRITIN_DIAMETER / working
-    print(f"apoferritin: {len(micrographs)} micrographs, D = {diameter:.1f} px", flush=True)
+    print(
+        f"apoferritin ({args.set}): {len(micrographs)} micrographs, D = {diameter:.1f} px",
+        flush=True,
+    )
     methods = baseline_methods(working, args.topaz_python)
     # The criterion of each method (guard off: the guard is not a smooth function).
     denoisers = {
@@ -364,19 +433,24 @@ def apoferritin_section(args, loaded, settings: DenoiseSettings) -> str:
         f"{rank_correlation(rhos, log_ap):.2f} (LoG AP), {rank_correlation(rhos, dog_ap):.2f} "
         "(DoG AP)."
     )
-    MONTAGES.mkdir(exist_ok=True)
-    panels = [results[label][0][0] for label in results]
-    (MONTAGES / "apoferritin.png").write_bytes(montage(panels, 450))
+    if args.set == "averaged":
+        notes.append(sets_relation(args, micrographs, working))
+    name = "apoferritin.png" if args.set == "noisy" else f"apoferritin_{args.set}.png"
+    if not args.no_write:
+        MONTAGES.mkdir(exist_ok=True)
+        panels = [results[label][0][0] for label in results]
+        (MONTAGES / name).write_bytes(montage(panels, 450))
     header = ["method", *METRICS, "criterion ρ", "s / micrograph", "guard fallbacks"]
+    subfolder = APOFERRITIN_SETS[args.set][0]
     return (
-        f"### Apoferritin (EMPIAR-10146, {len(micrographs)} micrographs, "
+        f"### Apoferritin (EMPIAR-10146, `{subfolder}`, {len(micrographs)} micrographs, "
         f"{sum(len(m.truth) for m in micrographs)} labelled particles, judged at "
         f"{working:g} Å/px, D = {diameter:.0f} px)\n\n"
         + markdown_table(header, rows)
         + "\n\n"
         + "\n".join(f"- {n}" for n in notes)
         + f"\n\nMontage (first micrograph; {' | '.join(results)}): "
-        "[real_data/apoferritin.png](real_data/apoferritin.png)\n"
+        f"[real_data/{name}](real_data/{name})\n"
     )
 
 
@@ -413,11 +487,12 @@ def epu_section(args, loaded, settings: DenoiseSettings) -> str:
                     verdicts[i] or "–",
                 ]
             )
-    MONTAGES.mkdir(exist_ok=True)
     links = []
     for i, m in enumerate(micrographs):
-        panels = [results[label][0][i] for label in results]
-        (MONTAGES / f"epu_{m.name}.png").write_bytes(montage(panels, 512))
+        if not args.no_write:
+            MONTAGES.mkdir(exist_ok=True)
+            panels = [results[label][0][i] for label in results]
+            (MONTAGES / f"epu_{m.name}.png").write_bytes(montage(panels, 512))
         links.append(f"[real_data/epu_{m.name}.png](real_data/epu_{m.name}.png)")
     header = ["micrograph", "method", "residual–structure r", "LF fraction", "s", "guard"]
     return (
@@ -451,7 +526,17 @@ def main() -> None:
         help="Another model file to measure beside the default (repeatable).",
     )
     parser.add_argument("--micrographs", type=int, default=19)
-    parser.add_argument("--no-write", action="store_true", help="Print only.")
+    parser.add_argument(
+        "--set",
+        choices=sorted(APOFERRITIN_SETS),
+        default="noisy",
+        help="Which apoferritin PNGs: 'noisy' (without averaging, the default; section "
+        "'Real data') or 'averaged' (after averaging, EMAN2; section 'Real data, averaged "
+        "apoferritin'). The same fields and labelled centres.",
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="Print only (no RESULTS.md, no montages)."
+    )
     args = parser.parse_args()
     loaded = load_model(args.model or default_model_path())
     settings = DenoiseSettings()
@@ -470,7 +555,8 @@ def main() -> None:
     body = data + "\n".join(sections)
     print(body)
     if not args.no_write:
-        write_section("Real data", body)
+        title = "Real data" if args.set == "noisy" else "Real data, averaged apoferritin"
+        write_section(title, body)
 
 
 if __name__ == "__main__":
