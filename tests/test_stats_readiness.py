@@ -12,6 +12,7 @@ from streamdenoise.stats.noise import robust_noise_sigma
 from streamdenoise.stats.readiness import (
     MicrographStatistics,
     ReadinessThresholds,
+    background_structure,
     block_mean,
     carbon_mask,
     fdr_threshold,
@@ -208,6 +209,7 @@ def micrograph(cnr: float, empty: float, verdict: str = "ready", count: int = 10
                 "crowded_fraction",
                 "aggregated_fraction",
                 "carbon_fraction",
+                "background_structure",
             ),
             nan,
         ),
@@ -300,3 +302,41 @@ def test_block_means_cover_the_edge_blocks() -> None:
         np.pad(image, ((0, 2), (0, 3)), mode="edge")[8:, 8:].mean()
     )
     assert np.array_equal(block_mean(image, 1), image)
+
+
+def texture(strength: float, seed: int = 5) -> np.ndarray:
+    """A background (SIZE, SIZE) of 100 counts plus smooth random texture at the particle
+    scale (white noise blurred with σ = D/4), `strength` counts std."""
+    from streamdenoise.stats.filters import gaussian_blur
+
+    noise = gaussian_blur(np.random.default_rng(seed).normal(size=(SIZE, SIZE)), DIAMETER / 4)
+    return 100.0 + strength * noise / noise.std()
+
+
+def test_background_structure_is_texture_over_shot_noise() -> None:
+    nothing = np.empty((0, 2))
+    excluded = np.zeros((SIZE, SIZE), dtype=bool)
+    counts = np.random.default_rng(3).poisson(100.0, (SIZE, SIZE)).astype(np.float64)
+    assert background_structure(counts, nothing, DIAMETER, excluded) < 0.2  # shot noise only
+    textured = counts + texture(5.0) - 100.0
+    assert background_structure(textured, nothing, DIAMETER, excluded) > 1.0
+    # Rescaled (not counts: noise variance ≠ mean), not judged.
+    assert math.isnan(background_structure(50 * counts + 3, nothing, DIAMETER, excluded))
+
+
+def test_few_particles_on_flat_ice_are_empty_on_textured_ice_thick() -> None:
+    few = grid(20, 80, 20, 110, 30)  # six particles in one corner of the hole
+    flat = statistics(*field(few))
+    assert flat.background_structure < 0.5
+    assert flat.verdict == "not ready"
+    assert any(r.startswith("empty: ") and "6 ± " in r for r in flat.reasons)
+    assert not any(r.startswith("thick ice") for r in flat.reasons)
+    # The same six particles in ice with particle-scale texture (thick ice, hidden
+    # particles): not "empty", but "thick ice or low contrast".
+    thick = statistics(*field(few, texture(6.0)))
+    assert thick.background_structure > 0.5
+    assert thick.verdict == "not ready"
+    assert any(r.startswith("thick ice or low contrast: ") for r in thick.reasons)
+    assert not any(r.startswith("empty: ") for r in thick.reasons)
+    # Enough particles: neither, whatever the background.
+    assert not any(r.startswith(("thick ice", "empty")) for r in statistics(*field(SPREAD)).reasons)

@@ -65,7 +65,7 @@ from typing import Literal
 
 import numpy as np
 
-from streamdenoise.stats.filters import fast_fft_length, gaussian_blur
+from streamdenoise.stats.filters import difference_of_gaussians, fast_fft_length, gaussian_blur
 from streamdenoise.stats.measures import (
     background_flatness,
     background_mask,
@@ -73,7 +73,7 @@ from streamdenoise.stats.measures import (
     low_frequency_fraction,
     separability,
 )
-from streamdenoise.stats.noise import robust_noise_sigma
+from streamdenoise.stats.noise import estimate_noise_spectrum, robust_noise_sigma
 from streamdenoise.stats.picker import blob_response, pick_peaks
 
 Verdict = Literal["ready", "marginal", "not ready"]
@@ -105,6 +105,9 @@ CARBON_DARKNESS = 0.08
 """Carbon or contamination: at least this much darker than the hole's ice (log counts)."""
 CARBON_SHARPNESS = 4.0
 """… and darker by at least this many std of the smooth background variation left."""
+COUNTS_VARIANCE = (0.5, 4.0)
+"""`background_structure` judges only images whose high-frequency noise variance per pixel
+lies within these multiples of their mean: electron counts (Poisson: 1, plus ice)."""
 NEGATIVES = 2000
 """Background points drawn (with a fixed seed) for CNR and d′."""
 
@@ -125,7 +128,14 @@ class ReadinessThresholds:
     max_empty_fraction: share of the usable area in candidate-free discs (`empty_fraction`);
     judged only below `min_density_per_um2`: a field with enough candidates is never
     "empty" (part of the hole without particles costs nothing then; ≈ 50 candidates on a
-    1024² field at 4 Å/px), whatever a crowded field's undercount does to its empty area.
+    1024² field at 4 Å/px), whatever a crowded field's undercount does to its empty area;
+    and only on flat ice (`background_structure` at most `max_flat_structure`).
+    max_flat_structure: `background_structure` (particle-scale structure left between the
+    candidates, in units of the shot noise) of ice that holds nothing the picker missed:
+    flat thin ice gives 0.1–0.4 (simulated, 250–500 Å), thick ice hiding 250 particles 0.8
+    and more. Below `min_density_per_um2` a background above it is not "empty" but "thick
+    ice or low contrast" (something is there that cannot be picked); not judged (NaN) on an
+    image that is not in electron counts.
     max_carbon_fraction: share of the field that is carbon or contamination.
     """
 
@@ -134,6 +144,7 @@ class ReadinessThresholds:
     min_cnr: float = 3.0
     max_aggregated_fraction: float = 0.1
     max_empty_fraction: float = 0.3
+    max_flat_structure: float = 0.5
     max_carbon_fraction: float = 0.15
     marginal_band: float = 0.5
 
@@ -188,7 +199,9 @@ class MicrographStatistics:
     median nearest-neighbour distance, Å; crowded_fraction / aggregated_fraction: candidates
     with a neighbour within 1.5·D (boxes overlap) / 1.0·D (touching). empty_fraction: share
     of the usable area in candidate-free discs (`empty_fraction`); carbon_fraction: share of
-    the field that is carbon or contamination (`carbon_mask`).
+    the field that is carbon or contamination (`carbon_mask`); background_structure:
+    particle-scale structure of the raw background in units of its shot noise
+    (`background_structure`; NaN if raw is not in counts).
     coordinates (N, 2) (x, y) pixels and scores (N,) robust z, best first: the candidates
     (not in `to_dict`).
     """
@@ -213,6 +226,7 @@ class MicrographStatistics:
     aggregated_fraction: float
     empty_fraction: float
     carbon_fraction: float
+    background_structure: float
     verdict: Verdict
     reasons: tuple[str, ...]
     coordinates: np.ndarray = field(repr=False, compare=False)
@@ -330,6 +344,52 @@ def empty_fraction(
     return float((_dilate(free_centres, radius) & area).sum() / usable)
 
 
+def background_structure(
+    raw: np.ndarray, coordinates: np.ndarray, diameter: float, excluded: np.ndarray
+) -> float:
+    """Structure at the particle scale in the raw image's background, in units of its shot
+    noise there: √(max(v / v_shot − 1, 0)); NaN without background or when `raw` (H, W)
+    is not in electron counts.
+
+    v: variance of the picker's band (difference of Gaussians σ = D/(2√2) and 1.6σ, as in
+    `blob_response`) of `raw` over the background: ≥ two diameters from every candidate
+    (N, 2) (x, y) pixels and from the edge, outside `excluded` (H, W) bool. v_shot: what
+    Poisson noise of the background's mean count μ gives through the same band (μ·Σ|T|²/HW;
+    counting detectors' noise power is μ at low frequencies). Counts are checked with the
+    noise fitted at high frequencies (`estimate_noise_spectrum`): per-pixel variance within
+    `COUNTS_VARIANCE` of μ (ice adds to it, thick ice up to ≈ 2μ); a rescaled image (e.g.
+    8- or 16-bit PNG) gives NaN, not judged.
+
+    Flat thin ice leaves ≈ 0.1–0.2 (its own weak texture); what the picker cannot separate
+    leaves more: the structural phase noise of ice grows with its thickness (variance ∝
+    thickness, as `physics.simulator` models it) and so does the share of particles hidden
+    in it. So few candidates on a flat background is an empty hole, on a structured one low
+    contrast (thick ice, or a dose too low for these particles).
+    """
+    data = np.asarray(raw, dtype=np.float64)
+    # Two diameters: the band's surround (σ = 0.57·D) carries a particle's response a
+    # diameter beyond its edge.
+    mask = background_mask(data.shape, coordinates, 2 * diameter, excluded)
+    edge = min(int(2 * diameter), min(data.shape) // 4)
+    mask[:edge], mask[-edge:], mask[:, :edge], mask[:, -edge:] = (False,) * 4
+    if mask.sum() < 16:
+        return float("nan")
+    mean = float(data[mask].mean())
+    low, high = COUNTS_VARIANCE
+    if mean <= 0 or not low <= estimate_noise_spectrum(data).white_variance / mean <= high:
+        return float("nan")
+    sigma = diameter / (2 * math.sqrt(2))
+    band = difference_of_gaussians(data, sigma, 1.6 * sigma)
+    fy = np.fft.fftfreq(data.shape[0])[:, None]
+    fx = np.fft.fftfreq(data.shape[1])[None, :]
+    k2 = fx**2 + fy**2
+    transfer = np.exp(-2 * math.pi**2 * sigma**2 * k2) - np.exp(
+        -2 * math.pi**2 * (1.6 * sigma) ** 2 * k2
+    )
+    shot = mean * float(np.mean(transfer**2))
+    return math.sqrt(max(float(np.var(band[mask])) / shot - 1.0, 0.0))
+
+
 def fdr_threshold(targets: np.ndarray, decoys: np.ndarray, fdr: float) -> float:
     """The lowest score threshold whose estimated false-discovery rate is at most `fdr`.
 
@@ -419,7 +479,13 @@ def judge(
     t = thresholds
     density = statistics["density_per_um2"]
     enough = density >= t.min_density_per_um2  # False for NaN
-    empty = math.nan if enough else statistics["empty_fraction"]
+    structure = statistics["background_structure"]
+    structured = structure > t.max_flat_structure  # False for NaN: not judged
+    # Few candidates: on flat ice the hole is empty; on a structured background something
+    # is there that the picker cannot separate (thick ice, too low a dose).
+    empty = math.nan if enough or structured else statistics["empty_fraction"]
+    hidden = math.nan if enough else structure
+    count = f"{statistics['candidates']:.0f} ± {statistics['candidates_sigma']:.0f} particles"
     checks = [
         (
             density,
@@ -450,7 +516,15 @@ def judge(
             empty,
             t.max_empty_fraction,
             False,
-            f"empty: {empty:.0%} of the hole without particles > {t.max_empty_fraction:.0%}",
+            f"empty: {empty:.0%} of the hole without particles > {t.max_empty_fraction:.0%} "
+            f"({count}, flat ice)",
+        ),
+        (
+            hidden,
+            t.max_flat_structure,
+            False,
+            f"thick ice or low contrast: background structure {hidden:.1f} × shot noise "
+            f"> {t.max_flat_structure:g} with {count} resolved",
         ),
         (
             statistics["carbon_fraction"],
@@ -545,6 +619,7 @@ def micrograph_statistics(
         "aggregated_fraction": share_closer(AGGREGATED_DISTANCE),
         "empty_fraction": empty_fraction(coordinates, raw.shape, diameter, excluded),
         "carbon_fraction": float(carbon.mean()),
+        "background_structure": background_structure(raw, coordinates, diameter, excluded),
     }
     verdict, reasons = judge(values, thresholds)
     return MicrographStatistics(
