@@ -106,8 +106,8 @@ CARBON_DARKNESS = 0.08
 CARBON_SHARPNESS = 4.0
 """… and darker by at least this many std of the smooth background variation left."""
 COUNTS_VARIANCE = (0.5, 4.0)
-"""`background_structure` judges only images whose high-frequency noise variance per pixel
-lies within these multiples of their mean: electron counts (Poisson: 1, plus ice)."""
+"""`background_structure` takes an image whose high-frequency noise variance per pixel lies
+within these multiples of its mean for electron counts (Poisson: 1, plus ice)."""
 NEGATIVES = 2000
 """Background points drawn (with a fixed seed) for CNR and d′."""
 
@@ -134,8 +134,7 @@ class ReadinessThresholds:
     candidates, in units of the shot noise) of ice that holds nothing the picker missed:
     flat thin ice gives 0.1–0.4 (simulated, 250–500 Å), thick ice hiding 250 particles 0.8
     and more. Below `min_density_per_um2` a background above it is not "empty" but "thick
-    ice or low contrast" (something is there that cannot be picked); not judged (NaN) on an
-    image that is not in electron counts.
+    ice or low contrast" (something is there that cannot be picked).
     max_carbon_fraction: share of the field that is carbon or contamination.
     """
 
@@ -348,17 +347,17 @@ def background_structure(
     raw: np.ndarray, coordinates: np.ndarray, diameter: float, excluded: np.ndarray
 ) -> float:
     """Structure at the particle scale in the raw image's background, in units of its shot
-    noise there: √(max(v / v_shot − 1, 0)); NaN without background or when `raw` (H, W)
-    is not in electron counts.
+    noise there: √(max(v / v_shot − 1, 0)); NaN without background.
 
     v: variance of the picker's band (difference of Gaussians σ = D/(2√2) and 1.6σ, as in
     `blob_response`) of `raw` over the background: ≥ two diameters from every candidate
     (N, 2) (x, y) pixels and from the edge, outside `excluded` (H, W) bool. v_shot: what
     Poisson noise of the background's mean count μ gives through the same band (μ·Σ|T|²/HW;
     counting detectors' noise power is μ at low frequencies). Counts are checked with the
-    noise fitted at high frequencies (`estimate_noise_spectrum`): per-pixel variance within
-    `COUNTS_VARIANCE` of μ (ice adds to it, thick ice up to ≈ 2μ); a rescaled image (e.g.
-    8- or 16-bit PNG) gives NaN, not judged.
+    white noise σ_w² fitted at high frequencies (`estimate_noise_spectrum`): within
+    `COUNTS_VARIANCE` of μ (ice adds to it, thick ice up to ≈ 2μ). An image that is not in
+    counts (rescaled, e.g. an 8- or 16-bit PNG; an offset) is measured against σ_w²
+    instead, which holds the ice's broadband texture too: a lower bound.
 
     Flat thin ice leaves ≈ 0.1–0.2 (its own weak texture); what the picker cannot separate
     leaves more: the structural phase noise of ice grows with its thickness (variance ∝
@@ -375,9 +374,11 @@ def background_structure(
     if mask.sum() < 16:
         return float("nan")
     mean = float(data[mask].mean())
+    white = estimate_noise_spectrum(data).white_variance
     low, high = COUNTS_VARIANCE
-    if mean <= 0 or not low <= estimate_noise_spectrum(data).white_variance / mean <= high:
-        return float("nan")
+    # Counts: shot noise μ. Otherwise the noise fitted at high frequencies, which includes
+    # the ice's own (broadband) texture: a lower bound of the structure.
+    level = mean if low * mean <= white <= high * mean else white
     sigma = diameter / (2 * math.sqrt(2))
     band = difference_of_gaussians(data, sigma, 1.6 * sigma)
     fy = np.fft.fftfreq(data.shape[0])[:, None]
@@ -386,7 +387,9 @@ def background_structure(
     transfer = np.exp(-2 * math.pi**2 * sigma**2 * k2) - np.exp(
         -2 * math.pi**2 * (1.6 * sigma) ** 2 * k2
     )
-    shot = mean * float(np.mean(transfer**2))
+    shot = level * float(np.mean(transfer**2))
+    if shot <= 0:
+        return float("nan")
     return math.sqrt(max(float(np.var(band[mask])) / shot - 1.0, 0.0))
 
 
@@ -523,7 +526,7 @@ def judge(
             hidden,
             t.max_flat_structure,
             False,
-            f"thick ice or low contrast: background structure {hidden:.1f} × shot noise "
+            f"thick ice or low contrast: background structure {hidden:.1f} × noise "
             f"> {t.max_flat_structure:g} with {count} resolved",
         ),
         (
