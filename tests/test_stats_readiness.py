@@ -39,14 +39,16 @@ def field(
     background: np.ndarray | None = None,
     raw_noise: float = 10.0,
     seed: int = 0,
+    disk: float = DIAMETER,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(raw, denoised): dark disks of DIAMETER px, 30 counts deep, on `background` (default
-    flat at 100 counts) plus white noise of std `raw_noise` (raw) and 1 (denoised)."""
+    """(raw, denoised): dark disks of `disk` px (default DIAMETER), 30 counts deep, on
+    `background` (default flat at 100 counts) plus white noise of std `raw_noise` (raw) and
+    1 (denoised)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:SIZE, 0:SIZE]
     clean = np.full((SIZE, SIZE), 100.0) if background is None else background.copy()
     for x, y in positions:
-        clean -= 30.0 * (np.hypot(xx - x, yy - y) <= DIAMETER / 2)
+        clean -= 30.0 * (np.hypot(xx - x, yy - y) <= disk / 2)
     return clean + rng.normal(0, raw_noise, clean.shape), clean + rng.normal(0, 1, clean.shape)
 
 
@@ -111,13 +113,23 @@ def test_large_dark_region_is_carbon_and_a_ramp_is_not() -> None:
     assert not carbon_mask(-field([])[0], DIAMETER).any()  # not counts: not judged
 
 
-def test_touching_pairs_are_aggregated() -> None:
-    pairs = [(x + dx, y) for x, y in grid(20, 230, 20, 240, 40) for dx in (0.0, 0.9 * DIAMETER)]
-    result = statistics(*field(pairs))
-    assert result.candidates == len(pairs)
-    assert result.aggregated_fraction == result.crowded_fraction == 1.0
-    assert result.verdict == "not ready"
-    assert "aggregated: 100% of picks touching > 10%" in result.reasons
+def test_overlapping_pairs_are_aggregated() -> None:
+    """Pairs 0.8·D apart (cores of D/2 drawn, so that the picker resolves them: whole
+    disks that close merge into one peak) are aggregated; a diameter apart, side by side,
+    they are crowded but not aggregated."""
+    results = {}
+    for spacing in (0.8, 1.0):
+        pairs = [
+            (x + dx, y) for x, y in grid(20, 230, 20, 240, 40) for dx in (0, spacing * DIAMETER)
+        ]
+        results[spacing] = statistics(*field(pairs, disk=DIAMETER / 2))
+        assert results[spacing].candidates == len(pairs)
+        assert results[spacing].crowded_fraction == 1.0
+    assert results[0.8].aggregated_fraction == 1.0
+    assert results[0.8].verdict == "not ready"
+    assert "aggregated: 100% of picks overlapping > 8%" in results[0.8].reasons
+    assert results[1.0].aggregated_fraction == 0.0
+    assert results[1.0].verdict == "ready"
 
 
 def test_ramp_background_has_high_low_frequency_power() -> None:
