@@ -54,6 +54,21 @@ few particles the FDR cut cannot separate stay undercounted (20 for 80), and 1.0
 over-counts a sparse one a little (47 for 40, 38 without). At the daemon's default 150 Å
 mic_0004 keeps none either way: a diameter 1.17× too large makes the particles' and the
 gaps' scores alike (issue 15, part 2: the diameter from the data).
+
+Verdict rules (issue 15, part 3): "empty" needs three things, too few candidates for
+`min_density_per_um2` (so a field of hundreds of particles is never empty, whatever part
+of the hole is free), a large candidate-free area (`empty_fraction`), and flat ice: the
+raw background ≥ 2·D from every candidate holds no more particle-scale structure than its
+shot noise explains (`background_structure` ≤ `max_flat_structure`). Few candidates on a
+structured background are "thick ice or low contrast": thick ice adds structural phase
+noise (variance ∝ thickness) and hides the particles, which stay in the "background"
+(simulated, validation seeds 7200+: thick ice 1000–1500 Å 0.85–1.1, empty holes on
+250–500 Å ice 0.14–0.42). The reason names the count with its uncertainty. Aggregation
+is a neighbour within 0.85·D (overlapping), not side by side (`AGGREGATED_DISTANCE`).
+Still open: the count itself (see benchmarks/RESULTS.md, "Picking readiness"): small
+particles (≈ 80 Å at 4 Å/px) are over-counted because the denoiser makes more dark blobs
+than bright ones of their size out of noise, which the decoys cannot see; packed fields
+are under-counted because the picker's robust z falls in a field full of particles.
 """
 
 from __future__ import annotations
