@@ -126,8 +126,8 @@ CARBON_DARKNESS = 0.08
 CARBON_SHARPNESS = 4.0
 """… and darker by at least this many std of the smooth background variation left."""
 COUNTS_VARIANCE = (0.5, 4.0)
-"""`background_structure` takes an image whose high-frequency noise variance per pixel lies
-within these multiples of its mean for electron counts (Poisson: 1, plus ice)."""
+"""`background_structure` measures only an image whose high-frequency noise variance per
+pixel lies within these multiples of its mean: electron counts (Poisson: 1, plus ice)."""
 NEGATIVES = 2000
 """Background points drawn (with a fixed seed) for CNR and d′."""
 
@@ -150,7 +150,8 @@ class ReadinessThresholds:
     judged only below `min_density_per_um2`: a field with enough candidates is never
     "empty" (part of the hole without particles costs nothing then; ≈ 50 candidates on a
     1024² field at 4 Å/px), whatever a crowded field's undercount does to its empty area;
-    and only on flat ice (`background_structure` at most `max_flat_structure`).
+    and only on ice measured flat (`background_structure` at most `max_flat_structure`;
+    not on an image that is not in counts, where it cannot be measured).
     max_flat_structure: `background_structure` (particle-scale structure left between the
     candidates, in units of the shot noise) of ice that holds nothing the picker missed:
     flat thin ice gives 0.1–0.4 (simulated, 250–500 Å), thick ice hiding 250 particles 0.8
@@ -368,7 +369,8 @@ def background_structure(
     raw: np.ndarray, coordinates: np.ndarray, diameter: float, excluded: np.ndarray
 ) -> float:
     """Structure at the particle scale in the raw image's background, in units of its shot
-    noise there: √(max(v / v_shot − 1, 0)); NaN without background.
+    noise there: √(max(v / v_shot − 1, 0)); NaN without background or when `raw` (H, W)
+    is not in electron counts.
 
     v: variance of the picker's band (difference of Gaussians σ = D/(2√2) and 1.6σ, as in
     `blob_response`) of `raw` over the background: ≥ two diameters from every candidate
@@ -377,8 +379,9 @@ def background_structure(
     counting detectors' noise power is μ at low frequencies). Counts are checked with the
     white noise σ_w² fitted at high frequencies (`estimate_noise_spectrum`): within
     `COUNTS_VARIANCE` of μ (ice adds to it, thick ice up to ≈ 2μ). An image that is not in
-    counts (rescaled, e.g. an 8- or 16-bit PNG; an offset) is measured against σ_w²
-    instead, which holds the ice's broadband texture too: a lower bound.
+    counts (rescaled, e.g. an 8- or 16-bit PNG; an offset) gives NaN: σ_w² cannot stand in
+    for the shot noise, as it holds the ice's broadband texture too (thick ice would look
+    flat), so neither "empty" nor "thick ice" can be established there.
 
     Flat thin ice leaves ≈ 0.1–0.2 (its own weak texture); what the picker cannot separate
     leaves more: the structural phase noise of ice grows with its thickness (variance ∝
@@ -395,11 +398,9 @@ def background_structure(
     if mask.sum() < 16:
         return float("nan")
     mean = float(data[mask].mean())
-    white = estimate_noise_spectrum(data).white_variance
     low, high = COUNTS_VARIANCE
-    # Counts: shot noise μ. Otherwise the noise fitted at high frequencies, which includes
-    # the ice's own (broadband) texture: a lower bound of the structure.
-    level = mean if low * mean <= white <= high * mean else white
+    if mean <= 0 or not low * mean <= estimate_noise_spectrum(data).white_variance <= high * mean:
+        return float("nan")
     sigma = diameter / (2 * math.sqrt(2))
     band = difference_of_gaussians(data, sigma, 1.6 * sigma)
     fy = np.fft.fftfreq(data.shape[0])[:, None]
@@ -408,9 +409,7 @@ def background_structure(
     transfer = np.exp(-2 * math.pi**2 * sigma**2 * k2) - np.exp(
         -2 * math.pi**2 * (1.6 * sigma) ** 2 * k2
     )
-    shot = level * float(np.mean(transfer**2))
-    if shot <= 0:
-        return float("nan")
+    shot = mean * float(np.mean(transfer**2))
     return math.sqrt(max(float(np.var(band[mask])) / shot - 1.0, 0.0))
 
 
@@ -504,10 +503,11 @@ def judge(
     density = statistics["density_per_um2"]
     enough = density >= t.min_density_per_um2  # False for NaN
     structure = statistics["background_structure"]
-    structured = structure > t.max_flat_structure  # False for NaN: not judged
+    flat = structure <= t.max_flat_structure  # False for NaN: not measured
     # Few candidates: on flat ice the hole is empty; on a structured background something
-    # is there that the picker cannot separate (thick ice, too low a dose).
-    empty = math.nan if enough or structured else statistics["empty_fraction"]
+    # is there that the picker cannot separate (thick ice, too low a dose). Unmeasured
+    # (not counts): neither is claimed, only "too few particles".
+    empty = statistics["empty_fraction"] if flat and not enough else math.nan
     hidden = math.nan if enough else structure
     count = f"{statistics['candidates']:.0f} ± {statistics['candidates_sigma']:.0f} particles"
     checks = [
@@ -547,7 +547,7 @@ def judge(
             hidden,
             t.max_flat_structure,
             False,
-            f"thick ice or low contrast: background structure {hidden:.1f} × noise "
+            f"thick ice or low contrast: background structure {hidden:.1f} × shot noise "
             f"> {t.max_flat_structure:g} with {count} resolved",
         ),
         (
