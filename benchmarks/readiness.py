@@ -1,19 +1,31 @@
 """Picking-readiness benchmark: do the live statistics tell good micrographs from bad ones?
 
-    python benchmarks/readiness.py [--micrographs 50] [--per-class 10] [--classes good,empty]
+    python benchmarks/readiness.py [--micrographs 50] [--crowded 6] [--per-class 10]
+        [--classes good,empty] [--apoferritin APOFERRITIN_DIR]
 
-Simulated 1024² micrographs at 4 Å/px (a 4096² field at 1 Å binned ×4) of the built-in
-reference, denoised in live mode with the shipped default model, then
-`micrograph_statistics` on (raw, denoised). Two sets:
+Simulated 1024² micrographs at 4 Å/px (a 4096² field at 1 Å binned ×4), denoised in live
+mode with the shipped default model, then `micrograph_statistics` on (raw, denoised) at the
+structure's diameter. Sets:
 
-- varying density: `--micrographs` micrographs with 5 … 400 particles (log-spaced), good
-  ice; the candidate count against the true count (median relative error, correlation of
-  the logs) and precision/recall of the candidates (matched within 0.5·D);
-- labelled classes, `--per-class` each: good, empty (very few particles), thick ice
-  (1000–1500 Å), aggregated (70 % of particles in clumps), carbon (the centre on carbon,
-  rim 0.2 of the field away); the verdict × class confusion table.
+- varying density: `--micrographs` micrographs with 5 … 600 particles requested
+  (log-spaced; the true count is what fits), good ice, dose 10–60 e⁻/Å² (drawn), the
+  structure cycling through the built-in reference (6MSM, 129 Å) and `random_shape`
+  hollow shells of 120 and 200 Å and blob complexes of 80 and 300 Å; the candidate count
+  against the true count (median relative error, correlation) and precision/recall of the
+  candidates (matched within 0.5·D), by density, structure and dose;
+- crowded: `--crowded` micrographs of the reference with 450–600 particles requested
+  (nearly touching), counted like the density set;
+- labelled classes, `--per-class` each, the reference at 40 e⁻/Å²: good, empty (very few
+  particles), thick ice (1000–1500 Å), aggregated (70 % of particles in clumps), carbon
+  (the centre on carbon, rim 0.2 of the field away); the verdict × class confusion table
+  and the agreement with each class's expected verdict (`AGREES`);
+- real (with --apoferritin, the folder `cryo-EM Dataset` of the AutoCryoPicker repository,
+  see ../shared/data/apoferritin-empiar10146/README.md): the 19 labelled EMPIAR-10146
+  micrographs (1.5 Å/px, D = 120 Å) loaded and binned as benchmarks/real_data.py does,
+  denoised by the same model; count against the labels and the verdicts.
 
-Prints the tables and writes the "Picking readiness" section of benchmarks/RESULTS.md.
+Prints the tables and the issue-15 targets (`TARGETS`), and writes the "Picking
+readiness" section of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -22,7 +34,7 @@ import argparse
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +42,8 @@ from results import markdown_table, write_section
 
 from streamdenoise.model.modelfile import default_model_path, load_model
 from streamdenoise.model.pipeline import DenoiseSettings, denoise_image
-from streamdenoise.physics.density import load_reference
+from streamdenoise.physics.density import Scatterers, load_reference, scatterers_from_map
+from streamdenoise.physics.shapes import random_shape
 from streamdenoise.physics.simulator import MicrographParams, simulate_micrograph
 from streamdenoise.stats.ground_truth import (
     match_picks,
@@ -50,6 +63,46 @@ CLASSES: dict[str, dict[str, object]] = {
     "carbon": {"carbon_edge": 0.2},
 }
 """Class label → parameters that differ from a good micrograph (tuples: uniform ranges)."""
+STRUCTURES = (
+    ("reference", 0.0),
+    ("shell", 120.0),
+    ("blobs", 80.0),
+    ("shell", 200.0),
+    ("blobs", 300.0),
+)
+"""The varying-density set's structures, in turn: (family, diameter Å; 0: the reference's)."""
+DOSES = (10.0, 60.0)
+"""The varying-density set's dose range, e⁻/Å²."""
+CROWDED_PARTICLES = (450, 600)
+
+
+def agrees(label: str, statistics: MicrographStatistics) -> bool:
+    """Whether the verdict is what the class expects: good → ready; empty → not ready for
+    too few particles or empty; thick ice → not ready naming thick ice or low contrast;
+    aggregated → a not-ready or marginal verdict naming aggregation; carbon → naming carbon."""
+    reasons = " ".join(statistics.reasons)
+    not_ready = statistics.verdict == "not ready"
+    if label == "good":
+        return statistics.verdict == "ready"
+    if label == "empty":
+        return not_ready and ("too few particles" in reasons or "empty:" in reasons)
+    if label == "thick ice":
+        return not_ready and ("thick ice" in reasons or "low contrast" in reasons)
+    if label == "aggregated":
+        return statistics.verdict != "ready" and "aggregated" in reasons
+    if label == "carbon":
+        return statistics.verdict != "ready" and "carbon" in reasons
+    raise ValueError(f"no expected verdict for class {label!r}")
+
+
+def structure(family: str, diameter: float) -> Scatterers:
+    """The built-in reference (family "reference") or a `random_shape` of `family` and
+    `diameter` Å (seed 0, as tests/test_stats_diameter.py builds them)."""
+    if family == "reference":
+        return load_reference()
+    voxel = 4.0 if diameter > 150 else 2.0
+    _, volume = random_shape(diameter, voxel, np.random.default_rng(0), family)
+    return scatterers_from_map(volume, voxel, f"{family} {diameter:.0f} Å")
 
 
 def draw_params(seed: int, **changes: object) -> MicrographParams:
@@ -82,20 +135,38 @@ class Outcome:
     precision: float
     recall: float
     seconds: float
+    structure: str = ""
+    dose: float = 40.0
 
 
-def run_one(params: MicrographParams, reference, denoise: Callable) -> Outcome:
-    """Simulate, denoise and measure one micrograph; score the candidates against truth."""
-    simulated = simulate_micrograph(reference, params)
-    denoised = denoise(simulated.noisy)
+def measure(
+    raw: np.ndarray, denoised: np.ndarray, truth: np.ndarray, pixel_size: float, diameter: float
+) -> Outcome:
+    """`micrograph_statistics` of (raw, denoised) (H, W) at `pixel_size` Å/px for particles
+    of `diameter` Å, timed, its candidates scored against the true centres (N, 2) pixels."""
     start = time.perf_counter()
-    statistics = micrograph_statistics(simulated.noisy, denoised, PIXEL_SIZE, reference.diameter)
+    statistics = micrograph_statistics(raw, denoised, pixel_size, diameter)
     seconds = time.perf_counter() - start
-    truth = simulated.coordinates
-    hits = match_picks(statistics.coordinates, truth, 0.5 * reference.diameter / PIXEL_SIZE)
+    hits = match_picks(statistics.coordinates, truth, 0.5 * diameter / pixel_size)
     precision = float(hits.mean()) if len(hits) else float("nan")
     recall = float(hits.sum() / len(truth)) if len(truth) else float("nan")
     return Outcome(len(truth), statistics, precision, recall, seconds)
+
+
+def run_one(
+    params: MicrographParams, reference: Scatterers, denoise: Callable, name: str = "6MSM"
+) -> Outcome:
+    """Simulate, denoise and measure one micrograph; score the candidates against truth;
+    `name`: the structure's, for the tables."""
+    simulated = simulate_micrograph(reference, params)
+    outcome = measure(
+        simulated.noisy,
+        denoise(simulated.noisy),
+        simulated.coordinates,
+        PIXEL_SIZE,
+        reference.diameter,
+    )
+    return replace(outcome, structure=name, dose=params.dose)
 
 
 def correlation(x: np.ndarray, y: np.ndarray) -> float:
@@ -111,43 +182,81 @@ def median(values: list[float]) -> float:
     return float(np.median(finite)) if finite else float("nan")
 
 
-def density_section(outcomes: list[Outcome]) -> str:
-    """Candidate count against the true count over the varying-density set."""
+def relative_errors(outcomes: list[Outcome]) -> np.ndarray:
+    """|N − N_true| / N_true per micrograph (N_true at least 1)."""
     true = np.array([o.true_count for o in outcomes], dtype=np.float64)
     found = np.array([o.statistics.candidates for o in outcomes], dtype=np.float64)
-    error = np.abs(found - true) / np.maximum(true, 1)
-    bins = [(0, 20), (20, 80), (80, 200), (200, 10**9)]
+    return np.abs(found - true) / np.maximum(true, 1)
+
+
+def lost(outcome: Outcome) -> bool:
+    """A field of ≥ 50 true particles reported empty or with < 25 % of its count."""
+    empty = any(r.startswith("empty:") for r in outcome.statistics.reasons)
+    return outcome.true_count >= 50 and (
+        empty or outcome.statistics.candidates < 0.25 * outcome.true_count
+    )
+
+
+def breakdown(outcomes: list[Outcome], groups: dict[str, list[Outcome]], first: str) -> str:
+    """One row per group: size, median true and found counts, median relative error,
+    precision, recall, CNR and statistics seconds."""
     rows = []
-    for low, high in bins:
-        chosen = [o for o in outcomes if low <= o.true_count < high]
+    for name, chosen in groups.items():
         if chosen:
             rows.append(
                 [
-                    f"{low}–{high - 1}" if high < 10**9 else f"≥ {low}",
+                    name,
                     len(chosen),
                     f"{median([o.true_count for o in chosen]):.0f}",
                     f"{median([o.statistics.candidates for o in chosen]):.0f}",
+                    f"{np.median(relative_errors(chosen)):.2f}",
                     f"{median([o.precision for o in chosen]):.2f}",
                     f"{median([o.recall for o in chosen]):.2f}",
                     f"{median([o.statistics.cnr for o in chosen]):.2f}",
+                    f"{median([o.seconds for o in chosen]):.2f}",
                 ]
             )
-    table = markdown_table(
-        [
-            "true particles",
-            "micrographs",
-            "median true",
-            "median candidates",
-            "precision",
-            "recall",
-            "CNR",
-        ],
-        rows,
+    headers = ["micrographs", "median true", "median candidates", "median rel. error"]
+    headers += ["precision", "recall", "CNR", "stats s"]
+    return markdown_table([first, *headers], rows)
+
+
+def count_section(outcomes: list[Outcome]) -> str:
+    """Candidate count against the true count: overall, by density, structure and dose."""
+    true = np.array([o.true_count for o in outcomes], dtype=np.float64)
+    found = np.array([o.statistics.candidates for o in outcomes], dtype=np.float64)
+    bins = [(0, 20), (20, 80), (80, 200), (200, 400), (400, 10**9)]
+    by_density = {
+        (f"{low}–{high - 1}" if high < 10**9 else f"≥ {low}"): [
+            o for o in outcomes if low <= o.true_count < high
+        ]
+        for low, high in bins
+    }
+    by_structure = {
+        name: [o for o in outcomes if o.structure == name]
+        for name in dict.fromkeys(o.structure for o in outcomes)
+    }
+    doses = [(10, 20), (20, 35), (35, 50), (50, 61)]
+    by_dose = {
+        f"{low}–{high} e⁻/Å²": [o for o in outcomes if low <= o.dose < high] for low, high in doses
+    }
+    losses = [o for o in outcomes if lost(o)]
+    lost_text = ", ".join(
+        f"{o.structure} {o.true_count} true → {o.statistics.candidates}" for o in losses
     )
     return (
-        f"Median relative error of the candidate count {np.median(error):.2f}; correlation "
-        f"with the true count r = {correlation(found, true):.2f} (of the logs "
-        f"{correlation(np.log1p(found), np.log1p(true)):.2f}).\n\n" + table
+        f"Median relative error of the candidate count {np.median(relative_errors(outcomes)):.2f}; "
+        f"correlation with the true count r = {correlation(found, true):.2f} (of the logs "
+        f"{correlation(np.log1p(found), np.log1p(true)):.2f}); micrographs with ≥ 50 true "
+        f"particles reported empty or with < 25 % of their count: {len(losses)} of "
+        f"{sum(o.true_count >= 50 for o in outcomes)}"
+        + (f" ({lost_text})" if losses else "")
+        + ".\n\n"
+        + breakdown(outcomes, by_density, "true particles")
+        + "\n\n"
+        + breakdown(outcomes, by_structure, "structure")
+        + "\n\n"
+        + breakdown(outcomes, by_dose, "dose")
     )
 
 
@@ -175,17 +284,120 @@ def class_section(outcomes: dict[str, list[Outcome]]) -> str:
             for name, (_, spec) in CLASS_COLUMNS.items()
         ]
         common = ", ".join(f"{r} ({n})" for r, n in reasons.most_common(2)) or "–"
-        rows.append([label, *(verdicts.count(v) for v in VERDICTS), *medians, common])
+        agreeing = sum(agrees(label, o.statistics) for o in chosen)
+        rows.append([label, *(verdicts.count(v) for v in VERDICTS), *medians, common, agreeing])
     headers = [header for header, _ in CLASS_COLUMNS.values()]
-    return markdown_table(["class", *VERDICTS, *headers, "main reasons (not ready)"], rows)
+    return markdown_table(
+        ["class", *VERDICTS, *headers, "main reasons (not ready)", "as expected"], rows
+    )
+
+
+def agreement(outcomes: dict[str, list[Outcome]]) -> float:
+    """Share of the labelled micrographs whose verdict agrees with their class."""
+    judged = [agrees(label, o.statistics) for label, chosen in outcomes.items() for o in chosen]
+    return float(np.mean(judged)) if judged else float("nan")
+
+
+def real_outcomes(folder: Path, denoise_real: Callable) -> list[Outcome]:
+    """The labelled apoferritin micrographs, loaded and binned as benchmarks/real_data.py
+    does, denoised by `denoise_real` (image, pixel size) → (denoised, working pixel size)."""
+    from real_data import APOFERRITIN_DIAMETER, DEFAULT_TRUTH, binned, load_apoferritin
+
+    outcomes = []
+    for micrograph in load_apoferritin(folder, DEFAULT_TRUTH, 19):
+        denoised, working = denoise_real(micrograph.image, micrograph.pixel_size)
+        raw = binned(micrograph, working)
+        truth = micrograph.truth * micrograph.pixel_size / working
+        outcome = measure(raw, denoised, truth, working, APOFERRITIN_DIAMETER)
+        outcomes.append(replace(outcome, structure=f"apoferritin {micrograph.name}"))
+        print(
+            f"real {micrograph.name}: {outcome.true_count} labelled, "
+            f"{outcome.statistics.candidates} candidates, {outcome.statistics.verdict}",
+            flush=True,
+        )
+    return outcomes
+
+
+REAL_COLUMNS = ["micrograph", "labelled", "candidates", "precision", "recall", "CNR"]
+REAL_COLUMNS += ["verdict", "reasons"]
+
+
+def real_section(outcomes: list[Outcome]) -> str:
+    """Count and verdict per real micrograph."""
+    rows = [
+        [
+            o.structure.removeprefix("apoferritin "),
+            o.true_count,
+            o.statistics.candidates,
+            f"{o.precision:.2f}",
+            f"{o.recall:.2f}",
+            f"{o.statistics.cnr:.2f}",
+            o.statistics.verdict,
+            "; ".join(r.split(":")[0] for r in o.statistics.reasons) or "–",
+        ]
+        for o in outcomes
+    ]
+    verdicts = Counter(o.statistics.verdict for o in outcomes)
+    return (
+        f"Median relative error of the count {np.median(relative_errors(outcomes)):.2f}; "
+        + ", ".join(f"{verdicts[v]} {v}" for v in VERDICTS)
+        + ".\n\n"
+        + markdown_table(REAL_COLUMNS, rows)
+    )
+
+
+TARGETS = (
+    ("simulated: median relative count error", "≤ 0.15"),
+    ("simulated: correlation with the true count", "≥ 0.95"),
+    ("simulated: ≥ 50 true particles reported empty or < 25 %", "0"),
+    ("real apoferritin: median relative count error", "≤ 0.20"),
+    ("real apoferritin: micrographs ready", "all"),
+    ("verdict agreement with the classes", "≥ 90 %"),
+    ("statistics seconds, ≥ 200 vs < 80 true particles", "no growth"),
+)
+"""Issue 15's targets, in the order `targets_section` measures them."""
+
+
+def targets_section(
+    counted: list[Outcome], classes: dict[str, list[Outcome]], real: list[Outcome]
+) -> str:
+    """The targets against what this run measured, each held or missed."""
+    errors = relative_errors(counted)
+    true = np.array([o.true_count for o in counted], dtype=np.float64)
+    found = np.array([o.statistics.candidates for o in counted], dtype=np.float64)
+    r = correlation(found, true)
+    losses = sum(lost(o) for o in counted)
+    small = median([o.seconds for o in counted if o.true_count < 80])
+    large = median([o.seconds for o in counted if o.true_count >= 200])
+    real_error = float(np.median(relative_errors(real))) if real else float("nan")
+    ready = sum(o.statistics.verdict == "ready" for o in real)
+    share = agreement(classes)
+    measured = [
+        (f"{np.median(errors):.2f}", np.median(errors) <= 0.15),
+        (f"{r:.2f}", r >= 0.95),
+        (f"{losses}", losses == 0),
+        (f"{real_error:.2f}" if real else "not run", real_error <= 0.20),
+        (f"{ready} of {len(real)}" if real else "not run", bool(real) and ready == len(real)),
+        (f"{share:.0%}", share >= 0.9),
+        (f"{large:.2f} s vs {small:.2f} s", large <= 1.25 * small),
+    ]
+    rows = [
+        [name, target, value, "held" if held else "missed"]
+        for (name, target), (value, held) in zip(TARGETS, measured, strict=True)
+    ]
+    return markdown_table(["target", "issue 15", "measured", ""], rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--micrographs", type=int, default=50, help="Varying-density set.")
+    parser.add_argument("--crowded", type=int, default=6, help="Crowded micrographs.")
     parser.add_argument("--per-class", type=int, default=10, help="Micrographs per class.")
     parser.add_argument("--classes", default=",".join(CLASSES), help="Comma-separated.")
     parser.add_argument("--model", type=Path, default=None, help="Default: the shipped one.")
+    parser.add_argument(
+        "--apoferritin", type=Path, default=None, help="The real micrographs' folder."
+    )
     args = parser.parse_args()
     labels = [label.strip() for label in args.classes.split(",") if label.strip()]
     unknown = sorted(set(labels) - set(CLASSES))
@@ -194,24 +406,46 @@ def main() -> None:
 
     loaded = load_model(args.model or default_model_path())
     model_name = f"the model {args.model}" if args.model else "the shipped default model"
-    reference = load_reference()
+    structures = {}
+    for family, diameter in STRUCTURES:
+        built = structure(family, diameter)
+        name = "6MSM" if family == "reference" else family
+        structures[f"{name} {built.diameter:.0f} Å"] = built
+    reference_name, reference = next(iter(structures.items()))
+
+    def denoise_real(image: np.ndarray, pixel_size: float) -> tuple[np.ndarray, float]:
+        denoised, pixel = denoise_image(
+            image, pixel_size, loaded.model, loaded.pixel_size, DenoiseSettings()
+        )
+        return denoised.image, pixel
 
     def denoise(image: np.ndarray) -> np.ndarray:
-        denoised, pixel = denoise_image(
-            image, PIXEL_SIZE, loaded.model, loaded.pixel_size, DenoiseSettings()
-        )
+        denoised, pixel = denoise_real(image, PIXEL_SIZE)
         if pixel != PIXEL_SIZE:
             raise SystemExit(f"the model works at {pixel} Å/px, this benchmark at {PIXEL_SIZE}")
-        return denoised.image
+        return denoised
 
     start = time.perf_counter()
-    counts = np.geomspace(5, 400, args.micrographs).round().astype(int)
+    counts = np.geomspace(5, 600, args.micrographs).round().astype(int)
+    names = list(structures)
     density = []
     for i, count in enumerate(counts):
-        density.append(run_one(draw_params(1000 + i, particles=int(count)), reference, denoise))
+        name = names[i % len(names)]
+        dose = float(np.random.default_rng(1000 + i).uniform(*DOSES))
+        params = draw_params(1000 + i, particles=int(count), dose=dose)
+        density.append(run_one(params, structures[name], denoise, name))
         print(
-            f"density {i + 1}/{len(counts)}: {density[-1].true_count} true, "
-            f"{density[-1].statistics.candidates} candidates",
+            f"density {i + 1}/{len(counts)}: {name}, {dose:.0f} e⁻/Å², "
+            f"{density[-1].true_count} true, {density[-1].statistics.candidates} candidates",
+            flush=True,
+        )
+    crowded = []
+    for i in range(args.crowded):
+        params = draw_params(3000 + i, particles=CROWDED_PARTICLES)
+        crowded.append(run_one(params, reference, denoise, reference_name))
+        print(
+            f"crowded {i + 1}/{args.crowded}: {crowded[-1].true_count} true, "
+            f"{crowded[-1].statistics.candidates} candidates",
             flush=True,
         )
     classes: dict[str, list[Outcome]] = {}
@@ -221,38 +455,59 @@ def main() -> None:
                 draw_params(2000 + 100 * list(CLASSES).index(label) + i, **CLASSES[label]),
                 reference,
                 denoise,
+                reference_name,
             )
             for i in range(args.per_class)
         ]
         print(f"class {label}: {[o.statistics.verdict for o in classes[label]]}", flush=True)
-    everything = density + [o for chosen in classes.values() for o in chosen]
+    real = real_outcomes(args.apoferritin, denoise_real) if args.apoferritin else []
+    counted = density + crowded
+    everything = counted + [o for chosen in classes.values() for o in chosen]
     seconds = median([o.seconds for o in everything])
+    structure_list = ", ".join(names)
     body = (
-        f"Built-in reference (6MSM, D = {reference.diameter:.0f} Å = "
-        f"{reference.diameter / PIXEL_SIZE:.0f} px), 1024² micrographs at 4 Å/px "
-        "(a 4096² field at 1 Å binned ×4, 40 e⁻/Å², defocus 0.8–2.5 µm, ice 250–500 Å "
-        f"unless the class says otherwise), denoised in live mode by {model_name}; "
-        f"`micrograph_statistics` with the default thresholds took {seconds:.2f} s "
-        f"per micrograph (median, this CPU). Wall time {time.perf_counter() - start:.0f} s.\n\n"
-        f"### Candidate count, {len(density)} micrographs of 5–400 particles\n\n"
-        + density_section(density)
+        f"1024² micrographs at 4 Å/px (a 4096² field at 1 Å binned ×4, defocus 0.8–2.5 µm, "
+        f"ice 250–500 Å unless the class says otherwise), denoised in live mode by "
+        f"{model_name}; `micrograph_statistics` with the default thresholds at the "
+        f"structure's diameter took {seconds:.2f} s per micrograph (median, this CPU). "
+        f"Wall time {time.perf_counter() - start:.0f} s.\n\n"
+        "### Targets (issue 15)\n\n"
+        + targets_section(counted, classes, real)
+        + f"\n\n### Candidate count, {len(density)} + {len(crowded)} micrographs\n\n"
+        f"{len(density)} micrographs of 5–600 requested particles, dose 10–60 e⁻/Å², "
+        f"structures in turn: {structure_list}; and {len(crowded)} crowded ones "
+        f"({CROWDED_PARTICLES[0]}–{CROWDED_PARTICLES[1]} of {reference_name} requested, "
+        "40 e⁻/Å²). The true count is what fits in the field.\n\n"
+        + count_section(counted)
         + f"\n\n### Verdict by class, {args.per_class} micrographs each\n\n"
-        "Classes: good (150–350 particles); empty (3–12 particles); thick ice (1000–1500 Å); "
-        "aggregated (70 % of particles in touching clumps of ~6); carbon (the field's centre "
-        "on carbon, the hole's rim 0.2 of the field away, ≈ 75 % carbon).\n\n"
+        f"{reference_name} at 40 e⁻/Å². Classes: good (150–350 particles); empty (3–12 "
+        "particles); thick ice (1000–1500 Å); aggregated (70 % of particles in touching "
+        "clumps of ~6); carbon (the field's centre on carbon, the hole's rim 0.2 of the "
+        "field away, ≈ 75 % carbon). As expected: good → ready; empty → not ready for too "
+        "few particles or empty; thick ice → not ready naming thick ice or low contrast; "
+        "aggregated → naming aggregation; carbon → naming carbon. Agreement "
+        f"{agreement(classes):.0%}.\n\n"
         + class_section(classes)
         + f"\n\nMedian CNR of the candidates over all {len(everything)} micrographs: raw "
         f"{median([o.statistics.cnr_raw for o in everything]):.2f}, denoised "
         f"{median([o.statistics.cnr for o in everything]):.2f} (same positions; the "
         "candidates are found on the denoised image, so both are selected, not unbiased)."
     )
+    if real:
+        body += (
+            "\n\n### Real micrographs: apoferritin (EMPIAR-10146)\n\n"
+            "The 19 labelled PNGs (1.5 Å/px, D = 120 Å), binned to the model's pixel size "
+            "and denoised as `streamdenoise denoise` does (with its do-no-harm guard).\n\n"
+            + real_section(real)
+        )
     print(body)
-    write_section(
-        "Picking readiness",
-        body,
+    command = (
         f"python benchmarks/readiness.py --micrographs {args.micrographs} "
-        f"--per-class {args.per_class} --classes '{','.join(labels)}'",
+        f"--crowded {args.crowded} --per-class {args.per_class} --classes '{','.join(labels)}'"
     )
+    if args.apoferritin:
+        command += " --apoferritin '<AutoCryoPicker>/cryo-EM Dataset'"
+    write_section("Picking readiness", body, command)
 
 
 if __name__ == "__main__":

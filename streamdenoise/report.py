@@ -18,6 +18,7 @@ SERIES = (
     ("density_per_um2", "candidates per µm²"),
     ("cnr", "particle CNR (denoised)"),
     ("empty_fraction", "empty fraction of the hole"),
+    ("background_structure", "background structure (× noise; thick ice when few particles)"),
     ("carbon_fraction", "carbon / contamination fraction"),
 )
 VERDICT_COLOURS = {"ready": "#2e7d32", "marginal": "#f9a825", "not ready": "#c62828"}

@@ -12,6 +12,7 @@ from streamdenoise.stats.noise import robust_noise_sigma
 from streamdenoise.stats.readiness import (
     MicrographStatistics,
     ReadinessThresholds,
+    background_structure,
     block_mean,
     carbon_mask,
     fdr_threshold,
@@ -38,14 +39,16 @@ def field(
     background: np.ndarray | None = None,
     raw_noise: float = 10.0,
     seed: int = 0,
+    disk: float = DIAMETER,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(raw, denoised): dark disks of DIAMETER px, 30 counts deep, on `background` (default
-    flat at 100 counts) plus white noise of std `raw_noise` (raw) and 1 (denoised)."""
+    """(raw, denoised): dark disks of `disk` px (default DIAMETER), 30 counts deep, on
+    `background` (default flat at 100 counts) plus white noise of std `raw_noise` (raw) and
+    1 (denoised)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:SIZE, 0:SIZE]
     clean = np.full((SIZE, SIZE), 100.0) if background is None else background.copy()
     for x, y in positions:
-        clean -= 30.0 * (np.hypot(xx - x, yy - y) <= DIAMETER / 2)
+        clean -= 30.0 * (np.hypot(xx - x, yy - y) <= disk / 2)
     return clean + rng.normal(0, raw_noise, clean.shape), clean + rng.normal(0, 1, clean.shape)
 
 
@@ -110,13 +113,23 @@ def test_large_dark_region_is_carbon_and_a_ramp_is_not() -> None:
     assert not carbon_mask(-field([])[0], DIAMETER).any()  # not counts: not judged
 
 
-def test_touching_pairs_are_aggregated() -> None:
-    pairs = [(x + dx, y) for x, y in grid(20, 230, 20, 240, 40) for dx in (0.0, 0.9 * DIAMETER)]
-    result = statistics(*field(pairs))
-    assert result.candidates == len(pairs)
-    assert result.aggregated_fraction == result.crowded_fraction == 1.0
-    assert result.verdict == "not ready"
-    assert "aggregated: 100% of picks touching > 10%" in result.reasons
+def test_overlapping_pairs_are_aggregated() -> None:
+    """Pairs 0.8·D apart (cores of D/2 drawn, so that the picker resolves them: whole
+    disks that close merge into one peak) are aggregated; a diameter apart, side by side,
+    they are crowded but not aggregated."""
+    results = {}
+    for spacing in (0.8, 1.0):
+        pairs = [
+            (x + dx, y) for x, y in grid(20, 230, 20, 240, 40) for dx in (0, spacing * DIAMETER)
+        ]
+        results[spacing] = statistics(*field(pairs, disk=DIAMETER / 2))
+        assert results[spacing].candidates == len(pairs)
+        assert results[spacing].crowded_fraction == 1.0
+    assert results[0.8].aggregated_fraction == 1.0
+    assert results[0.8].verdict == "not ready"
+    assert "aggregated: 100% of picks overlapping > 8%" in results[0.8].reasons
+    assert results[1.0].aggregated_fraction == 0.0
+    assert results[1.0].verdict == "ready"
 
 
 def test_ramp_background_has_high_low_frequency_power() -> None:
@@ -208,6 +221,7 @@ def micrograph(cnr: float, empty: float, verdict: str = "ready", count: int = 10
                 "crowded_fraction",
                 "aggregated_fraction",
                 "carbon_fraction",
+                "background_structure",
             ),
             nan,
         ),
@@ -300,3 +314,47 @@ def test_block_means_cover_the_edge_blocks() -> None:
         np.pad(image, ((0, 2), (0, 3)), mode="edge")[8:, 8:].mean()
     )
     assert np.array_equal(block_mean(image, 1), image)
+
+
+def texture(strength: float, seed: int = 5) -> np.ndarray:
+    """A background (SIZE, SIZE) of 100 counts plus smooth random texture at the particle
+    scale (white noise blurred with σ = D/4), `strength` counts std."""
+    from streamdenoise.stats.filters import gaussian_blur
+
+    noise = gaussian_blur(np.random.default_rng(seed).normal(size=(SIZE, SIZE)), DIAMETER / 4)
+    return 100.0 + strength * noise / noise.std()
+
+
+def test_background_structure_is_texture_over_shot_noise() -> None:
+    nothing = np.empty((0, 2))
+    excluded = np.zeros((SIZE, SIZE), dtype=bool)
+    counts = np.random.default_rng(3).poisson(100.0, (SIZE, SIZE)).astype(np.float64)
+    assert background_structure(counts, nothing, DIAMETER, excluded) < 0.2  # shot noise only
+    textured = counts + texture(5.0) - 100.0
+    assert background_structure(textured, nothing, DIAMETER, excluded) > 1.0
+    # Rescaled (not counts: noise variance ≠ mean), not measured.
+    assert math.isnan(background_structure(50 * textured + 3, nothing, DIAMETER, excluded))
+
+
+def test_few_particles_on_flat_ice_are_empty_on_textured_ice_thick() -> None:
+    few = grid(20, 80, 20, 110, 30)  # six particles in one corner of the hole
+    flat = statistics(*field(few))
+    assert flat.background_structure < 0.5
+    assert flat.verdict == "not ready"
+    assert any(r.startswith("empty: ") and "6 ± " in r for r in flat.reasons)
+    assert not any(r.startswith("thick ice") for r in flat.reasons)
+    # The same six particles in ice with particle-scale texture (thick ice, hidden
+    # particles): not "empty", but "thick ice or low contrast".
+    thick = statistics(*field(few, texture(6.0)))
+    assert thick.background_structure > 0.5
+    assert thick.verdict == "not ready"
+    assert any(r.startswith("thick ice or low contrast: ") for r in thick.reasons)
+    assert not any(r.startswith("empty: ") for r in thick.reasons)
+    # Not in counts (rescaled): flatness unknown, so only "too few particles".
+    raw, denoised = field(few)
+    rescaled = statistics(50 * raw + 3, denoised)
+    assert math.isnan(rescaled.background_structure) and rescaled.verdict == "not ready"
+    assert rescaled.reasons[0].startswith("too few particles: ")
+    assert not any(r.startswith(("empty", "thick ice")) for r in rescaled.reasons)
+    # Enough particles: neither, whatever the background.
+    assert not any(r.startswith(("thick ice", "empty")) for r in statistics(*field(SPREAD)).reasons)
