@@ -1,6 +1,7 @@
-"""Gaussian filters by FFT: blur, difference of Gaussians. Pure, in torch (float64): an
-image given as a tensor is filtered on its device and stays there; one given as a numpy
-array is filtered on the CPU (sharing its memory) and comes back as an array."""
+"""Gaussian filters by FFT: blur, difference of Gaussians. Pure, in torch (float64 in and
+out, the FFTs in `FFT_DTYPE`): an image given as a tensor is filtered on its device and
+stays there; one given as a numpy array is filtered on the CPU (sharing its memory) and
+comes back as an array."""
 
 from __future__ import annotations
 
@@ -60,8 +61,9 @@ def cpu_threads(count: int) -> Iterator[None]:
 
 
 def fast_fft_length(n: int) -> int:
-    """The smallest integer ≥ n (n ≥ 1) with no prime factor above 7: a length pocketfft
-    transforms several times faster than a neighbour with a large prime factor."""
+    """The smallest integer ≥ n (n ≥ 1) with no prime factor above 7: a length FFT
+    libraries (pocketfft, MKL, cuFFT) transform several times faster than a neighbour with
+    a large prime factor."""
     length = max(n, 1)
     while True:
         rest = length
