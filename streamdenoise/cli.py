@@ -149,6 +149,7 @@ def denoise(
         out, label = settings.output_dir, str(settings.denoise.model or "default")
         plan = plan_denoise(settings, files, given, label)
         runtime = load_runtime(settings.denoise.model, settings.denoise.device, compile_model=False)
+        plan.make_places(settings)
     failures = 0
     with _progress(TextColumn("{task.fields[info]}")) as progress:
         task = progress.add_task("denoising", total=len(files), info="")

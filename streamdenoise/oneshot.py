@@ -26,6 +26,15 @@ class OneShot:
     options: OutputOptions
     lists: SessionLists | None
 
+    def make_places(self, settings: Settings) -> None:
+        """Create the output folder (mirrored: also read an `optics_from` STAR); after the
+        model has loaded, so that a bad model file leaves nothing behind. ValueError (or
+        FileProblem) naming the problem."""
+        if self.lists is None:
+            writable_folder(self.layout.out_dir, "--out")
+        else:
+            settings.check_places()
+
     def done(self, source: Path, outputs: dict[str, str]) -> None:
         """Record a denoised micrograph (its outputs relative to OUT) for the lists."""
         if self.lists is not None:
@@ -40,10 +49,10 @@ class OneShot:
 def plan_denoise(
     settings: Settings, files: Sequence[Path], given: Mapping[str, Any], model_label: str
 ) -> OneShot:
-    """The outputs of `denoise` for `files`, checked before any work: SettingsError for a
-    flag of the mirrored layout given without --mirror; ValueError naming the files when
-    a denoised MRC would overwrite an input or another's output; the output folder is
-    created (ValueError when it cannot be)."""
+    """The outputs of `denoise` for `files`, checked before any work (nothing is created:
+    `OneShot.make_places`): SettingsError for a flag of the mirrored layout given without
+    --mirror; ValueError naming the files when a denoised MRC would overwrite an input or
+    another's output."""
     out, suffix = settings.output_dir, settings.outputs.suffix
     if not settings.outputs.mirror:
         flags = [key for key in OUTPUT_KEYS if given.get(key) is not None]
@@ -52,7 +61,6 @@ def plan_denoise(
             raise SettingsError(f"{named}: only with --mirror (--flat writes the MRCs alone)")
         layout = OutputLayout(out, out, suffix, folders=False)
         check_targets(files, layout)
-        writable_folder(out, "--out")
         options = replace(
             settings.output_options(model_label), zarr=False, thumbnails=False,
             diameter_angstrom=None, sidecar=False,
@@ -60,7 +68,6 @@ def plan_denoise(
         return OneShot(layout, options, None)
     layout = OutputLayout(common_folder(files), out, suffix)
     check_targets(files, layout)
-    settings.check_places()
     given_diameter = settings.readiness.particle_diameter
     source = "given" if given_diameter else f"default ({DEFAULT_DIAMETER:g} Å)"
     options = replace(settings.output_options(model_label), diameter_source=source)
