@@ -23,7 +23,9 @@ Image = TypeVar("Image", np.ndarray, torch.Tensor)
 """An image (..., H, W): a numpy array or a tensor; the filters give back the same kind."""
 
 
-def as_tensor(image: np.ndarray | torch.Tensor, device: torch.device | str | None = None):
+def as_tensor(
+    image: np.ndarray | torch.Tensor, device: torch.device | str | None = None
+) -> torch.Tensor:
     """`image` as a float64 tensor on `device` (default: a tensor's own device, else the
     CPU); a float64 array or tensor already there is shared, not copied."""
     if isinstance(image, torch.Tensor):
