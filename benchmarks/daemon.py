@@ -8,8 +8,12 @@ file, written like an acquisition: hidden temporary, then rename) while `streamd
 watch` runs as its own process with the default model, and deletes inputs once they are
 done (disk stays bounded). Two phases:
 
-1. sustained throughput: the feeder keeps two micrographs waiting, so the daemon never
-   idles; micrographs per hour = completions over the phase's wall time;
+1. sustained throughput: the feeder keeps two micrographs waiting that the daemon has not
+   started (not yet `processing` or `done` in its journal), so the model stage never
+   idles for want of input, as when it catches up on a backlog; micrographs per hour =
+   completions over the phase's wall time. (Until 2026-12-02 it kept two not yet done,
+   which counted the ones in flight: the model stage then waited a third of the phase
+   for the next file to be fed, settle and be read, py-spy showed);
 2. latency: one micrograph every --rate seconds (slower than capacity, like a
    microscope); latency = outputs written − input file complete (its mtime), from the
    journal; median and p95.
@@ -104,11 +108,15 @@ def main() -> None:
     daemon = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     rss: list[float] = []
 
-    def done_count() -> int:
+    def count(*states: str) -> int:
+        """Micrographs in the journal in one of `states`."""
         try:
-            return sum(1 for _, state, _, _ in journal(out) if state == "done")
+            return sum(1 for _, state, _, _ in journal(out) if state in states)
         except sqlite3.Error:
             return 0
+
+    def done_count() -> int:
+        return count("done")
 
     def tick() -> None:
         """Sample the daemon's memory, drop finished inputs (bounded disk), wait 0.5 s."""
@@ -138,11 +146,11 @@ def main() -> None:
 
     try:
         wait_until(lambda: (out / "status.json").exists())
-        # Phase 1: sustained throughput with two micrographs always waiting.
+        # Phase 1: sustained throughput with two micrographs always waiting, not started.
         fed = 0
         phase_start = None
         while fed < args.micrographs:
-            waiting = fed - done_count()
+            waiting = fed - count("processing", "done", "failed", "quarantined")
             if waiting < 2:
                 feed(pool, watch, fed)
                 fed += 1

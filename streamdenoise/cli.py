@@ -131,31 +131,25 @@ def simulate(
 
 
 @app.command()
-@opt.with_settings(*opt.DENOISE)
+@opt.with_settings(*opt.DENOISE, "mirror", *opt.OUTPUT_KEYS)
 def denoise(
     files: opt.DenoiseFiles,
     config: opt.Config = None,
     **given: Any,
 ) -> None:
-    """Denoise micrographs once (no daemon); writes OUT/<stem><suffix>.mrc at the working
-    pixel size. Reads the denoise and outputs tables of --config."""
-    from dataclasses import replace
-
-    from streamdenoise.outputs import OutputLayout, check_targets
+    """Denoise micrographs once (no daemon) at the working pixel size: OUT/<stem><suffix>.mrc,
+    or with --mirror what watch and batch write, in their layout. Reads the denoise,
+    outputs and readiness tables of --config; never overwrites an input."""
+    from streamdenoise.oneshot import plan_denoise
     from streamdenoise.processing import process_micrograph
     from streamdenoise.runtime import load_runtime
 
     with _reported():
         settings = load_settings(config, given)
         out, label = settings.output_dir, str(settings.denoise.model or "default")
+        plan = plan_denoise(settings, files, given, label)
         runtime = load_runtime(settings.denoise.model, settings.denoise.device, compile_model=False)
-        layout = OutputLayout(out, out, settings.outputs.suffix, folders=False)
-        check_targets(files, layout)
-        writable_folder(out, "--out")
-    options = replace(
-        settings.output_options(label), zarr=False, thumbnails=False, diameter_angstrom=None,
-        sidecar=False,
-    )  # fmt: skip
+        plan.make_places(settings)
     failures = 0
     with _progress(TextColumn("{task.fields[info]}")) as progress:
         task = progress.add_task("denoising", total=len(files), info="")
@@ -163,10 +157,11 @@ def denoise(
             try:
                 results = process_micrograph(
                     path, runtime.network, runtime.loaded.pixel_size, settings.denoise.settings(),
-                    layout, options, input_pixel_size=settings.denoise.input_pixel_size,
+                    plan.layout, plan.options, input_pixel_size=settings.denoise.input_pixel_size,
                     device=runtime.device,
                 )  # fmt: skip
-                target = layout.denoised_mrc(path)
+                plan.done(path, results.outputs)
+                target = plan.layout.denoised_mrc(path)
                 progress.update(task, info=f"{target.name} {results.pixel_size:.2f} Å/px")
                 if results.guard is not None and not results.guard.passed:
                     console.print(f"[yellow]{path}:[/] {results.guard.summary()}")
@@ -174,6 +169,8 @@ def denoise(
                 failures += 1
                 _say("failed", _about(path, error))
             progress.advance(task)
+    with _reported():
+        plan.finish()
     console.print(f"Denoised {len(files) - failures} of {len(files)} micrographs into {out}")
     if failures:
         raise typer.Exit(code=1)

@@ -128,7 +128,10 @@ class OutputsTable(Table):
     disk); voltage_kv, cs_mm (spherical aberration), amplitude_contrast: the micrographs STAR's
     optics table, unless optics_from names an upstream micrographs STAR to copy it from;
     relion_project: STAR paths are written relative to it (default: absolute);
-    picks_frame: candidate coordinates in the input's pixels, the denoised's, or both."""
+    picks_frame: candidate coordinates in the input's pixels, the denoised's, or both;
+    mirror: `denoise` writes the layout of `watch` and `batch` (folders below the inputs'
+    common folder, sidecars, picks, thumbnails, OME-Zarr, STAR lists) instead of
+    OUT/<stem><suffix>.mrc alone (`watch` and `batch` always do)."""
 
     out_dir: PathSetting | None = None
     state_dir: PathSetting | None = None
@@ -137,6 +140,7 @@ class OutputsTable(Table):
     zarr: bool = True
     thumbnails: bool = True
     picks_frame: Literal["input", "denoised", "both"] = "input"
+    mirror: bool = False
     voltage_kv: float = 300.0
     cs_mm: float = 2.7
     amplitude_contrast: float = 0.1
@@ -247,6 +251,10 @@ TABLES: dict[str, type[Table]] = {
 }
 TABLE_OF = {key: table for table, model in TABLES.items() for key in model.model_fields}
 """The table of each setting; every key is in one table only (flags map by name)."""
+OUTPUT_KEYS = ("zarr", "picks_frame", "voltage_kv", "cs_mm", "amplitude_contrast")
+OUTPUT_KEYS += ("optics_from", "relion_project", "particle_diameter", "statistics")
+"""Settings (with a flag) of the outputs besides the denoised MRCs: of `batch`, `watch`
+and `denoise --mirror` (the flat `denoise` writes the MRCs alone)."""
 RENAMED: dict[str, str | None] = {
     "background_scale": "flatten_background",
     "spherical_aberration_mm": "cs_mm",

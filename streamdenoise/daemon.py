@@ -491,7 +491,13 @@ class Daemon:
         """Writer thread: statistics and outputs of one micrograph, then the journal (done),
         the session adapter and the diameter estimate (both offered the micrograph)."""
         results = write_results(
-            self.layout, item.path, prepared, denoised, seconds, self.model.output_options
+            self.layout,
+            item.path,
+            prepared,
+            denoised,
+            seconds,
+            self.model.output_options,
+            self.model.device,
         )
         self.model.offer_for_diameter(denoised.image, prepared.pixel_size)
         latency = time.time() - item.mtime_ns / 1e9

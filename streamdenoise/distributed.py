@@ -29,7 +29,7 @@ from streamdenoise.io.relion import OpticsSettings
 from streamdenoise.lock import exclusive_lock
 from streamdenoise.model.modelfile import model_digest
 from streamdenoise.model.pipeline import DenoiseSettings
-from streamdenoise.outputs import OutputLayout, SessionLists
+from streamdenoise.outputs import OutputLayout, SessionLists, common_folder
 from streamdenoise.processing import (
     DEFAULT_DIAMETER,
     OutputOptions,
@@ -233,8 +233,7 @@ def find_inputs(inputs: list[Path], exclude: tuple[Path, ...] = ()) -> tuple[lis
     files = sorted(p for p in found if not any(p.is_relative_to(folder) for folder in skip))
     if not files:
         raise ValueError("no micrographs (*.mrc, *.tif, *.tiff) among the inputs")
-    roots = [os.path.abspath(p if Path(p).is_dir() else Path(p).parent) for p in inputs]
-    return files, Path(os.path.commonpath(roots))
+    return files, common_folder(inputs)
 
 
 def local_cluster(workers: int, threads_per_worker: int, gpu: bool) -> LocalCluster:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from streamdenoise.config import TABLE_OF, TABLES, bare_type
+from streamdenoise.config import OUTPUT_KEYS, TABLE_OF, TABLES, bare_type
 
 KEYWORD_ONLY = inspect.Parameter.KEYWORD_ONLY
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -160,6 +160,13 @@ _declare(
     "Pixels of the candidate coordinates: input (OUT/picks/, OUT/coordinates.star), "
     "denoised (OUT/picks_denoised/, OUT/coordinates_denoised.star) or both.",
 )
+_declare(
+    "mirror",
+    "denoise: write what watch and batch write, in their layout: OUT/denoised/<path below "
+    "the inputs' common folder><suffix>.mrc with its .json sidecar, OUT/picks/, "
+    "OUT/thumbnails/, OME-Zarr and the STAR lists (--flat: OUT/<stem><suffix>.mrc only).",
+    flags="--mirror/--flat",
+)
 _declare("voltage_kv", "Voltage (kV), STAR optics table.")
 _declare("cs_mm", "Spherical aberration (mm), STAR optics table.")
 _declare("amplitude_contrast", "Amplitude contrast, STAR optics.")
@@ -195,8 +202,7 @@ _declare("status_interval", "Seconds between headless summary lines.", callback=
 DENOISE = ("model", "device", "input_pixel_size", "bin", "pixel_size", "batch_size", "tile")
 DENOISE += ("overlap", "guard", "flatten_background", "out_dir", "suffix", "float16")
 """The options of `denoise`, and of `batch` and `watch` too."""
-SESSION = ("state_dir", "zarr", "picks_frame", "voltage_kv", "cs_mm", "amplitude_contrast")
-SESSION += ("optics_from", "relion_project", "particle_diameter", "statistics")
+SESSION = ("state_dir", *OUTPUT_KEYS)
 """The options of the session outputs, of `batch` and `watch`."""
 WATCH = ("include", "exclude", "polling", "settle_seconds", "timeout_seconds", "order")
 WATCH += ("rescan_interval", "adapt_after", "adapt_steps", "compile", "headless")

@@ -14,8 +14,8 @@ OUT/coordinates.star, OUT/coordinates_denoised.star                   RELION 4/5
 STATE/status.json, STATE/journal.sqlite, STATE/.lock                  daemon state (STATE
                                                                       defaults to OUT)
 
-`streamdenoise denoise` uses the flat form of the same layout (`folders=False`): only
-OUT/<stem + suffix>.mrc.
+`streamdenoise denoise` writes this layout with `--mirror` (paths relative to the inputs'
+common folder), else its flat form (`folders=False`): only OUT/<stem + suffix>.mrc.
 
 The journal records each micrograph's outputs relative to OUT, so a moved output folder
 keeps its record.
@@ -326,9 +326,16 @@ class SessionLists:
         write_session_lists(self.layout, list(self._done.values()), self.optics)
 
 
+def common_folder(paths: Sequence[Path]) -> Path:
+    """The deepest folder holding every path of `paths` (files, or folders themselves),
+    absolute: what `batch` and `denoise --mirror` mirror below OUT."""
+    folders = [os.path.abspath(p if Path(p).is_dir() else Path(p).parent) for p in paths]
+    return Path(os.path.commonpath(folders))
+
+
 def check_targets(files: Sequence[Path], layout: OutputLayout) -> None:
-    """Raise ValueError, naming the files, before any work when an output
-    (OUT/<stem><suffix>.mrc) would overwrite an input or another output of the run."""
+    """Raise ValueError, naming the files, before any work when a denoised MRC of the run
+    would overwrite an input or another denoised MRC of the run."""
     inputs = {os.path.realpath(path): path for path in files}
     claimed: dict[str, Path] = {}
     for path in files:
@@ -341,8 +348,8 @@ def check_targets(files: Sequence[Path], layout: OutputLayout) -> None:
             )
         if key in claimed:
             raise ValueError(
-                f"{claimed[key]} and {path} would both be written to {target}; denoise them "
-                "into different --out folders"
+                f"{claimed[key]} and {path} would both be written to {target}; add --mirror "
+                "to keep their folders below OUT, or denoise them into different --out folders"
             )
         claimed[key] = path
 

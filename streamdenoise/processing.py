@@ -139,9 +139,11 @@ def write_results(
     result: Denoised,
     seconds: float,
     options: OutputOptions,
+    device: torch.device | str | None = None,
 ) -> Results:
-    """Compute the picking statistics and write every output of one denoised micrograph
-    (the sidecar records the do-no-harm guard's verdict)."""
+    """Compute the picking statistics (their filters on `device`, the model's; default the
+    CPU) and write every output of one denoised micrograph (the sidecar records the
+    do-no-harm guard's verdict)."""
     denoised = result.image
     record: dict[str, object] = {
         "noise_sigma": prepared.sigma,
@@ -160,6 +162,7 @@ def write_results(
                 prepared.pixel_size,
                 options.diameter_angstrom,
                 options.thresholds,
+                device,
             )
         record["readiness"] = {
             **statistics.to_dict(),
@@ -224,4 +227,5 @@ def process_micrograph(
     start = time.perf_counter()
     prepared = read_prepared(path, model_pixel_size, settings, input_pixel_size)
     denoised = denoise_prepared([prepared], model, settings, device)[0]
-    return write_results(layout, path, prepared, denoised, time.perf_counter() - start, options)
+    seconds = time.perf_counter() - start
+    return write_results(layout, path, prepared, denoised, seconds, options, device)

@@ -10,7 +10,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
-from readers import assert_valid_mrc
+from readers import assert_valid_mrc, star_tables, strict_json
 
 import streamdenoise
 
@@ -177,6 +177,72 @@ def test_denoise_refuses_to_overwrite_an_input_or_its_own_outputs(
     result = run("denoise", str(micrographs[0]), str(twin), "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "would both be written to" in result.stderr
     assert not (tmp_path / "o").exists()  # refused before any work
+
+
+def _grid_squares(session: Path, root: Path) -> list[Path]:
+    """Two session micrographs as EPU lays them out, under one name in two folders:
+    ROOT/GridSquare_{1,2}/Data/FoilHole_1.mrc."""
+    micrographs = sorted((session / "micrographs").glob("*.mrc"))[:2]
+    copies = []
+    for square, micrograph in enumerate(micrographs, start=1):
+        copy = root / f"GridSquare_{square}" / "Data" / "FoilHole_1.mrc"
+        copy.parent.mkdir(parents=True)
+        copy.write_bytes(micrograph.read_bytes())
+        copies.append(copy)
+    return copies
+
+
+def test_denoise_mirror_writes_what_watch_writes_below_the_inputs_common_folder(
+    session: Path, tmp_path: Path
+) -> None:
+    inputs = _grid_squares(session, tmp_path / "Movies")
+    out = tmp_path / "den"
+    args = ["denoise", *map(str, inputs), "--out", str(out), "--device", "cpu", "--mirror"]
+    result = run(*args, "--particle-diameter", "120", "--picks-frame", "both", "--no-zarr")
+    assert result.returncode == 0, result.stderr
+    for square in ("GridSquare_1", "GridSquare_2"):
+        mrc = out / "denoised" / square / "Data" / "FoilHole_1.mrc"
+        assert_valid_mrc(mrc)
+        sidecar = strict_json(mrc.with_suffix(".json"))
+        assert sidecar["source"].endswith(f"{square}/Data/FoilHole_1.mrc")
+        readiness = sidecar["readiness"]
+        assert readiness["diameter_angstrom"] == 120.0
+        assert readiness["diameter_source"] == "given"
+        for folder in ("picks", "picks_denoised"):
+            picks = out / folder / square / "Data"
+            assert (picks / "FoilHole_1.star").is_file() and (picks / "FoilHole_1.box").is_file()
+        assert (out / "thumbnails" / square / "Data" / "FoilHole_1.png").is_file()
+    listed = star_tables(out / "micrographs_denoised.star")["micrographs"]
+    assert len(listed) == 2
+    assert (out / "coordinates.star").is_file() and not (out / "denoised.zarr").exists()
+
+
+def test_denoise_mirror_never_overwrites_an_input(session: Path, tmp_path: Path) -> None:
+    """An input inside OUT/denoised/ is where its own mirror would go: refused before any
+    work, the input untouched."""
+    micrograph = next((session / "micrographs").glob("*.mrc"))
+    inside = tmp_path / "den" / "denoised" / "FoilHole_1.mrc"
+    inside.parent.mkdir(parents=True)
+    inside.write_bytes(micrograph.read_bytes())
+    result = run("denoise", str(inside), "--out", str(tmp_path / "den"), "--mirror")
+    assert result.returncode == 2 and "would overwrite the input" in result.stderr
+    assert str(inside) in result.stderr
+    assert inside.read_bytes() == micrograph.read_bytes()
+    assert sorted(tmp_path.rglob("*")) == [inside.parent.parent, inside.parent, inside]
+
+
+def test_denoise_flat_names_same_named_inputs_and_refuses_mirror_only_flags(
+    session: Path, tmp_path: Path
+) -> None:
+    inputs = _grid_squares(session, tmp_path / "Movies")
+    out = tmp_path / "den"
+    result = run("denoise", *map(str, inputs), "--out", str(out))
+    assert result.returncode == 2 and "would both be written to" in result.stderr
+    assert all(str(path) in result.stderr for path in inputs) and "--mirror" in result.stderr
+    result = run("denoise", str(inputs[0]), "--out", str(out), "--particle-diameter", "120")
+    assert result.returncode == 2, result.stderr
+    assert "--particle-diameter: only with --mirror" in result.stderr
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("kind", ["file", "read-only"])

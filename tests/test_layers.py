@@ -14,7 +14,8 @@ The floors, lowest first (`FLOORS`, the one place the order is written down):
    `status` (the daemon's published snapshots);
 5. `processing` (the one path for one micrograph);
 6. `config` (settings of every command, validated);
-7. `daemon`, `distributed` and `options` (the CLI's shared option declarations);
+7. `daemon`, `distributed`, `oneshot` (what `denoise` writes) and `options` (the CLI's
+   shared option declarations);
 8. `demo` (a simulated session through the daemon);
 9. `cli`.
 
@@ -43,7 +44,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("outputs", "acquisition", "report", "dashboard", "session_adaptation", "runtime", "status"),
     ("processing",),
     ("config",),
-    ("daemon", "distributed", "options"),
+    ("daemon", "distributed", "oneshot", "options"),
     ("demo",),
     ("cli",),
 )

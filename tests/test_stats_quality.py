@@ -138,7 +138,8 @@ def test_difference_of_gaussians_is_the_difference_of_two_blurs():
     band = difference_of_gaussians(image, 2.0, 3.2)
     expected = gaussian_blur(image, 2.0) - gaussian_blur(image, 3.2)
     assert band.shape == image.shape
-    assert np.allclose(band[12:-12, 12:-12], expected[12:-12, 12:-12], atol=1e-9)
+    # to the rounding of float32 FFTs (FFT_DTYPE): 1e-6 of the variation (5)
+    assert np.allclose(band[12:-12, 12:-12], expected[12:-12, 12:-12], atol=5e-6)
     assert np.allclose(gaussian_blur(np.full((37, 53), 4.0), 5.0), 4.0)
 
 

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 
 import numpy as np
 import pytest
+import torch
 
+from streamdenoise.stats import filters, readiness
+from streamdenoise.stats.filters import (
+    cpu_threads,
+    fast_fft_length,
+    gaussian_blur,
+    gaussian_transfer,
+)
 from streamdenoise.stats.noise import robust_noise_sigma
 from streamdenoise.stats.readiness import (
     MicrographStatistics,
@@ -358,3 +367,92 @@ def test_few_particles_on_flat_ice_are_empty_on_textured_ice_thick() -> None:
     assert not any(r.startswith(("empty", "thick ice")) for r in rescaled.reasons)
     # Enough particles: neither, whatever the background.
     assert not any(r.startswith(("thick ice", "empty")) for r in statistics(*field(SPREAD)).reasons)
+
+
+def _carbon_field(seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """A field with carbon over its left third (the dilation's path) and particles."""
+    xx = np.mgrid[0:SIZE, 0:SIZE][1]
+    background = np.where(xx < SIZE // 3, 70.0, 100.0)
+    return field([p for p in SPREAD if p[0] > SIZE / 2], background, seed=seed)
+
+
+def _float64_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """The oracle: `gaussian_blur` in numpy float64 (reflected pad, pocketfft)."""
+    pad = min(int(3 * sigma) + 1, *image.shape)
+    widths = [(pad, fast_fft_length(n + 2 * pad) - n - pad) for n in image.shape]
+    padded = np.pad(image, widths, mode="reflect")
+    transfer = gaussian_transfer(padded.shape, sigma)
+    blurred = np.fft.irfft2(np.fft.rfft2(padded) * transfer, s=padded.shape)
+    return blurred[pad : pad + image.shape[0], pad : pad + image.shape[1]]
+
+
+def test_torch_blur_matches_float64_numpy_and_stays_on_its_device() -> None:
+    raw, _ = _carbon_field()
+    tiny = np.random.default_rng(1).normal(size=(3, 5))  # pads longer than the image
+    for image, sigma in ((raw, 0.7), (raw, 4.0), (raw, 30.0), (tiny, 4.0)):
+        blurred = gaussian_blur(torch.as_tensor(image, device="cpu"), sigma)
+        assert isinstance(blurred, torch.Tensor) and blurred.dtype == torch.float64
+        assert blurred.device.type == "cpu"
+        spread = float(np.ptp(image))
+        np.testing.assert_allclose(blurred.numpy(), _float64_blur(image, sigma), atol=1e-6 * spread)
+        assert isinstance(gaussian_blur(image, sigma), np.ndarray)  # an array in, an array out
+
+
+@pytest.mark.parametrize("carbon", [False, True])
+def test_statistics_in_float32_ffts_match_float64(monkeypatch, carbon: bool) -> None:
+    """The same candidates, and every statistic within 10⁻⁵ relative, as with float64 FFTs;
+    tensors on a CPU device give what arrays give."""
+    raw, denoised = _carbon_field() if carbon else field(SPREAD, seed=4)
+    fast = statistics(raw, denoised)
+    tensors = micrograph_statistics(
+        torch.as_tensor(raw), torch.as_tensor(denoised), PIXEL, DIAMETER * PIXEL, device="cpu"
+    )
+    assert tensors.to_dict() == fast.to_dict()
+    for module in (filters, readiness):
+        monkeypatch.setattr(module, "FFT_DTYPE", torch.float64)
+    exact = statistics(raw, denoised)
+    np.testing.assert_array_equal(fast.coordinates, exact.coordinates)
+    np.testing.assert_allclose(fast.scores, exact.scores, rtol=1e-5)
+    assert fast.carbon_fraction > 0.3 if carbon else fast.carbon_fraction == 0
+    for key, value in exact.to_dict().items():
+        if isinstance(value, float):
+            assert fast.to_dict()[key] == pytest.approx(value, rel=1e-5), key
+        else:
+            assert fast.to_dict()[key] == value, key
+
+
+def test_statistics_run_on_one_thread_and_leave_other_threads_theirs() -> None:
+    """`cpu_threads` sets the calling thread's torch threads only (a running thread, as the
+    daemon's model stage, keeps its own), and restores them."""
+    seen: dict[str, int] = {}
+    started, entered = threading.Event(), threading.Event()
+
+    def model_stage() -> None:
+        seen["before"] = torch.get_num_threads()
+        started.set()
+        entered.wait(timeout=30)
+        seen["after"] = torch.get_num_threads()
+
+    other = threading.Thread(target=model_stage)
+    other.start()
+    started.wait(timeout=30)
+    before = torch.get_num_threads()
+    with cpu_threads(1):
+        seen["inside"] = torch.get_num_threads()
+        entered.set()
+        other.join()
+    assert seen["inside"] == 1 and torch.get_num_threads() == before
+    if torch.backends.openmp.is_available():
+        assert seen["after"] == seen["before"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_statistics_on_cuda_match_the_cpu() -> None:
+    raw, denoised = _carbon_field()
+    cpu = statistics(raw, denoised)
+    cuda = micrograph_statistics(raw, denoised, PIXEL, DIAMETER * PIXEL, device="cuda")
+    np.testing.assert_array_equal(cuda.coordinates, cpu.coordinates)
+    for key, value in cpu.to_dict().items():
+        if isinstance(value, float):
+            assert cuda.to_dict()[key] == pytest.approx(value, rel=1e-5), key

@@ -4,7 +4,8 @@ The live picking-readiness statistics (`streamdenoise.stats.readiness`) take the
 picker's candidates; the benchmarks take them at the true positions
 (`streamdenoise.stats.ground_truth`, which holds the measures that need the truth).
 
-Conventions: images (H, W); particle coordinates (P, 2) as (x, y) pixels; the particle
+Conventions: images (H, W), numpy arrays or tensors (filtered on their device, see
+`streamdenoise.stats.filters`); particle coordinates (P, 2) as (x, y) pixels; the particle
 diameter D in pixels. Particles are dark (lower values) in raw micrographs.
 """
 
@@ -14,8 +15,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from streamdenoise.stats.filters import gaussian_blur
+from streamdenoise.stats.filters import Image, as_array, as_tensor, gaussian_blur
 from streamdenoise.stats.picker import blob_response
 
 
@@ -42,16 +44,19 @@ def background_mask(
     return mask
 
 
-def low_frequency_fraction(image: np.ndarray, diameter: float) -> float:
-    """Fraction of the (non-DC) power below 1/(2·D) cycles/px, D in pixels."""
-    spectrum = np.abs(np.fft.rfft2(np.asarray(image, dtype=np.float64) - np.mean(image))) ** 2
-    fy = np.fft.fftfreq(image.shape[0])[:, None]
-    fx = np.fft.rfftfreq(image.shape[1])[None, :]
-    k = np.hypot(fx, fy)
-    weight = np.ones_like(k)
+def low_frequency_fraction(image: Image, diameter: float) -> float:
+    """Fraction of the (non-DC) power of (H, W) below 1/(2·D) cycles/px, D in pixels (on
+    the device of a tensor image)."""
+    data = as_tensor(image)
+    spectrum = torch.fft.rfft2(data - data.mean()).abs() ** 2
+    fy = torch.fft.fftfreq(data.shape[0], dtype=torch.float64, device=data.device)[:, None]
+    fx = torch.fft.rfftfreq(data.shape[1], dtype=torch.float64, device=data.device)[None, :]
+    k = torch.hypot(fx, fy)
+    weight = torch.ones_like(k)
     weight[:, 1:-1] = 2  # rfft halves: interior columns stand for two coefficients
-    total = float((spectrum * weight).sum())
-    low = float((spectrum * weight)[(k > 0) & (k < 1 / (2 * diameter))].sum())
+    power = spectrum * weight
+    total = float(power.sum())
+    low = float(power[(k > 0) & (k < 1 / (2 * diameter))].sum())
     return low / max(total, 1e-30)
 
 
@@ -63,12 +68,12 @@ def particle_contrast(image: np.ndarray, coordinates: np.ndarray, diameter: floa
     return abs(float(image[inside].mean() - image[outside].mean()))
 
 
-def background_flatness(image: np.ndarray, coordinates: np.ndarray, diameter: float) -> float:
+def background_flatness(image: Image, coordinates: np.ndarray, diameter: float) -> float:
     """Std of the D/2-blurred background over the particle contrast (lower is flatter)."""
-    blurred = gaussian_blur(image, diameter / 2)
-    outside = background_mask(np.shape(image), coordinates, diameter)
+    blurred = as_array(gaussian_blur(image, diameter / 2))
+    outside = background_mask(blurred.shape, coordinates, diameter)
     return float(blurred[outside].std()) / max(
-        particle_contrast(image, coordinates, diameter), 1e-30
+        particle_contrast(as_array(image), coordinates, diameter), 1e-30
     )
 
 
@@ -98,17 +103,17 @@ def roc_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
 
 
 def separability(
-    image: np.ndarray,
+    image: Image,
     coordinates: np.ndarray,
     diameter: float,
     rng: np.random.Generator,
     excluded=None,
     negatives: int = 2000,
-    response: np.ndarray | None = None,
+    response: Image | None = None,
 ) -> Separability:
     """Blob-detector response at true particle centres vs random background points
     (`response`: `blob_response(image, diameter)` when the caller has it already)."""
-    response = blob_response(image, diameter) if response is None else response
+    response = as_array(blob_response(image, diameter) if response is None else response)
     points = np.round(coordinates).astype(int)
     positive = response[points[:, 1], points[:, 0]]
     free = np.argwhere(background_mask(response.shape, coordinates, diameter, excluded))

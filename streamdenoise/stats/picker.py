@@ -3,7 +3,8 @@
 A difference-of-Gaussians detector tuned to a disk of diameter D (σ = D/(2√2) for the
 blob, 1.6× that for the surround), applied to the inverted image so that dark particles
 give peaks; candidates are local maxima, non-maximum suppressed within `min_distance`.
-Deliberately simple and fixed, so that it measures the image, not the picker.
+Deliberately simple and fixed, so that it measures the image, not the picker. The
+filtering runs in torch, on the device of a tensor image (see `streamdenoise.stats.filters`).
 """
 
 from __future__ import annotations
@@ -12,33 +13,34 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-from streamdenoise.stats.filters import difference_of_gaussians
-from streamdenoise.stats.noise import mad_std
+from streamdenoise.stats.filters import Image, as_array, as_tensor, difference_of_gaussians, like
+from streamdenoise.stats.noise import mad_std, median
 
 
-def blob_response(image: np.ndarray, diameter: float) -> np.ndarray:
-    """Detector response (H, W) for dark blobs of `diameter` pixels, in units of its own
-    robust std (median absolute deviation), so thresholds mean the same on any image."""
+def blob_response(image: Image, diameter: float) -> Image:
+    """Detector response (H, W) float64 for dark blobs of `diameter` pixels, in units of
+    its own robust std (median absolute deviation), so thresholds mean the same on any
+    image; of the kind of `image` (a tensor stays on its device)."""
     sigma = diameter / (2 * math.sqrt(2))
-    response = difference_of_gaussians(-np.asarray(image, dtype=np.float64), sigma, 1.6 * sigma)
+    response = difference_of_gaussians(-as_tensor(image), sigma, 1.6 * sigma)
     # The response is smooth over σ ≥ a few pixels: every other pixel gives the same
     # median and spread at a quarter of the sorting.
     sample = response[::2, ::2]
-    centre = float(np.median(sample))
-    return (response - centre) / max(mad_std(sample, centre), 1e-12)
+    centre = median(sample)
+    return like(image, (response - centre) / max(mad_std(sample, centre), 1e-12))
 
 
-def pick_particles(
-    image: np.ndarray, diameter: float, **options: Any
-) -> tuple[np.ndarray, np.ndarray]:
+def pick_particles(image: Image, diameter: float, **options: Any) -> tuple[np.ndarray, np.ndarray]:
     """Pick dark particles of `diameter` pixels in `image` (H, W): `pick_peaks` (with its
     keyword `options`) on the image's `blob_response`."""
     return pick_peaks(blob_response(image, diameter), diameter, **options)
 
 
 def pick_peaks(
-    response: np.ndarray,
+    response: Image,
     diameter: float,
     *,
     min_distance: float | None = None,
@@ -56,15 +58,17 @@ def pick_peaks(
     """
     min_distance = 0.8 * diameter if min_distance is None else min_distance
     border = int(diameter / 2 if exclude_border is None else exclude_border)
-    # Local maxima in a 3×3 neighbourhood (the maximum filter done by rows, then columns).
-    padded = np.pad(response, 1, mode="constant", constant_values=-np.inf)
-    rows = np.maximum(np.maximum(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
-    neighbourhood = np.maximum(np.maximum(rows[:-2], rows[1:-1]), rows[2:])
-    peaks = (response >= neighbourhood) & (response > threshold)
+    # Local maxima in a 3×3 neighbourhood, on the response's device (the maximum filter
+    # done by rows, then columns: 5× faster than max_pool2d in float64 on a CPU).
+    values = as_tensor(response)
+    padded = F.pad(values, (1, 1, 1, 1), value=-math.inf)
+    rows = torch.maximum(torch.maximum(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
+    neighbourhood = torch.maximum(torch.maximum(rows[:-2], rows[1:-1]), rows[2:])
+    peaks = (values >= neighbourhood) & (values > threshold)
     if border > 0:
         peaks[:border], peaks[-border:], peaks[:, :border], peaks[:, -border:] = (False,) * 4
-    ys, xs = np.nonzero(peaks)
-    scores = response[ys, xs]
+    ys, xs = (as_array(index) for index in torch.nonzero(peaks, as_tuple=True))
+    scores = as_array(values[peaks])
     order = np.argsort(-scores)
     kept: list[int] = []
     cell = max(min_distance, 1.0)

@@ -79,8 +79,17 @@ from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import numpy as np
+import torch
 
-from streamdenoise.stats.filters import difference_of_gaussians, fast_fft_length, gaussian_blur
+from streamdenoise.stats.filters import (
+    FFT_DTYPE,
+    as_array,
+    as_tensor,
+    cpu_threads,
+    difference_of_gaussians,
+    fast_fft_length,
+    gaussian_blur,
+)
 from streamdenoise.stats.measures import (
     background_flatness,
     background_mask,
@@ -130,6 +139,8 @@ COUNTS_VARIANCE = (0.5, 4.0)
 pixel lies within these multiples of its mean: electron counts (Poisson: 1, plus ice)."""
 NEGATIVES = 2000
 """Background points drawn (with a fixed seed) for CNR and d′."""
+STATISTICS_THREADS = 1
+"""torch CPU threads of `micrograph_statistics` (see there)."""
 
 
 @dataclass(frozen=True)
@@ -327,22 +338,30 @@ def nearest_neighbour_distances(coordinates: np.ndarray) -> np.ndarray:
     return distances
 
 
-def _dilate(mask: np.ndarray, radius: float) -> np.ndarray:
-    """Boolean (H, W): within `radius` pixels of a true pixel of `mask` (FFT convolution)."""
+def _dilate(
+    mask: np.ndarray | torch.Tensor, radius: float, device: torch.device | str | None = None
+) -> np.ndarray:
+    """Boolean (H, W) array: within `radius` pixels of a true pixel of `mask` (H, W) (FFT
+    convolution on `device`, default a tensor mask's own, else the CPU)."""
     if not mask.any():
         return np.zeros(mask.shape, dtype=bool)
+    data = as_tensor(mask, device).to(FFT_DTYPE)
     r = math.ceil(radius)
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    disk = (xx**2 + yy**2 <= radius**2).astype(np.float64)
+    offsets = torch.arange(-r, r + 1, dtype=torch.float64, device=data.device)
+    disk = (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2).to(FFT_DTYPE)
     shape = (fast_fft_length(mask.shape[0] + 2 * r), fast_fft_length(mask.shape[1] + 2 * r))
-    overlap = np.fft.irfft2(
-        np.fft.rfft2(mask.astype(np.float64), s=shape) * np.fft.rfft2(disk, s=shape), s=shape
+    overlap = torch.fft.irfft2(
+        torch.fft.rfft2(data, s=shape) * torch.fft.rfft2(disk, s=shape), s=shape
     )
-    return overlap[r : r + mask.shape[0], r : r + mask.shape[1]] > 0.5
+    return as_array(overlap[r : r + mask.shape[0], r : r + mask.shape[1]] > 0.5)
 
 
 def empty_fraction(
-    coordinates: np.ndarray, shape: tuple[int, int], diameter: float, excluded: np.ndarray
+    coordinates: np.ndarray,
+    shape: tuple[int, int],
+    diameter: float,
+    excluded: np.ndarray,
+    device: torch.device | str | None = None,
 ) -> float:
     """Share of the usable area (not `excluded`, (H, W) bool) that lies inside some
     candidate-free disc of radius R (the union of such discs: a morphological opening of
@@ -362,7 +381,7 @@ def empty_fraction(
     spacing = math.sqrt(usable / len(coordinates))
     radius = min(max(EMPTY_RADIUS * diameter, EMPTY_SPACING * spacing), max(shape) / 2)
     free_centres = ~disk_masks(shape, coordinates, radius)
-    return float((_dilate(free_centres, radius) & area).sum() / usable)
+    return float((_dilate(free_centres, radius, device) & area).sum() / usable)
 
 
 def background_structure(
@@ -568,19 +587,38 @@ def judge(
 
 
 def micrograph_statistics(
-    raw: np.ndarray,
-    denoised: np.ndarray,
+    raw: np.ndarray | torch.Tensor,
+    denoised: np.ndarray | torch.Tensor,
     pixel_size: float,
     diameter_angstrom: float,
     thresholds: ReadinessThresholds = ReadinessThresholds(),
+    device: torch.device | str | None = None,
 ) -> MicrographStatistics:
     """Picking-readiness statistics of one micrograph (see `MicrographStatistics`).
 
-    raw, denoised: (H, W) at the same working pixel size `pixel_size` (Å/px), raw in
-    electron counts; diameter_angstrom: the expected particle diameter, Å.
+    raw, denoised: (H, W) arrays or tensors at the same working pixel size `pixel_size`
+    (Å/px), raw in electron counts; diameter_angstrom: the expected particle diameter, Å;
+    device: where the filters run (default: a tensor's own device, else the CPU). The
+    per-candidate measures run in numpy on the CPU. torch's CPU work runs on one thread
+    (`STATISTICS_THREADS`): in the daemon the statistics run beside the model stage, which
+    has the cores, and more threads than cores stall each other (measured: RESULTS.md,
+    "Daemon profile").
     """
-    raw = np.asarray(raw, dtype=np.float64)
-    denoised = np.asarray(denoised, dtype=np.float64)
+    with cpu_threads(STATISTICS_THREADS):
+        return _statistics(raw, denoised, pixel_size, diameter_angstrom, thresholds, device)
+
+
+def _statistics(
+    raw: np.ndarray | torch.Tensor,
+    denoised: np.ndarray | torch.Tensor,
+    pixel_size: float,
+    diameter_angstrom: float,
+    thresholds: ReadinessThresholds,
+    device: torch.device | str | None,
+) -> MicrographStatistics:
+    """`micrograph_statistics` in the calling thread's torch settings."""
+    raw_t, denoised_t = as_tensor(raw, device), as_tensor(denoised, device)
+    raw, denoised = as_array(raw_t), as_array(denoised_t)  # shared on a CPU
     if raw.ndim != 2 or raw.shape != denoised.shape:
         raise ValueError(
             f"raw {raw.shape} and denoised {denoised.shape} must be the same 2-D shape"
@@ -589,10 +627,10 @@ def micrograph_statistics(
         raise ValueError("pixel size and diameter must be positive")
     diameter = diameter_angstrom / pixel_size
     carbon = carbon_mask(raw, diameter)
-    excluded = _dilate(carbon, CARBON_MARGIN * diameter)
+    excluded = _dilate(carbon, CARBON_MARGIN * diameter, raw_t.device)
     border = max(int(diameter / 2), 1)
     excluded[:border], excluded[-border:], excluded[:, :border], excluded[:, -border:] = (True,) * 4
-    response = blob_response(denoised, diameter)
+    response = blob_response(denoised_t, diameter)
     coordinates, scores, false = find_candidates(response, diameter, excluded)
     area_um2 = (~excluded).sum() * pixel_size**2 / 1e8
     neighbours = nearest_neighbour_distances(coordinates)
@@ -614,7 +652,7 @@ def micrograph_statistics(
                 NEGATIVES,
                 response=image_response,
             )
-            for image, image_response in ((raw, None), (denoised, response))
+            for image, image_response in ((raw_t, None), (denoised_t, response))
         )
         contrast = {
             "cnr_raw": raw_found.cnr,
@@ -623,17 +661,17 @@ def micrograph_statistics(
             "denoising_gain": found.cnr / raw_found.cnr if raw_found.cnr > 0 else nan,
         }
         flatness = {
-            "flatness_raw": background_flatness(raw, coordinates, diameter),
-            "flatness_denoised": background_flatness(denoised, coordinates, diameter),
+            "flatness_raw": background_flatness(raw_t, coordinates, diameter),
+            "flatness_denoised": background_flatness(denoised_t, coordinates, diameter),
         }
     values = {
         "pixel_size": float(pixel_size),
         "diameter_angstrom": float(diameter_angstrom),
-        "noise_sigma_raw": robust_noise_sigma(raw),
-        "noise_sigma_denoised": robust_noise_sigma(denoised),
+        "noise_sigma_raw": robust_noise_sigma(raw_t),
+        "noise_sigma_denoised": robust_noise_sigma(denoised_t),
         **contrast,
-        "low_frequency_raw": low_frequency_fraction(raw, diameter),
-        "low_frequency_denoised": low_frequency_fraction(denoised, diameter),
+        "low_frequency_raw": low_frequency_fraction(raw_t, diameter),
+        "low_frequency_denoised": low_frequency_fraction(denoised_t, diameter),
         **flatness,
         "candidates": len(coordinates),
         "candidates_sigma": math.sqrt(len(coordinates) + false),
@@ -641,7 +679,7 @@ def micrograph_statistics(
         "median_nn_angstrom": float(np.median(neighbours)) * pixel_size if len(neighbours) else nan,
         "crowded_fraction": share_closer(CROWDED_DISTANCE),
         "aggregated_fraction": share_closer(AGGREGATED_DISTANCE),
-        "empty_fraction": empty_fraction(coordinates, raw.shape, diameter, excluded),
+        "empty_fraction": empty_fraction(coordinates, raw.shape, diameter, excluded, raw_t.device),
         "carbon_fraction": float(carbon.mean()),
         "background_structure": background_structure(raw, coordinates, diameter, excluded),
     }
