@@ -67,14 +67,16 @@ class SessionAdapter:
         self._images: list[TrainingImage] = []
         self._lock = threading.Lock()
         self._result: AdaptationResult | None = None
+        self._started = False  # once adapting, later micrographs are not collected
         self._taken = False
         self.state = f"collecting 0/{plan.after} micrographs"
 
     def offer(self, binned: np.ndarray, sigma: float) -> None:
         """Add one prepared micrograph (h, w) at the working pixel size with its noise std
-        σ̂ (normalised units); starts the adaptation when enough are in. Thread-safe."""
+        σ̂ (normalised units); starts the adaptation when enough are in and ignores every
+        micrograph after that (one adaptation per session). Thread-safe."""
         with self._lock:
-            if len(self._images) >= self._plan.after:
+            if self._started:
                 return
             normed, _, _ = normalize(binned)
             if getattr(self._model, "noise_unit_input", False):
@@ -84,6 +86,7 @@ class SessionAdapter:
             self.state = f"collecting {count}/{self._plan.after} micrographs"
             if count < self._plan.after:
                 return
+            self._started = True
             self.state = f"adapting on {count} micrographs ({self._plan.steps} steps)"
         start_in_background("session-adaptation", self._run)
 

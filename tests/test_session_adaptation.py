@@ -80,6 +80,22 @@ def test_keeps_the_resident_model_when_nothing_improves(tmp_path: Path) -> None:
     assert not (tmp_path / "adapted_model.pt").exists()
 
 
+def test_adapts_once_per_session(tmp_path: Path) -> None:
+    """Micrographs that arrive after the adaptation began, or after it decided, are not
+    collected again: the decided state stays and no second adaptation starts."""
+    frozen = AdaptationPlan(**{**plan(tmp_path, steps=3).__dict__, "learning_rate": 0.0})
+    adapter = SessionAdapter(ScoreUNet(TINY), frozen, torch.device("cpu"))
+    for seed in range(4):
+        adapter.offer(blobs(seed), 0.2)
+    wait_for(adapter)
+    decided = adapter.state
+    for seed in range(4, 12):
+        adapter.offer(blobs(seed), 0.2)
+    assert adapter.state == decided
+    time.sleep(0.5)
+    assert adapter.state == decided and adapter.take() is None
+
+
 def test_rejects_a_plan_without_a_held_out_micrograph(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 2"):
         SessionAdapter(
