@@ -24,7 +24,12 @@ from torch import nn
 from streamdenoise.background import start_in_background
 from streamdenoise.model.inference import normalize
 from streamdenoise.model.modelfile import save_model
-from streamdenoise.model.training import AdaptationResult, TrainingImage, adapt
+from streamdenoise.model.training import (
+    CRITERION_MARGIN,
+    AdaptationResult,
+    TrainingImage,
+    adapt,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +44,7 @@ class AdaptationPlan:
     """When and how to adapt: after `after` micrographs (≥ 2), `steps` optimiser steps;
     `diameter` is the particle diameter in working pixels (the criterion's scale); the
     adapted weights (working pixel size `pixel_size` Å/px) are saved to `save_to` with
-    `provenance` when they improve."""
+    `provenance` when they improve the held-out criterion by more than `margin`."""
 
     after: int
     steps: int
@@ -50,6 +55,7 @@ class AdaptationPlan:
     learning_rate: float = 3e-4
     crop: int = 128
     """Training crop side in working pixels; smaller micrographs use their own size."""
+    margin: float = CRITERION_MARGIN
 
 
 class SessionAdapter:
@@ -103,6 +109,7 @@ class SessionAdapter:
                 learning_rate=self._plan.learning_rate,
                 crop=crop,
                 device=self._device,
+                margin=self._plan.margin,
             )
         except Exception as error:  # a background thread that died silently would hang the state
             self.state = f"adaptation failed: {error}"

@@ -8,6 +8,8 @@ import torch
 
 from streamdenoise.model.guidance import TemplateSpec, make_templates
 from streamdenoise.model.training import (
+    CRITERION_MARGIN,
+    AdaptationResult,
     TrainConfig,
     adapt,
     prepare_image,
@@ -129,21 +131,40 @@ def test_adapt_leaves_the_resident_model_untouched(pairs) -> None:
     assert result.model is not resident
     scores = (result.criterion_input, result.criterion_before, result.criterion_after)
     assert all(np.isfinite(scores))
-    assert result.improved == (result.criterion_after > max(scores[:2]))
+    assert result.improved == (result.criterion_after > max(scores[:2]) + CRITERION_MARGIN)
     with pytest.raises(ValueError, match="at least two"):
         adapt(resident, pairs[:1], diameter=BLOB_DIAMETER)
 
 
-def test_adaptation_swap_rule(pairs) -> None:
+@pytest.mark.parametrize(
+    ("scores", "improved"),
+    [
+        ((0.50, 0.60, 0.62), True),  # beats the resident by more than the margin
+        ((0.50, 0.60, 0.61), False),  # within the criterion's error of the resident
+        ((0.93, 0.9327, 0.9375), False),  # real apoferritin: +0.005, and a lower AP
+        ((0.70, 0.40, 0.69), False),  # beats the resident, not the undenoised input
+        ((0.40, 0.30, 0.45), True),  # resident worse than no denoising, the candidate not
+    ],
+)
+def test_adaptation_swap_rule(scores: tuple[float, float, float], improved: bool) -> None:
     """Swapped in only when the held-out criterion beats both the resident model and the
-    input: an untrained (zero-score, identity) model scores exactly the input and learns
-    from the session; with a zero learning rate nothing changes and nothing is swapped."""
+    undenoised input by more than the criterion's own error (scores: input, resident,
+    candidate)."""
+    result = AdaptationResult(ScoreUNet(TINY), *scores)
+    assert result.margin == CRITERION_MARGIN
+    assert result.improved is improved
+
+
+def test_adaptation_learns_from_the_session(pairs) -> None:
+    """An untrained (zero-score, identity) model scores exactly the input and learns from
+    the session; with a zero learning rate nothing changes and nothing is swapped."""
     untrained = ScoreUNet(TINY)
     learned = adapt(
         untrained, pairs, diameter=BLOB_DIAMETER, steps=60, batch=4, crop=32, learning_rate=3e-3
     )
     assert learned.criterion_before == pytest.approx(learned.criterion_input)
-    assert learned.criterion_after > learned.criterion_before and learned.improved
+    assert learned.criterion_after > learned.criterion_before
+    assert learned.margin == CRITERION_MARGIN
     frozen = adapt(
         untrained, pairs, diameter=BLOB_DIAMETER, steps=5, batch=4, crop=32, learning_rate=0.0
     )

@@ -141,7 +141,8 @@ def train_model(
 
 def adapt_model(job: TrainJob, prepared: Prepared) -> AdaptationResult:
     """Adapt `prepared.initial` to the micrographs; write `job.out` only if the held-out
-    criterion beat both the model and no denoising (`result.improved`)."""
+    criterion beat both the model and no denoising by more than the criterion's margin
+    (`result.improved`)."""
     from streamdenoise.model.modelfile import save_model
     from streamdenoise.model.training import adapt
 
@@ -187,5 +188,6 @@ def describe(result: AdaptationResult) -> str:
     """The held-out criterion of an adaptation, of the model and of no denoising."""
     return (
         f"held-out picking criterion {result.criterion_after:.4f} (model "
-        f"{result.criterion_before:.4f}, no denoising {result.criterion_input:.4f})"
+        f"{result.criterion_before:.4f}, no denoising {result.criterion_input:.4f}; "
+        f"a swap needs a gain above {result.margin:.3f})"
     )

@@ -306,22 +306,33 @@ def train(
     return state
 
 
+CRITERION_MARGIN = 0.015
+"""How much an adapted model's held-out criterion must gain before it is swapped in: the
+accuracy to which `response_correlation` estimates the true correlation (tests/
+test_criterion.py). On real apoferritin a gain of 0.005 came with a lower picking AP
+(benchmarks/RESULTS.md, "Real data, averaged apoferritin"): smaller gains are noise."""
+
+
 @dataclass(frozen=True)
 class AdaptationResult:
     """Outcome of adapting a model to a session: the candidate model and the held-out
     criterion (the picker-response correlation of `session_criterion`) of the input left
-    as it is, of the resident model and of the candidate."""
+    as it is, of the resident model and of the candidate; `margin` is the gain the swap
+    rule asks for."""
 
     model: nn.Module
     criterion_input: float
     criterion_before: float
     criterion_after: float
+    margin: float = CRITERION_MARGIN
 
     @property
     def improved(self) -> bool:
         """Whether the adapted weights should replace the resident ones: the candidate
-        must beat both the resident model and leaving the micrographs undenoised."""
-        return self.criterion_after > max(self.criterion_before, self.criterion_input)
+        must beat both the resident model and leaving the micrographs undenoised, each by
+        more than `margin`."""
+        best_so_far = max(self.criterion_before, self.criterion_input)
+        return self.criterion_after > best_so_far + self.margin
 
 
 def live_denoiser(
@@ -372,6 +383,7 @@ def adapt(
     seed: int = 0,
     templates: TemplateSet | None = None,
     device: torch.device | str = "cpu",
+    margin: float = CRITERION_MARGIN,
 ) -> AdaptationResult:
     """Fine-tune a copy of the resident `model` on this session's micrographs (noisy only,
     prepared with `prepare_image(..., noise_unit=model.noise_unit_input)`) with the
@@ -381,7 +393,7 @@ def adapt(
     The last `held_out_fraction` of the micrographs (at least one) is not trained on; it
     scores the input, the resident and the candidate with `session_criterion` for particles
     of `diameter` pixels. The resident model is not modified; swap in `result.model` when
-    `result.improved`.
+    `result.improved` (the candidate gained more than `margin` on the criterion).
     """
     if len(session_images) < 2:
         raise ValueError("adaptation needs at least two micrographs (one held out)")
@@ -407,4 +419,4 @@ def adapt(
     )
     train(candidate, train_images, config, validation=held_out, templates=templates, device=device)
     criterion_after = session_criterion(candidate.eval(), held_out, diameter, device)
-    return AdaptationResult(candidate, criterion_input, criterion_before, criterion_after)
+    return AdaptationResult(candidate, criterion_input, criterion_before, criterion_after, margin)
