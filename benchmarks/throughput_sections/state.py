@@ -46,6 +46,11 @@ class State:
     sweep: dict[Config, tuple[str, Measurement]] = field(default_factory=dict)
     fastest: Config | None = None
     topaz_s: float = float("nan")
+    """Topaz-Denoise's CLI, seconds per micrograph without its start-up."""
+    topaz_files_s: float = float("nan")
+    """Topaz-Denoise's CLI over TOPAZ_FILES files, start-up included."""
+    ours_cli_s: float = float("nan")
+    """`streamdenoise denoise` over the same files, start-up included."""
     ours_denoise_only_s: float = float("nan")
     quality: list[tuple[str, dict[str, dict[str, str]]]] = field(default_factory=list)
     overlap: dict[str, float] | None = None

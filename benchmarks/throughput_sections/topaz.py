@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import torch
 from results import RESULTS
 
 from streamdenoise.io import write_mrc_atomic
@@ -17,42 +19,51 @@ from .common import TOPAZ_FILES, Image, fmt, progress, shape_text
 from .state import State
 
 
-def topaz_seconds(
-    python: str, images: list[Image], count: int, gpu: bool
-) -> tuple[float, float, float, str]:
-    """Topaz-Denoise's CLI (pretrained unet) over 1 file and over `count` files, one process
-    each, on GPU 0 when `gpu` (falling back to the CPU if its torch has no CUDA), else the
-    CPU. Returns (t_1 s, t_N s, seconds per micrograph = (t_N − t_1)/(N − 1), which leaves
-    out its import and model load, and the device it ran on)."""
-    with tempfile.TemporaryDirectory(prefix="throughput-topaz-") as folder:
-        root = Path(folder)
-        (root / "in").mkdir()
-        paths = []
-        for index in range(count):
-            data, pixel = images[index % len(images)]
-            paths.append(root / "in" / f"m{index:03d}.mrc")
-            write_mrc_atomic(paths[-1], data, pixel)
+def write_inputs(folder: Path, images: list[Image], count: int) -> list[Path]:
+    """`count` MRC files in `folder`, cycling through `images` (array, Å/px)."""
+    folder.mkdir()
+    paths = []
+    for index in range(count):
+        data, pixel = images[index % len(images)]
+        paths.append(folder / f"m{index:03d}.mrc")
+        write_mrc_atomic(paths[-1], data, pixel)
+    return paths
 
-        def timed(files: list[Path], out: str, device: str) -> float:
-            command = [python, "-m", "topaz.commands.denoise", "-d", device, "-m", "unet"]
-            start = time.perf_counter()
-            subprocess.run(
-                [*command, "-o", str(root / out), *map(str, files)],
-                check=True,
-                capture_output=True,
-            )
-            return time.perf_counter() - start
 
-        device = "0" if gpu else "-1"
-        try:
-            one = timed(paths[:1], "out1", device)
-        except subprocess.CalledProcessError:
-            if not gpu:
-                raise
-            device = "-1"
-            one = timed(paths[:1], "out1", device)
-        many = timed(paths, "outN", device)
-    return one, many, (many - one) / (count - 1), "GPU 0" if device == "0" else "CPU"
+def timed(command: list[str]) -> float:
+    """Wall seconds of one run of `command` (which must succeed)."""
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def topaz_seconds(python: str, paths: list[Path], out: Path, gpu: bool) -> tuple[float, float, str]:
+    """Topaz-Denoise's CLI (pretrained unet), one process over the first file and one over
+    all of `paths`, on GPU 0 when `gpu` (falling back to the CPU if its torch has no CUDA),
+    else the CPU. Returns (t_1 s, t_N s, the device it ran on)."""
+
+    def run(files: list[Path], name: str, device: str) -> float:
+        command = [python, "-m", "topaz.commands.denoise", "-d", device, "-m", "unet"]
+        return timed([*command, "-o", str(out / name), *map(str, files)])
+
+    device = "0" if gpu else "-1"
+    try:
+        one = run(paths[:1], "topaz1", device)
+    except subprocess.CalledProcessError:
+        if not gpu:
+            raise
+        device = "-1"
+        one = run(paths[:1], "topaz1", device)
+    return one, run(paths, "topazN", device), "GPU 0" if device == "0" else "CPU"
+
+
+def streamdenoise_cli_seconds(paths: list[Path], out: Path, device: torch.device) -> float:
+    """Wall seconds of one `streamdenoise denoise` process over `paths` (start-up, model
+    load and writing the denoised MRC files included), as a user runs it."""
+    executable = str(Path(sys.executable).with_name("streamdenoise"))
+    return timed(
+        [executable, "denoise", *map(str, paths), "--out", str(out), "--device", str(device)]
+    )
 
 
 def quality_figures(path: Path = RESULTS) -> list[tuple[str, dict[str, dict[str, str]]]]:
@@ -98,13 +109,21 @@ def section_topaz(state: State) -> None:
     only = bench.measure(binned, bench.default_config(full_resolution=True), state.repeats)
     state.ours_denoise_only_s = only.median
     files = max(TOPAZ_FILES, state.count)
-    progress(f"Topaz-Denoise CLI over 1 and {files} files")
-    try:
-        one, many, state.topaz_s, where = topaz_seconds(python, binned, files, state.cuda)
-        note = f"on the {where}: t₁ {one:.1f} s, t₍{files}₎ {many:.1f} s, (t_N − t₁)/(N − 1)"
-    except (subprocess.CalledProcessError, OSError) as error:
-        stderr = getattr(error, "stderr", b"") or b""
-        note = f"failed: {error} {stderr.decode(errors='replace')[-300:]}"
+    progress(f"Topaz-Denoise CLI over 1 and {files} files, streamdenoise denoise over {files}")
+    ours_cli = float("nan")
+    with tempfile.TemporaryDirectory(prefix="throughput-topaz-") as folder:
+        root = Path(folder)
+        paths = write_inputs(root / "in", binned, files)
+        try:
+            one, many, where = topaz_seconds(python, paths, root, state.cuda)
+            state.topaz_s = (many - one) / (files - 1)
+            state.topaz_files_s = many
+            note = f"on the {where}: t₁ {one:.1f} s, t₍{files}₎ {many:.1f} s, (t_N − t₁)/(N − 1)"
+        except (subprocess.CalledProcessError, OSError) as error:
+            stderr = getattr(error, "stderr", b"") or b""
+            note = f"failed: {error} {stderr.decode(errors='replace')[-300:]}"
+        ours_cli = streamdenoise_cli_seconds(paths, root / "ours", state.device)
+    state.ours_cli_s = ours_cli
     shape = shape_text(binned[0][0].shape)
     raw_shape = shape_text(state.reference_images[0][0].shape)
     state.report.table(
@@ -126,6 +145,19 @@ def section_topaz(state: State) -> None:
                 "read + bin + denoise",
             ],
         ],
+    )
+    state.report.table(
+        ["command", f"{files} files, s in all", "Topaz ÷ this"],
+        [
+            ["Topaz-Denoise unet (CLI)", fmt(state.topaz_files_s), "1.0×"],
+            [
+                "streamdenoise denoise",
+                fmt(ours_cli),
+                f"{fmt(state.topaz_files_s / ours_cli, 1)}×",
+            ],
+        ],
+        title=f"One-shot commands on the same {files} binned files ({shape}), start-up, model "
+        "load and writing included (one process each, as a user runs them)",
     )
     state.quality = [] if state.args.model else quality_figures()
     rows = [
