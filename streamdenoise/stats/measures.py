@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
 
-from streamdenoise.stats.filters import Image, as_array, as_tensor, gaussian_blur
+from streamdenoise.stats.filters import FFT_DTYPE, Image, as_array, as_tensor, gaussian_blur
 from streamdenoise.stats.picker import blob_response
 
 
@@ -46,18 +47,27 @@ def background_mask(
 
 def low_frequency_fraction(image: Image, diameter: float) -> float:
     """Fraction of the (non-DC) power of (H, W) below 1/(2·D) cycles/px, D in pixels (on
-    the device of a tensor image)."""
+    the device of a tensor image; the FFT in `FFT_DTYPE` around the mean)."""
     data = as_tensor(image)
-    spectrum = torch.fft.rfft2(data - data.mean()).abs() ** 2
-    fy = torch.fft.fftfreq(data.shape[0], dtype=torch.float64, device=data.device)[:, None]
-    fx = torch.fft.rfftfreq(data.shape[1], dtype=torch.float64, device=data.device)[None, :]
+    spectrum = torch.fft.rfft2((data - data.mean()).to(FFT_DTYPE)).abs() ** 2
+    weight, low = _power_weights(tuple(data.shape), diameter, data.device)
+    total = float((spectrum * weight).sum())
+    return float((spectrum * low).sum()) / max(total, 1e-30)
+
+
+@lru_cache(maxsize=16)
+def _power_weights(
+    shape: tuple[int, int], diameter: float, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """rfft2 weights (ny, nx//2+1) that sum the power of a real (H, W) = `shape` image:
+    all coefficients (interior columns stand for two), and those below 1/(2·D) only."""
+    fy = torch.fft.fftfreq(shape[0], dtype=torch.float64, device=device)[:, None]
+    fx = torch.fft.rfftfreq(shape[1], dtype=torch.float64, device=device)[None, :]
     k = torch.hypot(fx, fy)
     weight = torch.ones_like(k)
-    weight[:, 1:-1] = 2  # rfft halves: interior columns stand for two coefficients
-    power = spectrum * weight
-    total = float(power.sum())
-    low = float(power[(k > 0) & (k < 1 / (2 * diameter))].sum())
-    return low / max(total, 1e-30)
+    weight[:, 1:-1] = 2
+    low = weight * ((k > 0) & (k < 1 / (2 * diameter)))
+    return weight.to(FFT_DTYPE), low.to(FFT_DTYPE)
 
 
 def particle_contrast(image: np.ndarray, coordinates: np.ndarray, diameter: float) -> float:

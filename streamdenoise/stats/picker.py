@@ -20,17 +20,35 @@ from streamdenoise.stats.filters import Image, as_array, as_tensor, difference_o
 from streamdenoise.stats.noise import mad_std, median
 
 
+def blob_sigmas(diameter: float) -> tuple[float, float]:
+    """The detector's σ (blob, surround) in pixels for particles of `diameter` pixels."""
+    sigma = diameter / (2 * math.sqrt(2))
+    return sigma, 1.6 * sigma
+
+
+def blob_band(image: Image, diameter: float) -> Image:
+    """The detector's band (H, W) float64 of `image`: its difference of Gaussians at
+    `blob_sigmas(diameter)`, inverted so that dark blobs give peaks, in image units; of the
+    kind of `image`."""
+    return like(image, difference_of_gaussians(-as_tensor(image), *blob_sigmas(diameter)))
+
+
+def in_robust_units(band: Image) -> Image:
+    """`band` (H, W) from `blob_band` less its median, over its robust std (median absolute
+    deviation): the detector response, whose thresholds mean the same on any image."""
+    data = as_tensor(band)
+    # The band is smooth over σ ≥ a few pixels: every other pixel gives the same median
+    # and spread at a quarter of the sorting.
+    sample = data[::2, ::2]
+    centre = median(sample)
+    return like(band, (data - centre) / max(mad_std(sample, centre), 1e-12))
+
+
 def blob_response(image: Image, diameter: float) -> Image:
     """Detector response (H, W) float64 for dark blobs of `diameter` pixels, in units of
-    its own robust std (median absolute deviation), so thresholds mean the same on any
-    image; of the kind of `image` (a tensor stays on its device)."""
-    sigma = diameter / (2 * math.sqrt(2))
-    response = difference_of_gaussians(-as_tensor(image), sigma, 1.6 * sigma)
-    # The response is smooth over σ ≥ a few pixels: every other pixel gives the same
-    # median and spread at a quarter of the sorting.
-    sample = response[::2, ::2]
-    centre = median(sample)
-    return like(image, (response - centre) / max(mad_std(sample, centre), 1e-12))
+    its own robust std (`in_robust_units` of `blob_band`), so thresholds mean the same on
+    any image; of the kind of `image` (a tensor stays on its device)."""
+    return in_robust_units(blob_band(image, diameter))
 
 
 def pick_particles(image: Image, diameter: float, **options: Any) -> tuple[np.ndarray, np.ndarray]:

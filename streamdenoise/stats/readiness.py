@@ -76,6 +76,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -86,7 +87,6 @@ from streamdenoise.stats.filters import (
     as_array,
     as_tensor,
     cpu_threads,
-    difference_of_gaussians,
     fast_fft_length,
     gaussian_blur,
 )
@@ -98,7 +98,13 @@ from streamdenoise.stats.measures import (
     separability,
 )
 from streamdenoise.stats.noise import estimate_noise_spectrum, robust_noise_sigma
-from streamdenoise.stats.picker import blob_response, pick_peaks
+from streamdenoise.stats.picker import (
+    blob_band,
+    blob_response,
+    blob_sigmas,
+    in_robust_units,
+    pick_peaks,
+)
 
 Verdict = Literal["ready", "marginal", "not ready"]
 VERDICTS: tuple[Verdict, ...] = ("ready", "marginal", "not ready")
@@ -385,7 +391,11 @@ def empty_fraction(
 
 
 def background_structure(
-    raw: np.ndarray, coordinates: np.ndarray, diameter: float, excluded: np.ndarray
+    raw: np.ndarray,
+    coordinates: np.ndarray,
+    diameter: float,
+    excluded: np.ndarray,
+    band: np.ndarray | torch.Tensor | None = None,
 ) -> float:
     """Structure at the particle scale in the raw image's background, in units of its shot
     noise there: √(max(v / v_shot − 1, 0)); NaN without background or when `raw` (H, W)
@@ -400,7 +410,8 @@ def background_structure(
     `COUNTS_VARIANCE` of μ (ice adds to it, thick ice up to ≈ 2μ). An image that is not in
     counts (rescaled, e.g. an 8- or 16-bit PNG; an offset) gives NaN: σ_w² cannot stand in
     for the shot noise, as it holds the ice's broadband texture too (thick ice would look
-    flat), so neither "empty" nor "thick ice" can be established there.
+    flat), so neither "empty" nor "thick ice" can be established there. `band`: the
+    picker's band of `raw` (`blob_band`) when the caller has it already.
 
     Flat thin ice leaves ≈ 0.1–0.2 (its own weak texture); what the picker cannot separate
     leaves more: the structural phase noise of ice grows with its thickness (variance ∝
@@ -420,16 +431,22 @@ def background_structure(
     low, high = COUNTS_VARIANCE
     if mean <= 0 or not low * mean <= estimate_noise_spectrum(data).white_variance <= high * mean:
         return float("nan")
-    sigma = diameter / (2 * math.sqrt(2))
-    band = difference_of_gaussians(data, sigma, 1.6 * sigma)
-    fy = np.fft.fftfreq(data.shape[0])[:, None]
-    fx = np.fft.fftfreq(data.shape[1])[None, :]
-    k2 = fx**2 + fy**2
-    transfer = np.exp(-2 * math.pi**2 * sigma**2 * k2) - np.exp(
-        -2 * math.pi**2 * (1.6 * sigma) ** 2 * k2
-    )
-    shot = mean * float(np.mean(transfer**2))
+    band = as_array(blob_band(data, diameter) if band is None else band)
+    shot = mean * band_power(data.shape, diameter)
     return math.sqrt(max(float(np.var(band[mask])) / shot - 1.0, 0.0))
+
+
+@lru_cache(maxsize=16)
+def band_power(shape: tuple[int, int], diameter: float) -> float:
+    """Mean |T|² over the (H, W) = `shape` frequency grid of the picker's band T (`blob_band`
+    for particles of `diameter` pixels): the variance that unit white noise leaves in the
+    band. Cached: a session's micrographs share their shape."""
+    sigma, surround = blob_sigmas(diameter)
+    fy = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.fftfreq(shape[1])[None, :]
+    k2 = fx**2 + fy**2
+    transfer = np.exp(-2 * math.pi**2 * sigma**2 * k2) - np.exp(-2 * math.pi**2 * surround**2 * k2)
+    return float(np.mean(transfer**2))
 
 
 def fdr_threshold(targets: np.ndarray, decoys: np.ndarray, fdr: float) -> float:
@@ -631,6 +648,7 @@ def _statistics(
     border = max(int(diameter / 2), 1)
     excluded[:border], excluded[-border:], excluded[:, :border], excluded[:, -border:] = (True,) * 4
     response = blob_response(denoised_t, diameter)
+    raw_band = blob_band(raw_t, diameter)  # the raw image's contrast and background
     coordinates, scores, false = find_candidates(response, diameter, excluded)
     area_um2 = (~excluded).sum() * pixel_size**2 / 1e8
     neighbours = nearest_neighbour_distances(coordinates)
@@ -652,7 +670,10 @@ def _statistics(
                 NEGATIVES,
                 response=image_response,
             )
-            for image, image_response in ((raw_t, None), (denoised_t, response))
+            for image, image_response in (
+                (raw_t, in_robust_units(raw_band)),
+                (denoised_t, response),
+            )
         )
         contrast = {
             "cnr_raw": raw_found.cnr,
@@ -681,7 +702,9 @@ def _statistics(
         "aggregated_fraction": share_closer(AGGREGATED_DISTANCE),
         "empty_fraction": empty_fraction(coordinates, raw.shape, diameter, excluded, raw_t.device),
         "carbon_fraction": float(carbon.mean()),
-        "background_structure": background_structure(raw, coordinates, diameter, excluded),
+        "background_structure": background_structure(
+            raw, coordinates, diameter, excluded, raw_band
+        ),
     }
     verdict, reasons = judge(values, thresholds)
     return MicrographStatistics(
