@@ -163,6 +163,7 @@ def write_results(
                 options.diameter_angstrom,
                 options.thresholds,
                 device,
+                prepared.image_noise,
             )
         record["readiness"] = {
             **statistics.to_dict(),

@@ -18,6 +18,7 @@ from streamdenoise.model.pipeline import (
 )
 from streamdenoise.model.unet import ScoreUNet, UNetConfig
 from streamdenoise.stats.filters import flatten_background
+from streamdenoise.stats.noise import estimate_noise_spectrum
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,21 @@ def test_poisson_noise_level_for_counts_and_fallback() -> None:
     expected = np.sqrt(counts.mean()) / (5 * counts.std())
     assert noise_level(counts, float(counts.mean()), 1.0)[0] == pytest.approx(expected, rel=1e-6)
     scaled = counts * 37.0  # not counts any more: the spectral estimate is used
-    from_spectrum, _ = noise_level(scaled, float(scaled.mean()), 1.0)
+    from_spectrum, _, _ = noise_level(scaled, float(scaled.mean()), 1.0)
     assert from_spectrum == pytest.approx(0.2, rel=0.05)
+
+
+@pytest.mark.parametrize("scale", [1.0, 37.0])
+def test_the_noise_spectrum_in_image_units_is_the_images_own(scale: float) -> None:
+    """What `prepare` fitted on the normalised micrograph, scaled back, is the fit of the
+    binned micrograph itself (the picking statistics reuse it instead of fitting again)."""
+    rng = np.random.default_rng(2)
+    image = scale * rng.poisson(30.0, size=(1024, 1024)).astype(np.float32)
+    image[100:140, 200:260] *= 0.9  # some structure, so that the two fits are not trivial
+    prepared = prepare(image, 1.0, 4.0, DenoiseSettings())
+    own = estimate_noise_spectrum(prepared.image)
+    assert prepared.image_noise.white_variance == pytest.approx(own.white_variance, rel=1e-3)
+    assert prepared.image_noise.interpolation == pytest.approx(own.interpolation, abs=1e-6)
 
 
 def test_binning_to_the_model_pixel_size_keeps_the_pixel_size(model) -> None:

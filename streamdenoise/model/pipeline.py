@@ -48,9 +48,10 @@ def fit_tile(height: int, width: int, max_tile: int, overlap: int, multiple: int
 
 def noise_level(
     binned: np.ndarray, raw_mean: float, area_ratio: float
-) -> tuple[float, NoiseSpectrum]:
-    """Noise std σ̂ of `binned` (H, W) in normalised units, and its fitted noise spectrum
-    (which the do-no-harm guard reuses).
+) -> tuple[float, NoiseSpectrum, float]:
+    """Noise std σ̂ of `binned` (H, W) in normalised units, its fitted noise spectrum
+    (which the do-no-harm guard and the picking statistics reuse) and the normalised unit
+    in the image's units (NORM_SCALE × its std).
 
     For counting-detector data the values are electron counts and the shot noise is
     Poisson: variance = mean count per raw pixel × (binned pixels / raw pixels) after a
@@ -62,11 +63,12 @@ def noise_level(
     normed, _, std = normalize(binned)
     spectrum = estimate_noise_spectrum(normed)
     spectral = spectrum.pixel_sigma
+    unit = NORM_SCALE * std
     if raw_mean <= 0:
-        return spectral, spectrum
-    poisson = math.sqrt(raw_mean * area_ratio) / (NORM_SCALE * std)
+        return spectral, spectrum, unit
+    poisson = math.sqrt(raw_mean * area_ratio) / unit
     low, high = COUNTS_CONSISTENCY
-    return (poisson if low <= (spectral / poisson) ** 2 <= high else spectral), spectrum
+    return (poisson if low <= (spectral / poisson) ** 2 <= high else spectral), spectrum, unit
 
 
 @dataclass(frozen=True)
@@ -116,14 +118,21 @@ class DenoiseSettings:
 @dataclass(frozen=True)
 class Prepared:
     """A micrograph binned to the working pixel size: image (h, w) float32, its pixel size
-    in Å/px, its noise level σ̂ in normalised units, its fitted noise spectrum and the
-    shape (H, W) of the input micrograph it was binned from."""
+    in Å/px, its noise level σ̂ in normalised units, its fitted noise spectrum (normalised
+    units), the shape (H, W) of the input micrograph it was binned from and the factor
+    from normalised units to the image's (`normalize`'s NORM_SCALE × std)."""
 
     image: np.ndarray
     pixel_size: float
     sigma: float
     noise: NoiseSpectrum
     input_shape: tuple[int, int]
+    normalised_unit: float
+
+    @property
+    def image_noise(self) -> NoiseSpectrum:
+        """The fitted noise spectrum in the image's own units (counts for counting data)."""
+        return self.noise.scaled(self.normalised_unit)
 
 
 def prepare(
@@ -143,8 +152,8 @@ def prepare(
             "px a side)"
         )
     with stage("noise estimate"):
-        sigma, spectrum = noise_level(binned, float(np.mean(image)), binned.size / image.size)
-    return Prepared(binned, working_pixel, sigma, spectrum, image.shape)
+        sigma, spectrum, unit = noise_level(binned, float(np.mean(image)), binned.size / image.size)
+    return Prepared(binned, working_pixel, sigma, spectrum, image.shape, unit)
 
 
 def denoise_prepared(

@@ -22,7 +22,7 @@ factor (gain) or an offset changes nothing but σ's units.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -66,6 +66,10 @@ class NoiseSpectrum:
     def pixel_sigma(self) -> float:
         """σ, the per-pixel noise std: √(σ_w²) (1 − 2m)."""
         return math.sqrt(self.white_variance) * (1.0 - 2.0 * self.interpolation)
+
+    def scaled(self, factor: float) -> NoiseSpectrum:
+        """The spectrum of the same noise in units `factor` times larger (of data × factor)."""
+        return replace(self, white_variance=self.white_variance * factor**2)
 
     def sample(self, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
         """A noise image (H, W) float64 drawn from this spectrum (Gaussian, stationary)."""

@@ -97,7 +97,7 @@ from streamdenoise.stats.measures import (
     low_frequency_fraction,
     separability,
 )
-from streamdenoise.stats.noise import estimate_noise_spectrum, robust_noise_sigma
+from streamdenoise.stats.noise import NoiseSpectrum, estimate_noise_spectrum, robust_noise_sigma
 from streamdenoise.stats.picker import (
     blob_band,
     blob_response,
@@ -396,6 +396,7 @@ def background_structure(
     diameter: float,
     excluded: np.ndarray,
     band: np.ndarray | torch.Tensor | None = None,
+    noise: NoiseSpectrum | None = None,
 ) -> float:
     """Structure at the particle scale in the raw image's background, in units of its shot
     noise there: √(max(v / v_shot − 1, 0)); NaN without background or when `raw` (H, W)
@@ -411,7 +412,8 @@ def background_structure(
     counts (rescaled, e.g. an 8- or 16-bit PNG; an offset) gives NaN: σ_w² cannot stand in
     for the shot noise, as it holds the ice's broadband texture too (thick ice would look
     flat), so neither "empty" nor "thick ice" can be established there. `band`: the
-    picker's band of `raw` (`blob_band`) when the caller has it already.
+    picker's band of `raw` (`blob_band`) and `noise`, its fitted noise spectrum in raw's
+    units, when the caller has them already.
 
     Flat thin ice leaves ≈ 0.1–0.2 (its own weak texture); what the picker cannot separate
     leaves more: the structural phase noise of ice grows with its thickness (variance ∝
@@ -429,7 +431,8 @@ def background_structure(
         return float("nan")
     mean = float(data[mask].mean())
     low, high = COUNTS_VARIANCE
-    if mean <= 0 or not low * mean <= estimate_noise_spectrum(data).white_variance <= high * mean:
+    white_variance = (noise or estimate_noise_spectrum(data)).white_variance
+    if mean <= 0 or not low * mean <= white_variance <= high * mean:
         return float("nan")
     band = as_array(blob_band(data, diameter) if band is None else band)
     shot = mean * band_power(data.shape, diameter)
@@ -610,6 +613,7 @@ def micrograph_statistics(
     diameter_angstrom: float,
     thresholds: ReadinessThresholds = ReadinessThresholds(),
     device: torch.device | str | None = None,
+    raw_noise: NoiseSpectrum | None = None,
 ) -> MicrographStatistics:
     """Picking-readiness statistics of one micrograph (see `MicrographStatistics`).
 
@@ -619,10 +623,13 @@ def micrograph_statistics(
     per-candidate measures run in numpy on the CPU. torch's CPU work runs on one thread
     (`STATISTICS_THREADS`): in the daemon the statistics run beside the model stage, which
     has the cores, and more threads than cores stall each other (measured: RESULTS.md,
-    "Daemon profile").
+    "Daemon profile"). raw_noise: raw's fitted noise spectrum in raw's units when the
+    caller has it (`Prepared.image_noise`); else it is fitted here.
     """
     with cpu_threads(STATISTICS_THREADS):
-        return _statistics(raw, denoised, pixel_size, diameter_angstrom, thresholds, device)
+        return _statistics(
+            raw, denoised, pixel_size, diameter_angstrom, thresholds, device, raw_noise
+        )
 
 
 def _statistics(
@@ -632,6 +639,7 @@ def _statistics(
     diameter_angstrom: float,
     thresholds: ReadinessThresholds,
     device: torch.device | str | None,
+    raw_noise: NoiseSpectrum | None,
 ) -> MicrographStatistics:
     """`micrograph_statistics` in the calling thread's torch settings."""
     raw_t, denoised_t = as_tensor(raw, device), as_tensor(denoised, device)
@@ -703,7 +711,7 @@ def _statistics(
         "empty_fraction": empty_fraction(coordinates, raw.shape, diameter, excluded, raw_t.device),
         "carbon_fraction": float(carbon.mean()),
         "background_structure": background_structure(
-            raw, coordinates, diameter, excluded, raw_band
+            raw, coordinates, diameter, excluded, raw_band, raw_noise
         ),
     }
     verdict, reasons = judge(values, thresholds)
