@@ -115,16 +115,20 @@ def reflected_indices(n: int, before: int, after: int, device: torch.device) -> 
     return torch.where(index >= n, period - index, index)
 
 
-def _filtered(
-    image: torch.Tensor, sigmas: tuple[float, ...], weights: tuple[float, ...]
-) -> torch.Tensor:
-    """Σ weight_i · blur(image, σ_i) of a float64 tensor (..., H, W), float64, with one
-    forward and one inverse FFT in `FFT_DTYPE` on its device: periodic boundary after a
-    reflected pad of at least 3·max(σ) on every side, grown to fast FFT lengths so the
-    edges do not wrap. The mean goes around the FFT (blurs keep it), so the FFT's
-    rounding is relative to the image's variation, not to its level (counts)."""
+Filter = tuple[tuple[float, float], ...]
+"""A sum of Gaussian blurs: (σ pixels, weight) pairs; ((σ, 1.0),) is a blur, ((σ₁, 1.0),
+(σ₂, −1.0)) a difference of Gaussians."""
+
+
+def _filtered(image: torch.Tensor, bank: tuple[Filter, ...]) -> tuple[torch.Tensor, ...]:
+    """Each filter of `bank` applied to a float64 tensor (..., H, W), float64, from one
+    forward FFT and one inverse per filter, in `FFT_DTYPE` on its device: periodic
+    boundary after a reflected pad of at least 3·max(σ) on every side, grown to fast FFT
+    lengths so the edges do not wrap. The mean goes around the FFT (blurs keep it), so the
+    FFT's rounding is relative to the image's variation, not to its level (counts)."""
     height, width = image.shape[-2:]
-    pad = min(int(3 * max(sigmas)) + 1, height, width)
+    largest = max(sigma for terms in bank for sigma, _ in terms)
+    pad = min(int(3 * largest) + 1, height, width)
     rows, columns = (
         reflected_indices(n, pad, fast_fft_length(n + 2 * pad) - n - pad, image.device)
         for n in (height, width)
@@ -132,19 +136,33 @@ def _filtered(
     level = image.mean(dim=(-2, -1), keepdim=True)
     padded = (image - level).index_select(-2, rows).index_select(-1, columns).to(FFT_DTYPE)
     size = (len(rows), len(columns))
-    transfer = _transfer(size, tuple(map(float, sigmas)), weights, image.device, FFT_DTYPE)
-    blurred = torch.fft.irfft2(torch.fft.rfft2(padded) * transfer, s=size)
-    crop = blurred[..., pad : pad + height, pad : pad + width].to(torch.float64)
-    return crop + sum(weights) * level
+    spectrum = torch.fft.rfft2(padded)
+    results = []
+    for terms in bank:
+        sigmas = tuple(float(sigma) for sigma, _ in terms)
+        weights = tuple(float(weight) for _, weight in terms)
+        transfer = _transfer(size, sigmas, weights, image.device, FFT_DTYPE)
+        blurred = torch.fft.irfft2(spectrum * transfer, s=size)
+        crop = blurred[..., pad : pad + height, pad : pad + width].to(torch.float64)
+        results.append(crop + sum(weights) * level)
+    return tuple(results)
+
+
+def gaussian_filters(image: Image, bank: tuple[Filter, ...]) -> tuple[Image, ...]:
+    """Several Gaussian filters (blurs, differences of Gaussians: `Filter`) of one image
+    (..., H, W), sharing its forward FFT (edges reflected, not wrapped). Returns float64
+    (..., H, W) per filter, of the kind of `image` (see the module)."""
+    if min(sigma for terms in bank for sigma, _ in terms) <= 0:
+        raise ValueError(f"every σ must be positive, got {bank}")
+    return tuple(like(image, result) for result in _filtered(as_tensor(image), bank))
 
 
 def gaussian_blur(image: Image, sigma: float) -> Image:
     """Blur (..., H, W) with a Gaussian of std `sigma` pixels (edges reflected, not
     wrapped). Returns float64 (..., H, W), of the kind of `image` (see the module)."""
-    data = as_tensor(image)
     if sigma <= 0:
-        return like(image, data.clone())
-    return like(image, _filtered(data, (sigma,), (1.0,)))
+        return like(image, as_tensor(image).clone())
+    return gaussian_filters(image, (((sigma, 1.0),),))[0]
 
 
 def difference_of_gaussians(image: Image, sigma_small: float, sigma_large: float) -> Image:
@@ -152,7 +170,7 @@ def difference_of_gaussians(image: Image, sigma_small: float, sigma_large: float
     of the kind of `image`."""
     if min(sigma_small, sigma_large) <= 0:
         raise ValueError(f"both σ must be positive, got {sigma_small} and {sigma_large}")
-    return like(image, _filtered(as_tensor(image), (sigma_small, sigma_large), (1.0, -1.0)))
+    return gaussian_filters(image, (((sigma_small, 1.0), (sigma_large, -1.0)),))[0]
 
 
 def flatten_background(image: np.ndarray, sigma: float) -> np.ndarray:

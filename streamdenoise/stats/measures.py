@@ -18,7 +18,14 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from streamdenoise.stats.filters import FFT_DTYPE, Image, as_array, as_tensor, gaussian_blur
+from streamdenoise.stats.filters import (
+    FFT_DTYPE,
+    Filter,
+    Image,
+    as_array,
+    as_tensor,
+    gaussian_filters,
+)
 from streamdenoise.stats.picker import blob_response
 
 
@@ -78,9 +85,19 @@ def particle_contrast(image: np.ndarray, coordinates: np.ndarray, diameter: floa
     return abs(float(image[inside].mean() - image[outside].mean()))
 
 
-def background_flatness(image: Image, coordinates: np.ndarray, diameter: float) -> float:
-    """Std of the D/2-blurred background over the particle contrast (lower is flatter)."""
-    blurred = as_array(gaussian_blur(image, diameter / 2))
+def flatness_filter(diameter: float) -> Filter:
+    """The blur of `background_flatness` as a `Filter`: σ = D/2 (D in pixels)."""
+    return ((diameter / 2, 1.0),)
+
+
+def background_flatness(
+    image: Image, coordinates: np.ndarray, diameter: float, blurred: Image | None = None
+) -> float:
+    """Std of the D/2-blurred background over the particle contrast (lower is flatter);
+    `blurred`: `image` through `flatness_filter(diameter)` when the caller has it."""
+    if blurred is None:
+        blurred = gaussian_filters(image, (flatness_filter(diameter),))[0]
+    blurred = as_array(blurred)
     outside = background_mask(blurred.shape, coordinates, diameter)
     return float(blurred[outside].std()) / max(
         particle_contrast(as_array(image), coordinates, diameter), 1e-30

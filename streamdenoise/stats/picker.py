@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from streamdenoise.stats.filters import Image, as_array, as_tensor, difference_of_gaussians, like
+from streamdenoise.stats.filters import Filter, Image, as_array, as_tensor, gaussian_filters, like
 from streamdenoise.stats.noise import mad_std, median
 
 
@@ -26,11 +26,17 @@ def blob_sigmas(diameter: float) -> tuple[float, float]:
     return sigma, 1.6 * sigma
 
 
+def blob_filter(diameter: float) -> Filter:
+    """The detector's band as a `Filter`: the difference of Gaussians at
+    `blob_sigmas(diameter)` of the inverted image, so that dark blobs give peaks."""
+    sigma, surround = blob_sigmas(diameter)
+    return ((sigma, -1.0), (surround, 1.0))
+
+
 def blob_band(image: Image, diameter: float) -> Image:
-    """The detector's band (H, W) float64 of `image`: its difference of Gaussians at
-    `blob_sigmas(diameter)`, inverted so that dark blobs give peaks, in image units; of the
-    kind of `image`."""
-    return like(image, difference_of_gaussians(-as_tensor(image), *blob_sigmas(diameter)))
+    """The detector's band (H, W) float64 of `image` (`blob_filter`), in image units; of
+    the kind of `image`."""
+    return gaussian_filters(image, (blob_filter(diameter),))[0]
 
 
 def in_robust_units(band: Image) -> Image:

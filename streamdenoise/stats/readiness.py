@@ -89,18 +89,20 @@ from streamdenoise.stats.filters import (
     cpu_threads,
     fast_fft_length,
     gaussian_blur,
+    gaussian_filters,
 )
 from streamdenoise.stats.measures import (
     background_flatness,
     background_mask,
     disk_masks,
+    flatness_filter,
     low_frequency_fraction,
     separability,
 )
 from streamdenoise.stats.noise import NoiseSpectrum, estimate_noise_spectrum, robust_noise_sigma
 from streamdenoise.stats.picker import (
     blob_band,
-    blob_response,
+    blob_filter,
     blob_sigmas,
     in_robust_units,
     pick_peaks,
@@ -655,8 +657,11 @@ def _statistics(
     excluded = _dilate(carbon, CARBON_MARGIN * diameter, raw_t.device)
     border = max(int(diameter / 2), 1)
     excluded[:border], excluded[-border:], excluded[:, :border], excluded[:, -border:] = (True,) * 4
-    response = blob_response(denoised_t, diameter)
-    raw_band = blob_band(raw_t, diameter)  # the raw image's contrast and background
+    # Each image's picker band and flatness blur share one forward FFT.
+    bank = (blob_filter(diameter), flatness_filter(diameter))
+    raw_band, raw_blurred = gaussian_filters(raw_t, bank)
+    denoised_band, denoised_blurred = gaussian_filters(denoised_t, bank)
+    response = in_robust_units(denoised_band)
     coordinates, scores, false = find_candidates(response, diameter, excluded)
     area_um2 = (~excluded).sum() * pixel_size**2 / 1e8
     neighbours = nearest_neighbour_distances(coordinates)
@@ -690,8 +695,10 @@ def _statistics(
             "denoising_gain": found.cnr / raw_found.cnr if raw_found.cnr > 0 else nan,
         }
         flatness = {
-            "flatness_raw": background_flatness(raw_t, coordinates, diameter),
-            "flatness_denoised": background_flatness(denoised_t, coordinates, diameter),
+            "flatness_raw": background_flatness(raw_t, coordinates, diameter, raw_blurred),
+            "flatness_denoised": background_flatness(
+                denoised_t, coordinates, diameter, denoised_blurred
+            ),
         }
     values = {
         "pixel_size": float(pixel_size),
