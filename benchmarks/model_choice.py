@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from quality import live, metrics, tuned_gaussian
+from quality import held_out_micrographs, live, metrics, tuned_gaussian
 from results import markdown_table, write_section
 from structures import structure_paths
 from torch.utils.flop_counter import FlopCounterMode
@@ -25,8 +25,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from streamdenoise.engine.batches import prepare_model
 from streamdenoise.model.modelfile import load_model
 from streamdenoise.physics.density import load_reference
-from streamdenoise.physics.session import SessionSpec, micrograph_params
-from streamdenoise.physics.simulator import simulate_micrograph
 
 FIGURES = ["PSNR dB", "HP-PSNR dB", "AUC", "AP"]
 AP_TOLERANCE = 0.01
@@ -73,18 +71,7 @@ def main() -> None:
             f"{history[-1].get('validation_loss', float('nan')):.4f}",
         ]
     for dose in doses:
-        spec = SessionSpec(
-            count=args.micrographs,
-            seed=1000 + int(dose),
-            detector="falcon4i",
-            pixel_size=1.0,
-            binning=4,
-            dose=dose,
-        )
-        truths = [
-            simulate_micrograph(reference, micrograph_params(spec, i))
-            for i in range(args.micrographs)
-        ]
+        truths = held_out_micrographs(reference, dose, args.micrographs)
         sigma, blur = tuned_gaussian(truths)
         print(f"{dose:g} e/A2: Gaussian baseline σ = {sigma:g} px", flush=True)
         candidates = {"raw": lambda image: image, GAUSSIAN: blur}

@@ -149,6 +149,21 @@ def tuned_gaussian(truths: list) -> tuple[float, Callable[[np.ndarray], np.ndarr
     return best_sigma, lambda image: gaussian_blur(image, best_sigma).astype(np.float32)
 
 
+def held_out_micrographs(reference, dose: float, count: int) -> list:
+    """The held-out simulated set at `dose` e⁻/Å²: `count` Falcon-4i micrographs of
+    `reference`, 1 Å/px binned 4× to 4 Å/px (`simulate_micrograph` results, with truth);
+    the same for every benchmark that judges models on it (a seed per dose)."""
+    spec = SessionSpec(
+        count=count,
+        seed=1000 + int(dose),
+        detector="falcon4i",
+        pixel_size=1.0,
+        binning=4,
+        dose=dose,
+    )
+    return [simulate_micrograph(reference, micrograph_params(spec, i)) for i in range(count)]
+
+
 def timed(function: Callable[[np.ndarray], np.ndarray], images: list[np.ndarray]):
     """Apply `function` to each image; (outputs, mean seconds per image)."""
     outputs, start = [], time.perf_counter()
@@ -172,18 +187,7 @@ def main() -> None:
     reference = load_reference(paths.get("3kpr"))
     sections = []
     for dose in (float(d) for d in args.doses.split(",")):
-        spec = SessionSpec(
-            count=args.micrographs,
-            seed=1000 + int(dose),
-            detector="falcon4i",
-            pixel_size=1.0,
-            binning=4,
-            dose=dose,
-        )
-        truths = [
-            simulate_micrograph(reference, micrograph_params(spec, i))
-            for i in range(args.micrographs)
-        ]
+        truths = held_out_micrographs(reference, dose, args.micrographs)
         noisy = [t.noisy for t in truths]
         outputs: dict[str, tuple[list[np.ndarray], float]] = {"raw": (noisy, 0.0)}
         best_sigma, blur = tuned_gaussian(truths)
