@@ -21,8 +21,9 @@ structure's diameter. Sets:
   and the agreement with each class's expected verdict (`AGREES`);
 - real (with --apoferritin, the folder `cryo-EM Dataset` of the AutoCryoPicker repository,
   see ../shared/data/apoferritin-empiar10146/README.md): the 19 labelled EMPIAR-10146
-  micrographs (1.5 Å/px, D = 120 Å) loaded and binned as benchmarks/real_data.py does,
-  denoised by the same model; count against the labels and the verdicts.
+  fields (1.5 Å/px, D = 120 Å) in both versions, without and after averaging, loaded and
+  binned as benchmarks/real_data.py does, denoised by the same model; count against the
+  labels and the verdicts.
 
 Prints the tables and the issue-15 targets (`TARGETS`), and writes the "Picking
 readiness" section of benchmarks/RESULTS.md.
@@ -38,6 +39,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from real_data import APOFERRITIN_SETS
 from results import markdown_table, write_section
 
 from streamdenoise.model.modelfile import default_model_path, load_model
@@ -298,26 +300,29 @@ def agreement(outcomes: dict[str, list[Outcome]]) -> float:
     return float(np.mean(judged)) if judged else float("nan")
 
 
-def real_outcomes(folder: Path, denoise_real: Callable) -> list[Outcome]:
-    """The labelled apoferritin micrographs, loaded and binned as benchmarks/real_data.py
-    does, denoised by `denoise_real` (image, pixel size) → (denoised, working pixel size)."""
+def real_outcomes(folder: Path, denoise_real: Callable, which: str) -> list[Outcome]:
+    """The labelled apoferritin micrographs of set `which` (real_data.APOFERRITIN_SETS),
+    loaded and binned as benchmarks/real_data.py does, denoised by `denoise_real` (image,
+    pixel size) → (denoised, working pixel size)."""
     from real_data import APOFERRITIN_DIAMETER, DEFAULT_TRUTH, binned, load_apoferritin
 
     outcomes = []
-    for micrograph in load_apoferritin(folder, DEFAULT_TRUTH, 19):
+    for micrograph in load_apoferritin(folder, DEFAULT_TRUTH, 19, which):
         denoised, working = denoise_real(micrograph.image, micrograph.pixel_size)
         raw = binned(micrograph, working)
         truth = micrograph.truth * micrograph.pixel_size / working
         outcome = measure(raw, denoised, truth, working, APOFERRITIN_DIAMETER)
         outcomes.append(replace(outcome, structure=f"apoferritin {micrograph.name}"))
         print(
-            f"real {micrograph.name}: {outcome.true_count} labelled, "
+            f"real ({which}) {micrograph.name}: {outcome.true_count} labelled, "
             f"{outcome.statistics.candidates} candidates, {outcome.statistics.verdict}",
             flush=True,
         )
     return outcomes
 
 
+REAL_SETS = tuple(APOFERRITIN_SETS)
+"""Both versions of the labelled apoferritin fields: without and after averaging."""
 REAL_COLUMNS = ["micrograph", "labelled", "candidates", "precision", "recall", "CNR"]
 REAL_COLUMNS += ["verdict", "reasons"]
 
@@ -359,9 +364,10 @@ TARGETS = (
 
 
 def targets_section(
-    counted: list[Outcome], classes: dict[str, list[Outcome]], real: list[Outcome]
+    counted: list[Outcome], classes: dict[str, list[Outcome]], real: dict[str, list[Outcome]]
 ) -> str:
-    """The targets against what this run measured, each held or missed."""
+    """The targets against what this run measured, each held or missed (the real ones on
+    every apoferritin set of `real`, held only if held on all)."""
     errors = relative_errors(counted)
     true = np.array([o.true_count for o in counted], dtype=np.float64)
     found = np.array([o.statistics.candidates for o in counted], dtype=np.float64)
@@ -369,15 +375,24 @@ def targets_section(
     losses = sum(lost(o) for o in counted)
     small = median([o.seconds for o in counted if o.true_count < 80])
     large = median([o.seconds for o in counted if o.true_count >= 200])
-    real_error = float(np.median(relative_errors(real))) if real else float("nan")
-    ready = sum(o.statistics.verdict == "ready" for o in real)
+    real_errors = {which: float(np.median(relative_errors(o))) for which, o in real.items()}
+    ready = {
+        which: sum(o.statistics.verdict == "ready" for o in got) for which, got in real.items()
+    }
     share = agreement(classes)
     measured = [
         (f"{np.median(errors):.2f}", np.median(errors) <= 0.15),
         (f"{r:.2f}", r >= 0.95),
         (f"{losses}", losses == 0),
-        (f"{real_error:.2f}" if real else "not run", real_error <= 0.20),
-        (f"{ready} of {len(real)}" if real else "not run", bool(real) and ready == len(real)),
+        (
+            ", ".join(f"{which} {error:.2f}" for which, error in real_errors.items()) or "not run",
+            bool(real) and all(error <= 0.20 for error in real_errors.values()),
+        ),
+        (
+            ", ".join(f"{which} {n} of {len(real[which])}" for which, n in ready.items())
+            or "not run",
+            bool(real) and all(n == len(real[which]) for which, n in ready.items()),
+        ),
         (f"{share:.0%}", share >= 0.9),
         (f"{large:.2f} s vs {small:.2f} s", large <= 1.25 * small),
     ]
@@ -460,7 +475,11 @@ def main() -> None:
             for i in range(args.per_class)
         ]
         print(f"class {label}: {[o.statistics.verdict for o in classes[label]]}", flush=True)
-    real = real_outcomes(args.apoferritin, denoise_real) if args.apoferritin else []
+    real = (
+        {which: real_outcomes(args.apoferritin, denoise_real, which) for which in REAL_SETS}
+        if args.apoferritin
+        else {}
+    )
     counted = density + crowded
     everything = counted + [o for chosen in classes.values() for o in chosen]
     seconds = median([o.seconds for o in everything])
@@ -493,12 +512,13 @@ def main() -> None:
         f"{median([o.statistics.cnr for o in everything]):.2f} (same positions; the "
         "candidates are found on the denoised image, so both are selected, not unbiased)."
     )
-    if real:
+    for which, outcomes in real.items():
         body += (
-            "\n\n### Real micrographs: apoferritin (EMPIAR-10146)\n\n"
-            "The 19 labelled PNGs (1.5 Å/px, D = 120 Å), binned to the model's pixel size "
-            "and denoised as `streamdenoise denoise` does (with its do-no-harm guard).\n\n"
-            + real_section(real)
+            f"\n\n### Real micrographs: apoferritin (EMPIAR-10146), {which}\n\n"
+            f"The 19 labelled PNGs of the {which} set (`{APOFERRITIN_SETS[which][0]}`; "
+            "1.5 Å/px, D = 120 Å; benchmarks/real_data.py says how the sets differ), binned "
+            "to the model's pixel size and denoised as `streamdenoise denoise` does (with "
+            "its do-no-harm guard).\n\n" + real_section(outcomes)
         )
     print(body)
     command = (
