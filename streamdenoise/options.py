@@ -116,8 +116,9 @@ _declare(
     "adapt_after",
     "Adapt the model to this session after its first N micrographs (0: off; N ≥ 2): a "
     "background thread fine-tunes a copy (blind-spot loss) and swaps it in only if a "
-    "picking criterion on the last quarter, held out, beats the model and no denoising; "
-    "weights in STATE/adapted_model.pt. Measured results: docs/model.md.",
+    "picking criterion on the last quarter, held out, beats the model and no denoising "
+    "by more than 0.015 (its own error); once per session; weights in "
+    "STATE/adapted_model.pt. Measured results: docs/model.md.",
     min=0,
 )
 _declare("adapt_steps", "Steps of --adapt-after.", min=1)
@@ -270,7 +271,8 @@ TrainInit = Annotated[
         "only) instead of training from scratch: fine-tunes a copy with the blind-spot "
         "loss on all but the last quarter, and writes --model-out only if a picking "
         "criterion on that quarter (see --particle-diameter) beats both the model and no "
-        "denoising (else exits 1). Works at the model's pixel size."
+        "denoising by more than 0.015, its own error (else exits 1). Works at the model's "
+        "pixel size."
     ),
 ]
 TrainParticleDiameter = Annotated[
