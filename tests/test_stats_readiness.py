@@ -90,6 +90,32 @@ def test_candidates_are_the_blobs_and_density_is_count_over_area() -> None:
     assert (result.verdict, result.reasons) == ("ready", ())
 
 
+def test_large_particles_are_measured_on_block_sums_in_working_pixels() -> None:
+    """D = 40 px (≥ 2·STATISTICS_DIAMETER): the statistics run on 2×2 block sums, yet the
+    coordinates, the pixel size and the noise σ's are those of the working pixels."""
+    scale = 40.0 / DIAMETER
+    size = int(SIZE * scale)
+    positions = [(x * scale, y * scale) for x, y in SPREAD]
+    yy, xx = np.mgrid[0:size, 0:size]
+    clean = np.full((size, size), 100.0)
+    for x, y in positions:
+        clean -= 30.0 * (np.hypot(xx - x, yy - y) <= 20.0)
+    rng = np.random.default_rng(0)
+    raw, denoised = clean + rng.normal(0, 10, clean.shape), clean + rng.normal(0, 1, clean.shape)
+    assert 40 // readiness.STATISTICS_DIAMETER == 2
+    pixel = PIXEL / scale  # the same field in µm² as the other tests', sampled finer
+    result = micrograph_statistics(raw, denoised, pixel, 40 * pixel)
+    assert result.candidates == len(positions) and result.pixel_size == pixel
+    distance = np.linalg.norm(result.coordinates[:, None] - np.array(positions)[None], axis=2).min(
+        axis=1
+    )
+    assert distance.max() <= 1.5
+    assert result.noise_sigma_raw == pytest.approx(10.0, rel=0.05)
+    assert result.noise_sigma_denoised == pytest.approx(1.0, rel=0.05)
+    assert result.median_nn_angstrom == pytest.approx(40 * PIXEL, rel=0.05)
+    assert (result.verdict, result.reasons) == ("ready", ())
+
+
 def test_noise_sigma_and_nearest_neighbours() -> None:
     noise = np.random.default_rng(1).normal(0, 5.0, (SIZE, SIZE))
     assert robust_noise_sigma(noise + 100) == pytest.approx(5.0, rel=0.03)

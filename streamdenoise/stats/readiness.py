@@ -114,6 +114,12 @@ CANDIDATE_FDR = 0.3
 """Estimated false-discovery rate at which candidates are cut (see the module docstring)."""
 CANDIDATE_FLOOR = 1.0
 """Peaks of the picker response below this robust z are never candidates."""
+STATISTICS_DIAMETER = 18
+"""Pixels across a particle that the statistics need: particles of D ≥ 2× this many working
+pixels are measured on f×f block sums, f = ⌊D / this⌋ (a 150 Å particle at 4 Å/px: 2×2),
+at a quarter of the cost or less; the noise σ's are still those of the working pixels.
+Not 16: the demo's packed mic_0004 (426 particles 0.98·D apart, D = 32 px) kept 99
+candidates at 16 px per particle against 114 at full sampling."""
 CANDIDATE_SEPARATION = 0.5
 """Minimum distance between candidates, in particle diameters."""
 DECOY_SHADOW = 1.0
@@ -318,6 +324,15 @@ def carbon_mask(raw: np.ndarray, diameter: float) -> np.ndarray:
         covered[:] = False
     height, width = np.shape(raw)
     return np.repeat(np.repeat(covered, factor, axis=0), factor, axis=1)[:height, :width]
+
+
+def block_sum(image: torch.Tensor, factor: int) -> torch.Tensor:
+    """Sums of `factor`² pixel blocks of (H, W): (⌊H/f⌋, ⌊W/f⌋), the last rows and columns
+    that do not fill a block left out (so block (i, j) is centred on working pixel
+    f·(i, j) + (f − 1)/2). Sums, not means: electron counts stay counts."""
+    height, width = (n // factor * factor for n in image.shape)
+    blocks = image[:height, :width].reshape(height // factor, factor, width // factor, factor)
+    return blocks.sum(dim=(1, 3))
 
 
 def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
@@ -626,7 +641,9 @@ def micrograph_statistics(
     (`STATISTICS_THREADS`): in the daemon the statistics run beside the model stage, which
     has the cores, and more threads than cores stall each other (measured: RESULTS.md,
     "Daemon profile"). raw_noise: raw's fitted noise spectrum in raw's units when the
-    caller has it (`Prepared.image_noise`); else it is fitted here.
+    caller has it (`Prepared.image_noise`); else it is fitted here. Particles of at least
+    2·`STATISTICS_DIAMETER` pixels are measured on block sums; the results are in working
+    pixels all the same.
     """
     with cpu_threads(STATISTICS_THREADS):
         return _statistics(
@@ -652,6 +669,13 @@ def _statistics(
         )
     if pixel_size <= 0 or diameter_angstrom <= 0:
         raise ValueError("pixel size and diameter must be positive")
+    working_pixel_size = pixel_size
+    noise_sigmas = robust_noise_sigma(raw_t), robust_noise_sigma(denoised_t)
+    factor = max(1, int(diameter_angstrom / pixel_size // STATISTICS_DIAMETER))
+    if factor > 1:  # large particles: measured on block sums (counts stay counts)
+        raw_t, denoised_t = block_sum(raw_t, factor), block_sum(denoised_t, factor)
+        raw, denoised = as_array(raw_t), as_array(denoised_t)
+        pixel_size, raw_noise = pixel_size * factor, None
     diameter = diameter_angstrom / pixel_size
     carbon = carbon_mask(raw, diameter)
     excluded = _dilate(carbon, CARBON_MARGIN * diameter, raw_t.device)
@@ -701,10 +725,10 @@ def _statistics(
             ),
         }
     values = {
-        "pixel_size": float(pixel_size),
+        "pixel_size": float(working_pixel_size),
         "diameter_angstrom": float(diameter_angstrom),
-        "noise_sigma_raw": robust_noise_sigma(raw_t),
-        "noise_sigma_denoised": robust_noise_sigma(denoised_t),
+        "noise_sigma_raw": noise_sigmas[0],
+        "noise_sigma_denoised": noise_sigmas[1],
         **contrast,
         "low_frequency_raw": low_frequency_fraction(raw_t, diameter),
         "low_frequency_denoised": low_frequency_fraction(denoised_t, diameter),
@@ -723,7 +747,11 @@ def _statistics(
     }
     verdict, reasons = judge(values, thresholds)
     return MicrographStatistics(
-        **values, verdict=verdict, reasons=reasons, coordinates=coordinates, scores=scores
+        **values,
+        verdict=verdict,
+        reasons=reasons,
+        coordinates=coordinates * factor + (factor - 1) / 2,  # block centres, working pixels
+        scores=scores,
     )
 
 
