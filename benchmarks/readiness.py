@@ -39,7 +39,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from real_data import APOFERRITIN_SETS
+from real_data import (
+    APOFERRITIN_DIAMETER,
+    APOFERRITIN_SETS,
+    DEFAULT_TRUTH,
+    binned,
+    load_apoferritin,
+)
 from results import markdown_table, write_section
 
 from streamdenoise.model.modelfile import default_model_path, load_model
@@ -304,8 +310,6 @@ def real_outcomes(folder: Path, denoise_real: Callable, which: str) -> list[Outc
     """The labelled apoferritin micrographs of set `which` (real_data.APOFERRITIN_SETS),
     loaded and binned as benchmarks/real_data.py does, denoised by `denoise_real` (image,
     pixel size) → (denoised, working pixel size)."""
-    from real_data import APOFERRITIN_DIAMETER, DEFAULT_TRUTH, binned, load_apoferritin
-
     outcomes = []
     for micrograph in load_apoferritin(folder, DEFAULT_TRUTH, 19, which):
         denoised, working = denoise_real(micrograph.image, micrograph.pixel_size)

@@ -89,6 +89,18 @@ def gaussian_transfer(shape: tuple[int, int], sigma: float) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
+def rfft_weights(shape: tuple[int, int]) -> np.ndarray:
+    """Weights (ny, nx//2+1) that turn a sum over the rfft2 half-plane of a real (H, W) =
+    `shape` image into the sum over the full plane: 2 for the columns whose conjugates
+    rfft2 leaves out, 1 for column 0 and, for even W, the Nyquist column (read-only:
+    cached)."""
+    weights = np.ones((shape[0], shape[1] // 2 + 1))
+    weights[:, 1 : (shape[1] + 1) // 2] = 2.0
+    weights.flags.writeable = False
+    return weights
+
+
+@lru_cache(maxsize=16)
 def _transfer(
     shape: tuple[int, int],
     sigmas: tuple[float, ...],

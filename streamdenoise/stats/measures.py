@@ -25,6 +25,7 @@ from streamdenoise.stats.filters import (
     as_array,
     as_tensor,
     gaussian_filters,
+    rfft_weights,
 )
 from streamdenoise.stats.picker import blob_response
 
@@ -66,15 +67,17 @@ def low_frequency_fraction(image: Image, diameter: float) -> float:
 def _power_weights(
     shape: tuple[int, int], diameter: float, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """rfft2 weights (ny, nx//2+1) that sum the power of a real (H, W) = `shape` image:
-    all coefficients (interior columns stand for two), and those below 1/(2·D) only."""
-    fy = torch.fft.fftfreq(shape[0], dtype=torch.float64, device=device)[:, None]
-    fx = torch.fft.rfftfreq(shape[1], dtype=torch.float64, device=device)[None, :]
-    k = torch.hypot(fx, fy)
-    weight = torch.ones_like(k)
-    weight[:, 1:-1] = 2
+    """rfft2 weights (ny, nx//2+1) that sum the power of a real (H, W) = `shape` image
+    (`rfft_weights`): over all coefficients, and over those below 1/(2·D) only."""
+    fy = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.rfftfreq(shape[1])[None, :]
+    k = np.hypot(fx, fy)
+    weight = rfft_weights(shape)
     low = weight * ((k > 0) & (k < 1 / (2 * diameter)))
-    return weight.to(FFT_DTYPE), low.to(FFT_DTYPE)
+    return (
+        torch.tensor(weight, dtype=FFT_DTYPE, device=device),  # a copy: `weight` is read-only
+        torch.tensor(low, dtype=FFT_DTYPE, device=device),
+    )
 
 
 def particle_contrast(image: np.ndarray, coordinates: np.ndarray, diameter: float) -> float:

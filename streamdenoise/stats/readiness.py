@@ -90,6 +90,8 @@ from streamdenoise.stats.filters import (
     fast_fft_length,
     gaussian_blur,
     gaussian_filters,
+    gaussian_transfer,
+    rfft_weights,
 )
 from streamdenoise.stats.measures import (
     background_flatness,
@@ -462,11 +464,8 @@ def band_power(shape: tuple[int, int], diameter: float) -> float:
     for particles of `diameter` pixels): the variance that unit white noise leaves in the
     band. Cached: a session's micrographs share their shape."""
     sigma, surround = blob_sigmas(diameter)
-    fy = np.fft.fftfreq(shape[0])[:, None]
-    fx = np.fft.fftfreq(shape[1])[None, :]
-    k2 = fx**2 + fy**2
-    transfer = np.exp(-2 * math.pi**2 * sigma**2 * k2) - np.exp(-2 * math.pi**2 * surround**2 * k2)
-    return float(np.mean(transfer**2))
+    transfer = gaussian_transfer(shape, sigma) - gaussian_transfer(shape, surround)
+    return float(np.sum(rfft_weights(shape) * transfer**2)) / (shape[0] * shape[1])
 
 
 def fdr_threshold(targets: np.ndarray, decoys: np.ndarray, fdr: float) -> float:
