@@ -36,7 +36,12 @@ from pathlib import Path
 import numpy as np
 from results import cached_micrographs, markdown_table, write_section
 
-from streamdenoise.engine.batches import compile_by_default, default_batch_size, prepare_model
+from streamdenoise.engine.batches import (
+    compile_by_default,
+    default_batch_size,
+    network_dtype,
+    prepare_model,
+)
 from streamdenoise.engine.device import resolve_device
 from streamdenoise.engine.profiling import record_stages, stage
 from streamdenoise.io.relion import MicrographRow, OpticsSettings, write_micrographs_star
@@ -245,7 +250,7 @@ def main() -> None:
     device = resolve_device(args.device)
     model_path = default_model_path()
     loaded = load_model(model_path, device=device)
-    compiled = compile_by_default(device)  # as the daemon does when nothing is set
+    compiled = compile_by_default(device, network_dtype(device))  # as the daemon does
     model = prepare_model(loaded.model, device, compile_model=compiled)
     settings = DenoiseSettings()
     options = OutputOptions(float16=args.float16, model_label=str(model_path))
@@ -321,7 +326,8 @@ def main() -> None:
         f"{detector} float32 MRC micrographs ({len(pool)} distinct inputs for {count + 2} "
         "runs, cycled under new names; in the page cache), binned to "
         f"{binned}, default model in live mode on {device} ({batch} "
-        f"tile(s) per network call, {'compiled' if compiled else 'eager'}), daemon default "
+        f"tile(s) per network call, {'compiled' if compiled else 'eager'}, "
+        f"{str(network_dtype(device)).removeprefix('torch.')}), daemon default "
         "outputs ("
         f"{'float16' if args.float16 else 'float32'} MRC, OME-Zarr, thumbnail, sidecar, "
         "statistics and picks), after one warm-up micrograph; the micrographs STAR is "

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from streamdenoise.engine.batches import PRECISIONS
 from streamdenoise.errors import FileProblem, SettingsError
 from streamdenoise.io.relion import OpticsSettings
 from streamdenoise.model.pipeline import DenoiseSettings
@@ -88,8 +89,10 @@ class DenoiseTable(Table):
     """`[denoise]`: the model and how it runs. bin / pixel_size: the working pixel size (a
     factor, or Å; default: the model's); input_pixel_size: Å, for inputs without one;
     batch_size: tiles per network call (default: 1 on a CPU, 8 on a GPU); tile, overlap:
-    working pixels; compile: torch.compile (unset: when this machine can); guard: the
-    do-no-harm guard; flatten_background: subtract the background's low-pass of this σ in Å."""
+    working pixels; precision: the network's dtype (auto: bfloat16 where the device has it
+    natively, else float32); compile: torch.compile (unset: when this machine can and it
+    pays); guard: the do-no-harm guard; flatten_background: subtract the background's
+    low-pass of this σ in Å."""
 
     model: PathSetting | None = None
     device: str = "auto"
@@ -100,6 +103,7 @@ class DenoiseTable(Table):
     max_micrographs_per_batch: int = Field(4, ge=1)
     tile: int = Field(DEFAULT_MAX_TILE, ge=16)
     overlap: int = Field(32, ge=0)
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
     compile: bool | None = None
     guard: bool = True
     flatten_background: PositiveFloat | None = None
@@ -117,6 +121,7 @@ class DenoiseTable(Table):
             tile=self.tile,
             overlap=self.overlap,
             batch_size=self.batch_size or batch_size,
+            dtype=PRECISIONS[self.precision],
             guard=self.guard,
             background_scale=self.flatten_background,
         )

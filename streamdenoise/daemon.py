@@ -135,6 +135,7 @@ class ModelStage:
             self.config.denoise.model,
             self.config.denoise.device,
             compile_model=self.config.denoise.compile,
+            dtype=self.config.denoise.settings().dtype,
         )
         self.device = self.runtime.device
         self.loaded = self.runtime.loaded

@@ -12,7 +12,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from streamdenoise.engine.batches import compile_by_default, is_compiled, prepare_model
+from streamdenoise.engine.batches import (
+    compile_by_default,
+    is_compiled,
+    network_dtype,
+    prepare_model,
+)
 from streamdenoise.engine.device import resolve_device
 from streamdenoise.errors import DeviceError, StreamDenoiseError, one_line
 from streamdenoise.model.modelfile import LoadedModel, default_model_path, load_model, model_digest
@@ -57,12 +62,14 @@ def load_runtime(
     device: str,
     *,
     compile_model: bool | None,
+    dtype: torch.dtype | None = None,
     expected_digest: str | None = None,
 ) -> Runtime:
     """Resolve `device` ("auto", "cpu", "cuda[:N]"), load `model` (None: the shipped one)
-    and prepare it. `compile_model` None compiles where this machine can (Triton on a GPU,
-    a C++ compiler on a CPU); one-shot commands pass False (compiling costs more than it
-    saves on a few micrographs). `expected_digest` (a batch worker's check) raises
+    and prepare it. `compile_model` None compiles where this machine can and it pays for
+    the network's `dtype` (`compile_by_default`; None: the device's choice); one-shot
+    commands pass False (compiling costs more than it saves on a few micrographs).
+    `expected_digest` (a batch worker's check) raises
     StreamDenoiseError when the file differs from the client's. Not warmed up: see
     `warm_up`."""
     torch_device = resolve_device(device)
@@ -72,7 +79,7 @@ def load_runtime(
         raise StreamDenoiseError(f"{path} on this worker differs from the client's model file")
     loaded = load_model(path, device=torch_device)
     if compile_model is None:
-        compile_model = compile_by_default(torch_device)
+        compile_model = compile_by_default(torch_device, network_dtype(torch_device, dtype))
     network = prepare_model(loaded.model, torch_device, compile_model=compile_model)
     return Runtime(torch_device, path, digest, loaded, network)
 

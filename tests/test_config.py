@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from streamdenoise.config import TABLE_OF, TABLES, Settings, load_settings
 from streamdenoise.errors import FileProblem, SettingsError
@@ -50,6 +51,7 @@ def refused(path: Path) -> str:
         ("outputs", "out_dir = 3", "outputs.out_dir = 3: expected a path (a string)"),
         ("outputs", 'picks_frame = "binned"', "expected one of 'input', 'denoised', 'both'"),
         ("watch", 'order = "random"', "watch.order = 'random': expected one of 'oldest'"),
+        ("denoise", 'precision = "half"', "denoise.precision = 'half': expected one of 'auto'"),
         ("display", "status_interval = nan", "display.status_interval = nan: should be a finite"),
         ("readiness.thresholds", 'min_cnr = "x"', "readiness.thresholds.min_cnr = 'x': expected"),
         ("watch", "settle_seconds = -1", "watch.settle_seconds = -1: should be greater than 0"),
@@ -138,6 +140,9 @@ def test_defaults_and_cross_checks(tmp_path: Path) -> None:
     assert settings.output_dir == tmp_path.with_name(f"{tmp_path.name}_streamdenoise")
     assert settings.watch.adapt_after == 0 and settings.watch.adapt_steps == 300
     assert settings.watch.include == ("*.mrc", "*.tif", "*.tiff")
+    assert settings.denoise.precision == "auto" and settings.denoise.settings().dtype is None
+    chosen = load_settings(None, {"watch_dir": tmp_path, "precision": "float32"})
+    assert chosen.denoise.settings().dtype == torch.float32
     with pytest.raises(SettingsError, match="no directory to watch"):
         _ = load_settings(None, {}).watch_dir
     with pytest.raises(SettingsError, match="no output directory"):

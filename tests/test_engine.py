@@ -17,6 +17,7 @@ from streamdenoise.engine.batches import (
     default_batch_size,
     is_compiled,
     map_batches,
+    network_dtype,
     prepare_model,
     run_batches,
 )
@@ -117,6 +118,25 @@ def test_cpu_compiles_by_default_only_with_a_cxx_compiler(monkeypatch, tmp_path)
     compiler.write_text("#!/bin/sh\n")
     compiler.chmod(0o755)
     assert compile_by_default(CPU)
+
+
+def test_a_cpu_compiles_by_default_only_in_float32(monkeypatch, tmp_path) -> None:
+    compiler = tmp_path / "g++"
+    compiler.write_text("#!/bin/sh\n")
+    compiler.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert compile_by_default(CPU, torch.float32)
+    assert not compile_by_default(CPU, torch.bfloat16)  # eager oneDNN bfloat16 is as fast
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_network_runs_in_bfloat16_where_the_device_has_it_natively(
+    monkeypatch, native: bool
+) -> None:
+    monkeypatch.setattr(batches, "native_bfloat16", lambda device: native)
+    assert network_dtype(CPU) == (torch.bfloat16 if native else torch.float32)
+    assert network_dtype(CPU, torch.float32) == torch.float32  # what the user asked wins
+    assert network_dtype(CPU, torch.bfloat16) == torch.bfloat16
 
 
 def test_default_batch_size_per_device() -> None:

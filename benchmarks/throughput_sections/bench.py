@@ -16,6 +16,7 @@ from torch import nn
 from streamdenoise.engine.batches import (
     compile_by_default,
     default_batch_size,
+    network_dtype,
     prepare_model,
 )
 from streamdenoise.engine.profiling import record_stages
@@ -121,8 +122,8 @@ class Bench:
         self.multiple = int(getattr(loaded.model, "size_multiple", 1))
         self.flops = FlopCount(self.eager)
         self.default_batch = default_batch_size(device)
-        self.default_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        self.default_compiled = compile_by_default(device)
+        self.default_dtype = network_dtype(device)
+        self.default_compiled = compile_by_default(device, self.default_dtype)
 
     def default_config(self, full_resolution: bool = False) -> Config:
         """The configuration the daemon runs when nothing is set."""
@@ -143,7 +144,7 @@ class Bench:
 
     def warm_up(self, net: nn.Module, config: Config, tile: int) -> float:
         """Seconds of one batch through `net` the way the pipeline calls it (compiles)."""
-        amp = config.dtype != torch.float32 and self.device.type == "cuda"
+        amp = config.dtype != torch.float32
         x = torch.zeros(config.batch, tile, tile, device=self.device)
         synchronize(self.device)
         start = time.perf_counter()

@@ -6,6 +6,8 @@ from dataclasses import replace
 
 import torch
 
+from streamdenoise.engine.batches import native_bfloat16
+
 from .bench import Config, Measurement
 from .common import fmt, progress
 from .state import State
@@ -13,20 +15,13 @@ from .state import State
 
 def bf16_support(device: torch.device) -> tuple[bool, str]:
     """Whether this device runs the model in bfloat16 natively, and why not."""
+    if native_bfloat16(device):
+        return True, ""
     if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return True, ""
         return False, f"{torch.cuda.get_device_name(device)} has no native bfloat16"
-    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    if not native:
-        return False, (
-            "this CPU has no native bfloat16 (oneDNN reports no AVX512-BF16/AMX; it would be "
-            "emulated, slower than float32), and streamdenoise uses reduced precision only "
-            "on CUDA"
-        )
     return False, (
-        "the CPU supports bfloat16 (oneDNN), but streamdenoise.model.inference refuses "
-        "reduced precision on non-CUDA devices"
+        "this CPU has no native bfloat16 (oneDNN reports no AVX512-BF16/AMX; it would be "
+        "emulated, slower than float32), so the default precision here is float32"
     )
 
 

@@ -23,7 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from streamdenoise.engine.batches import default_batch_size, is_compiled, run_batches
+from streamdenoise.engine.batches import (
+    default_batch_size,
+    is_compiled,
+    network_dtype,
+    run_batches,
+)
 from streamdenoise.engine.profiling import stage
 from streamdenoise.model.tiling import (
     DEFAULT_MAX_TILE,
@@ -131,12 +136,7 @@ def _run_tiled(
         if normed.ndim != 2:
             raise ValueError(f"expected a 2-D micrograph, got shape {normed.shape}")
     dev = torch.device(device) if device is not None else _model_device(model)
-    if dev.type == "cuda":
-        amp_dtype = dtype if dtype is not None else torch.bfloat16
-    elif dtype not in (None, torch.float32):
-        raise ValueError(f"reduced precision ({dtype}) is only used on CUDA, not on {dev}")
-    else:
-        amp_dtype = torch.float32
+    amp_dtype = network_dtype(dev, dtype)
     use_amp = amp_dtype != torch.float32
 
     def score_fn(x: torch.Tensor) -> torch.Tensor:
@@ -252,8 +252,9 @@ def live_denoise(
         batch_size: tiles per network call (the last batch is padded to this size); None:
             the device's default (`streamdenoise.engine.batches.default_batch_size`).
         device: where to run; None uses the model's device.
-        dtype: autocast dtype on CUDA (None → bfloat16; torch.float32 disables autocast).
-            On other devices only None / float32 are accepted.
+        dtype: the network's autocast dtype (None: `network_dtype`'s choice, bfloat16
+            where the device computes it natively; torch.float32 disables autocast). The
+            Tweedie step and the guard run in float32 whatever the network's dtype.
         sigma: noise std σ̂ in normalised units; None estimates it with
             `estimate_noise_sigma`.
         guard: return the input unchanged where the do-no-harm guard fails

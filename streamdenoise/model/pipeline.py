@@ -76,7 +76,8 @@ class DenoiseSettings:
     """How to denoise (one Tweedie step over large blended tiles): binning (an integer or
     fractional factor, or a target pixel size in Å; neither: the model's training pixel
     size, never upsampling), tiling in pixels of the binned image, tiles per network call
-    (None: the device's default, 1 on a CPU and 8 on a GPU), the autocast dtype on GPU,
+    (None: the device's default, 1 on a CPU and 8 on a GPU), the network's autocast dtype
+    (None: `streamdenoise.engine.batches.network_dtype`'s choice for the device),
     whether the do-no-harm guard may keep the input (`streamdenoise.stats.guard`), and an
     optional background scale in Å: subtract the output's plane and Gaussian low-pass of
     that σ (ice gradients, thickness), keeping its mean."""
