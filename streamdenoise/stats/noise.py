@@ -163,6 +163,11 @@ def mad_std(values: np.ndarray | torch.Tensor, centre: float | None = None) -> f
     return 1.4826 * median(abs(values - middle))
 
 
+NOISE_DIFFERENCES = 100_000
+"""About how many adjacent-pixel differences `robust_noise_sigma` samples (on a small image:
+those of every other row and column)."""
+
+
 def robust_noise_sigma(image: np.ndarray | torch.Tensor) -> float:
     """Pixel noise σ (image units) of (H, W) (array, or tensor on its device) from
     differences of adjacent pixels: 1.4826·MAD/√2 of the horizontal and vertical
@@ -171,9 +176,10 @@ def robust_noise_sigma(image: np.ndarray | torch.Tensor) -> float:
     uses `estimate_noise_sigma`.)"""
     data = as_tensor(image)
     height, width = data.shape
-    # A quarter of the differences (from every other row and column; ≥ 10⁵ on a
-    # micrograph) pins the median as well, at a quarter of the sorting.
-    vertical = data[1::2, ::2] - data[: height - 1 : 2, ::2]
-    horizontal = data[::2, 1::2] - data[::2, : width - 1 : 2]
+    # About NOISE_DIFFERENCES differences, from every s-th row and column (s ≥ 2), pin the
+    # median as well as all of them (its relative error ≈ 1.4/√n, 0.4 %) at less sorting.
+    step = max(2, math.isqrt(2 * height * width // NOISE_DIFFERENCES))
+    vertical = data[1::step, ::step] - data[: height - 1 : step, ::step]
+    horizontal = data[::step, 1::step] - data[::step, : width - 1 : step]
     differences = torch.cat([vertical.reshape(-1), horizontal.reshape(-1)])
     return mad_std(differences) / math.sqrt(2)

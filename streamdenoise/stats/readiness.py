@@ -116,12 +116,12 @@ CANDIDATE_FDR = 0.3
 """Estimated false-discovery rate at which candidates are cut (see the module docstring)."""
 CANDIDATE_FLOOR = 1.0
 """Peaks of the picker response below this robust z are never candidates."""
-STATISTICS_DIAMETER = 18
+STATISTICS_DIAMETER = 12
 """Pixels across a particle that the statistics need: particles of D ≥ 2× this many working
-pixels are measured on f×f block sums, f = ⌊D / this⌋ (a 150 Å particle at 4 Å/px: 2×2),
+pixels are measured on f×f block sums, f = ⌊D / this⌋ (a 150 Å particle at 4 Å/px: 3×3),
 at a quarter of the cost or less; the noise σ's are still those of the working pixels.
-Not 16: the demo's packed mic_0004 (426 particles 0.98·D apart, D = 32 px) kept 99
-candidates at 16 px per particle against 114 at full sampling."""
+Against 18 (RESULTS.md, "Picking readiness"): the same count errors (median 0.19, r 0.70),
+verdict agreement 92 % instead of 88 %, statistics 0.07 s instead of 0.20 s per micrograph."""
 CANDIDATE_SEPARATION = 0.5
 """Minimum distance between candidates, in particle diameters."""
 DECOY_SHADOW = 1.0
@@ -333,8 +333,12 @@ def block_sum(image: torch.Tensor, factor: int) -> torch.Tensor:
     that do not fill a block left out (so block (i, j) is centred on working pixel
     f·(i, j) + (f − 1)/2). Sums, not means: electron counts stay counts."""
     height, width = (n // factor * factor for n in image.shape)
-    blocks = image[:height, :width].reshape(height // factor, factor, width // factor, factor)
-    return blocks.sum(dim=(1, 3))
+    total = image[:height:factor, :width:factor].clone()
+    for row in range(factor):
+        for column in range(factor):
+            if row or column:  # f² strided adds: 8× faster than a reshaped sum on a CPU
+                total += image[row:height:factor, column:width:factor]
+    return total
 
 
 def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
