@@ -17,7 +17,7 @@ from streamdenoise.stats.filters import (
     gaussian_blur,
     gaussian_transfer,
 )
-from streamdenoise.stats.noise import robust_noise_sigma
+from streamdenoise.stats.noise import estimate_noise_spectrum, robust_noise_sigma
 from streamdenoise.stats.readiness import (
     MicrographStatistics,
     ReadinessThresholds,
@@ -115,6 +115,14 @@ def test_large_particles_are_measured_on_block_sums_in_working_pixels() -> None:
     assert result.noise_sigma_denoised == pytest.approx(1.0, rel=0.05)
     assert result.median_nn_angstrom == pytest.approx(40 * PIXEL, rel=0.05)  # SPREAD's grid
     assert (result.verdict, result.reasons) == ("ready", ())
+    # The daemon passes the noise spectrum fitted on the working pixels: scaled to the
+    # block sums, it stands in for a fit on them (raw is counts-like: variance = mean).
+    given = micrograph_statistics(
+        raw, denoised, pixel, size_px * pixel, raw_noise=estimate_noise_spectrum(raw)
+    )
+    assert math.isfinite(result.background_structure)
+    assert given.background_structure == pytest.approx(result.background_structure, abs=0.05)
+    assert given.candidates == result.candidates and given.verdict == result.verdict
 
 
 def test_noise_sigma_and_nearest_neighbours() -> None:

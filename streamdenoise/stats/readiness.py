@@ -678,7 +678,10 @@ def _statistics(
     if factor > 1:  # large particles: measured on block sums (counts stay counts)
         raw_t, denoised_t = block_sum(raw_t, factor), block_sum(denoised_t, factor)
         raw, denoised = as_array(raw_t), as_array(denoised_t)
-        pixel_size, raw_noise = pixel_size * factor, None
+        pixel_size = pixel_size * factor
+        # A sum of f² pixels has f² times their white variance (the interpolation that
+        # correlates motion-corrected noise keeps the mean: its gain at low frequencies is 1).
+        raw_noise = raw_noise.scaled(factor) if raw_noise is not None else None
     diameter = diameter_angstrom / pixel_size
     carbon = carbon_mask(raw, diameter)
     excluded = _dilate(carbon, CARBON_MARGIN * diameter, raw_t.device)
