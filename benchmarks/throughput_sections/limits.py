@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from streamdenoise.engine.batches import native_bfloat16
 from streamdenoise.model.guidance import cache_directory
 
 from .common import MIB, ZARR_FACTOR, progress, synchronize
@@ -134,7 +135,7 @@ def section_limits(state: State) -> None:
     progress("matrix products")
     size, repeats = (2048, 2) if state.quick else (4096, 3)
     state.rates["float32"] = matmul_rate(state.device, torch.float32, size, repeats)
-    if state.cuda:
+    if native_bfloat16(state.device):
         state.rates["bfloat16"] = matmul_rate(state.device, torch.bfloat16, size, repeats)
     where = (
         torch.cuda.get_device_name(state.device)
