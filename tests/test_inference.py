@@ -153,11 +153,18 @@ def test_live_denoise_applies_tweedie_per_pixel_in_normalised_units() -> None:
     np.testing.assert_allclose(out - image, expected_sigma**2 * 0.5 * 5 * std, rtol=0, atol=2e-5)
 
 
-def test_live_denoise_does_not_depend_on_batch_size() -> None:
+def _scoring_model() -> ScoreUNet:
+    """The tiny network in eval mode with a random output layer (seed 0): a score that is
+    not zero, so that denoising moves the image."""
     torch.manual_seed(0)
     model = ScoreUNet(TINY).eval()
     with torch.no_grad():
         model.head.weight.normal_(0, 0.1)
+    return model
+
+
+def test_live_denoise_does_not_depend_on_batch_size() -> None:
+    model = _scoring_model()
     image = _micrograph(150, 140)
     one = live_denoise(image, model, tile=64, overlap=16, batch_size=1, sigma=0.2)
     three = live_denoise(image, model, tile=64, overlap=16, batch_size=3, sigma=0.2)
@@ -212,10 +219,7 @@ def test_faithful_denoise_follows_the_score_between_steps() -> None:
 
 
 def test_live_denoise_in_bfloat16_on_the_cpu_is_close_to_float32() -> None:
-    torch.manual_seed(0)
-    model = ScoreUNet(TINY).eval()
-    with torch.no_grad():
-        model.head.weight.normal_(0, 0.1)
+    model = _scoring_model()
     image = _micrograph(300, 257)
     settings = {"tile": 128, "overlap": 16, "sigma": 0.2, "guard": False}
     ref = live_denoise(image, model, dtype=torch.float32, **settings)
@@ -228,12 +232,9 @@ def test_live_denoise_in_bfloat16_on_the_cpu_is_close_to_float32() -> None:
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_live_denoise_in_bfloat16_on_cuda_matches_float32_on_cpu() -> None:
-    torch.manual_seed(0)
-    model = ScoreUNet(TINY).eval()
-    with torch.no_grad():
-        model.head.weight.normal_(0, 0.1)
+    model = _scoring_model()
     image = _micrograph(300, 257)
-    ref = live_denoise(image, model, tile=128, overlap=16, sigma=0.2)
+    ref = live_denoise(image, model, tile=128, overlap=16, sigma=0.2, dtype=torch.float32)
     cuda_model = model.to("cuda", memory_format=torch.channels_last)
     out = live_denoise(image, cuda_model, tile=128, overlap=16, sigma=0.2)
     shift = np.abs(ref - image).mean()
