@@ -314,13 +314,53 @@ class ModelStage:
             return denoise_prepared(prepared, self.runtime.network, self.settings, self.device)
 
 
+def charge_failure(
+    intake: Intake,
+    status: StatusBoard,
+    items: list[ReadyFile],
+    stage: Stage,
+    error: BaseException,
+    stopping: bool,
+) -> None:
+    """The failure policy: charge a failure at `stage` to `items` in `intake` and say it on
+    `status` (a read's or write's: one micrograph; the model stage's: the micrograph when
+    it was alone; a batch of several is charged nothing and retried one per batch). A
+    model failure while `stopping` (a Ctrl-C or stop ended the compiler) charges nothing:
+    the micrographs stay pending."""
+    if stage == "model":
+        if stopping:
+            log.warning(
+                "stopped while denoising (%s); %d micrograph(s) stay pending",
+                one_line(error, 200),
+                len(items),
+            )
+            intake.release(items)
+            return
+        log.error("denoising failed: %s", log_text(error))  # the whole output, once
+        if len(items) > 1:
+            log.warning("retrying the %d micrographs of that batch one at a time", len(items))
+            intake.retry_alone(items)
+            return
+        reason = f"denoising failed: {one_line(error, 200)}"
+    elif stage == "write":
+        reason = f"cannot write outputs: {error}"
+    else:
+        reason = str(error)
+    for item in items:
+        state = intake.fail(item, reason)
+        log.error(
+            "%s %s: %s", "quarantined" if state == "quarantined" else "failed", item.path, reason
+        )
+        status.remember(MicrographSummary(item.path.name, state, error=reason))
+
+
 class Daemon:
     """`streamdenoise watch`: process every finished micrograph of `config.watch_dir`.
 
     The parts: `model` (the resident model and what it implies), `intake` (completeness,
     journal check, batches; made once the journal is open), `lists` (the session's STAR
     and coordinate lists), `status` (counters, snapshots, status.json); this class runs
-    them: lock, signals, the loop, the pipeline's callbacks and the failure policy.
+    them: lock, signals, the loop and the pipeline's callbacks (failures: `charge_failure`).
     """
 
     def __init__(
@@ -523,39 +563,9 @@ class Daemon:
         self.status.count_done(summary, written.finished, results.statistics, queue_depth)
 
     def _failed(self, items: list[ReadyFile], stage: Stage, error: BaseException) -> None:
-        """Main thread: charge a failure to `items` (a read's or write's: one micrograph;
-        the model stage's: the micrograph when it was alone; a batch of several is charged
-        nothing and retried one per batch). A model failure while stopping (a Ctrl-C or
-        stop ended the compiler) charges nothing."""
+        """Main thread: `charge_failure` of `items` (stopping: whether a stop was asked)."""
         assert self.intake is not None
-        if stage == "model":
-            if self._stop.is_set():
-                log.warning(
-                    "stopped while denoising (%s); %d micrograph(s) stay pending",
-                    one_line(error, 200),
-                    len(items),
-                )
-                self.intake.release(items)
-                return
-            log.error("denoising failed: %s", log_text(error))  # the whole output, once
-            if len(items) > 1:
-                log.warning("retrying the %d micrographs of that batch one at a time", len(items))
-                self.intake.retry_alone(items)
-                return
-            reason = f"denoising failed: {one_line(error, 200)}"
-        elif stage == "write":
-            reason = f"cannot write outputs: {error}"
-        else:
-            reason = str(error)
-        for item in items:
-            state = self.intake.fail(item, reason)
-            log.error(
-                "%s %s: %s",
-                "quarantined" if state == "quarantined" else "failed",
-                item.path,
-                reason,
-            )
-            self.status.remember(MicrographSummary(item.path.name, state, error=reason))
+        charge_failure(self.intake, self.status, items, stage, error, self._stop.is_set())
 
     def _released(self, items: list[ReadyFile]) -> None:
         """Micrographs the model stage did not start before a stop: pending, no try used."""
