@@ -18,6 +18,13 @@ done (disk stays bounded). Two phases:
    microscope); latency = outputs written − input file complete (its mtime), from the
    journal; median and p95.
 
+Model-stage utilisation: the share of the throughput phase's wall time that the daemon's
+model stage spent running batches (its own clock, `model_busy_seconds` in status.json, read
+at the phase's start and end). On a GPU it says whether the host keeps the network fed
+(issue 13's target: ≥ 80 %; below it, reading, binning or the writers are the bottleneck:
+`benchmarks/daemon_profile.py --device cuda` says which); on a small CPU the network shares
+the cores with that host work, so the share is lower and means less.
+
 Peak memory: the daemon's VmHWM (peak RSS) from /proc, and its RSS sampled over the run.
 Writes the "Daemon" section of benchmarks/RESULTS.md.
 """
@@ -68,6 +75,13 @@ def journal(out: Path) -> list[tuple[str, str, float | None, float]]:
         return db.execute("SELECT path, state, latency, updated FROM files").fetchall()
 
 
+def model_busy(out: Path) -> tuple[float, float]:
+    """(seconds the daemon's model stage has been busy, when it said so) from status.json,
+    which the daemon rewrites every second here."""
+    status = json.loads((out / "status.json").read_text())
+    return float(status["model_busy_seconds"]), float(status["updated"])
+
+
 def feed(pool: list[Path], watch: Path, index: int) -> Path:
     """Copy a pool micrograph into the watched directory as new file number `index`."""
     target = watch / f"FoilHole_{index:05d}_fractions.mrc"
@@ -101,7 +115,7 @@ def main() -> None:
         "--settle-seconds",
         "1",
         "--status-interval",
-        "30",
+        "1",
         "--float16",
     ]
     log = open(root / "daemon.log", "w")  # noqa: SIM115 - closed below
@@ -156,10 +170,13 @@ def main() -> None:
                 fed += 1
                 if phase_start is None:
                     phase_start = time.monotonic()
+                    busy_start = model_busy(out)
             tick()
         first_done = done_count()
         wait_until(lambda: done_count() >= args.micrographs)
         throughput_seconds = time.monotonic() - phase_start
+        busy_end = model_busy(out)
+        utilisation = (busy_end[0] - busy_start[0]) / max(busy_end[1] - busy_start[1], 1e-9)
         per_hour = args.micrographs * 3600 / throughput_seconds
         print(
             f"throughput: {args.micrographs} in {throughput_seconds:.0f} s = {per_hour:.0f}/h "
@@ -192,6 +209,10 @@ def main() -> None:
         [
             "sustained throughput",
             f"{per_hour:.0f} micrographs/h ({throughput_seconds / args.micrographs:.2f} s each)",
+        ],
+        [
+            "model-stage utilisation, throughput phase",
+            f"{100 * utilisation:.0f} % of the wall time (on a GPU the target is ≥ 80 %)",
         ],
         [
             "latency, one every " + f"{args.rate:g} s",

@@ -388,6 +388,7 @@ class Daemon:
         )
         self.journal: Journal | None = None
         self.intake: Intake | None = None
+        self.pipeline: Pipeline | None = None
         self._lists_stale = False
         self.snapshot = self.status.snapshot("starting", self._progress())
 
@@ -462,7 +463,9 @@ class Daemon:
                     self.model.device,
                 )
                 self.notifier.ready()
-                pipeline = Pipeline(self._stages(), readers=READERS, writers=WRITERS)
+                self.pipeline = pipeline = Pipeline(
+                    self._stages(), readers=READERS, writers=WRITERS
+                )
                 try:
                     try:
                         while not self._stop.is_set():
@@ -597,6 +600,7 @@ class Daemon:
             ),
             adaptation=None if adapter is None else adapter.state,
             particle_diameter=self.model.diameter_status(),
+            model_busy_seconds=self.pipeline.model_seconds if self.pipeline else 0.0,
         )
 
     def _publish(self, state: str, force: bool = False) -> None:

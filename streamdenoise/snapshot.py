@@ -61,6 +61,9 @@ class Snapshot:
     """The statistics' particle diameter: {"angstrom", "source" ("given", "reference NAME",
     "estimated from N micrographs", "default…"), "estimate" (`DiameterEstimate.to_dict`
     or None)}; None without statistics."""
+    model_busy_seconds: float = 0.0
+    """Seconds the model stage has run batches since the start: its increase over a stretch
+    of wall time (`updated`) is the model stage's utilisation (benchmarks/daemon.py)."""
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -47,8 +47,9 @@ def resident_memory_mib() -> float:
 class Progress:
     """What the daemon's other parts know at one moment: the journal's counts by state,
     files found, pending (not yet complete) and queued (ready), the device and the state of
-    session adaptation (None when off), and the statistics' particle diameter (Å, source,
-    estimate; None before the model is loaded or without statistics)."""
+    session adaptation (None when off), the statistics' particle diameter (Å, source,
+    estimate; None before the model is loaded or without statistics), and the seconds the
+    model stage has been busy since the start."""
 
     counts: Mapping[str, int] = field(default_factory=dict)
     found: int = 0
@@ -57,6 +58,7 @@ class Progress:
     device: str = ""
     adaptation: str | None = None
     particle_diameter: dict | None = None
+    model_busy_seconds: float = 0.0
 
 
 class StatusBoard:
@@ -149,6 +151,7 @@ class StatusBoard:
             session=session,
             adaptation=progress.adaptation,
             particle_diameter=progress.particle_diameter,
+            model_busy_seconds=progress.model_busy_seconds,
         )
 
     def publish(self, state: str, progress: Progress, *, force: bool = False) -> Snapshot:

@@ -195,6 +195,9 @@ def test_live_session_every_micrograph_once_bad_files_quarantined(
     assert final["state"] == "stopped"
     starting = "default; estimating from the first 5 micrographs"  # only 4 came
     assert final["particle_diameter"] == {"angstrom": 150.0, "source": starting, "estimate": None}
+    # The model stage's busy time (benchmarks/daemon.py's utilisation): some, and less
+    # than the daemon has run.
+    assert 0 < final["model_busy_seconds"] < final["updated"] - final["started"]
     rows = journal_rows(out)
     states = {Path(p).name: (s, e) for p, s, e in rows}
     for name, words in bad.items():
