@@ -138,6 +138,7 @@ class ModelStage:
             dtype=self.config.denoise.settings().dtype,
         )
         self.device = self.runtime.device
+        self.label = self.runtime.label  # "cpu, bfloat16": the dashboard's device
         self.loaded = self.runtime.loaded
         model_path = self.config.denoise.model or self.runtime.model_path
         self.settings = self.config.denoise.settings(default_batch_size(self.device))
@@ -460,7 +461,7 @@ class Daemon:
                     "polling" if polling else "inotify",
                     settle,
                     self.config.output_dir,
-                    self.model.device,
+                    self.model.label,
                 )
                 self.notifier.ready()
                 self.pipeline = pipeline = Pipeline(
@@ -595,9 +596,7 @@ class Daemon:
             found=len(intake.found) if intake else 0,
             pending=len(intake.pending) if intake else 0,
             queued=len(intake.ready) if intake else 0,
-            device=str(
-                self.config.denoise.device if self.model.device is None else self.model.device
-            ),
+            device=self.config.denoise.device if self.model.device is None else self.model.label,
             adaptation=None if adapter is None else adapter.state,
             particle_diameter=self.model.diameter_status(),
             model_busy_seconds=self.pipeline.model_seconds if self.pipeline else 0.0,

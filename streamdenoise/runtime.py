@@ -39,13 +39,20 @@ def log_text(error: BaseException) -> str:
 class Runtime:
     """A model ready to serve: the device, the model file (absolute path, 16-hex-digit
     digest, its loaded contents: weights, pixel size in Å/px, provenance) and `network`,
-    the model prepared for inference (eval, channels_last, compiled or eager)."""
+    the model prepared for inference (eval, channels_last, compiled or eager), and `dtype`,
+    the precision it runs in (`network_dtype`)."""
 
     device: torch.device
     model_path: Path
     digest: str
     loaded: LoadedModel
     network: nn.Module
+    dtype: torch.dtype = torch.float32
+
+    @property
+    def label(self) -> str:
+        """The device and precision, for the log and the dashboard: "cpu, bfloat16"."""
+        return f"{self.device}, {str(self.dtype).removeprefix('torch.')}"
 
     @property
     def compiled(self) -> bool:
@@ -78,10 +85,11 @@ def load_runtime(
     if expected_digest is not None and digest != expected_digest:
         raise StreamDenoiseError(f"{path} on this worker differs from the client's model file")
     loaded = load_model(path, device=torch_device)
+    precision = network_dtype(torch_device, dtype)
     if compile_model is None:
-        compile_model = compile_by_default(torch_device, network_dtype(torch_device, dtype))
+        compile_model = compile_by_default(torch_device, precision)
     network = prepare_model(loaded.model, torch_device, compile_model=compile_model)
-    return Runtime(torch_device, path, digest, loaded, network)
+    return Runtime(torch_device, path, digest, loaded, network, precision)
 
 
 def warm_up(
@@ -92,14 +100,20 @@ def warm_up(
     compile_requested: bool,
     stopping: Callable[[], bool],
 ) -> bool:
-    """Run one batch of (batch_size, 1, tile, tile) zeros so the first micrograph is not
-    slow (a compiled network compiles here). A compilation that fails when nobody asked
-    for it (`compile_requested` False) falls back to the eager network; one that was asked
-    for raises DeviceError. Returns False when `stopping()` says a stop ended it (a Ctrl-C
-    or stop also ends the compiler's processes), True when the network is ready."""
+    """Run one batch of (batch_size, 1, tile, tile) zeros, in the runtime's precision (the
+    autocast of `streamdenoise.model.inference`), so the first micrograph is not slow (a
+    compiled network compiles here, for the autocast it will serve in). A compilation
+    that fails when nobody asked for it (`compile_requested` False) falls back to the
+    eager network; one that was asked for raises DeviceError. Returns False when
+    `stopping()` says a stop ended it (a Ctrl-C or stop also ends the compiler's
+    processes), True when the network is ready."""
     compiled = runtime.compiled
     zeros = torch.zeros(batch_size, 1, tile, tile, device=runtime.device)
-    with torch.inference_mode():
+    reduced = runtime.dtype != torch.float32
+    with (
+        torch.inference_mode(),
+        torch.autocast(runtime.device.type, dtype=runtime.dtype, enabled=reduced),
+    ):
         try:
             runtime.network(zeros)
         except Exception as error:
@@ -117,5 +131,5 @@ def warm_up(
                 runtime.loaded.model, runtime.device, compile_model=False
             )
             runtime.network(zeros)
-    log.info("model ready on %s (%s)", runtime.device, "compiled" if runtime.compiled else "eager")
+    log.info("model ready on %s (%s)", runtime.label, "compiled" if runtime.compiled else "eager")
     return True

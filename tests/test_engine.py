@@ -238,3 +238,24 @@ def test_process_micrograph_reports_every_stage(tmp_path: Path) -> None:
         labels = [bytes(label).decode().strip() for label in mrc.header.label[: mrc.header.nlabl]]
     assert any(label.startswith("streamdenoise") for label in labels)
     assert any(label.startswith("guard") for label in labels)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_the_runtime_warms_up_in_the_precision_it_serves(precision: str) -> None:
+    """A compiled network compiles for the autocast it runs under: the warm-up must use
+    the serving precision, or the first micrograph compiles again."""
+    from streamdenoise.engine.batches import PRECISIONS
+    from streamdenoise.runtime import load_runtime, warm_up
+
+    runtime = load_runtime(None, "cpu", compile_model=False, dtype=PRECISIONS[precision])
+    assert runtime.dtype == PRECISIONS[precision] and runtime.label == f"cpu, {precision}"
+    seen = []
+
+    class _Recording(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu"))
+            return x
+
+    runtime.network = _Recording()
+    assert warm_up(runtime, 1, 32, compile_requested=False, stopping=lambda: False)
+    assert seen == [torch.bfloat16 if precision == "bfloat16" else False]
