@@ -40,7 +40,7 @@ from real_data import (
 from results import markdown_table, write_section
 from structures import structure_paths
 
-from streamdenoise.engine.batches import native_bfloat16, network_dtype
+from streamdenoise.engine.batches import native_bfloat16, network_dtype, prepare_model
 from streamdenoise.engine.device import resolve_device
 from streamdenoise.model.modelfile import default_model_path, load_model
 from streamdenoise.model.pipeline import DenoiseSettings, denoise_image, prepare
@@ -62,7 +62,7 @@ class Denoiser:
 
     def __init__(self, device: torch.device) -> None:
         self.loaded = load_model(default_model_path(), device)
-        self.model = self.loaded.model.eval().to(memory_format=torch.channels_last)
+        self.model = prepare_model(self.loaded.model, device, compile_model=False)
 
     def binned(self, image: np.ndarray, pixel_size: float) -> np.ndarray:
         """The micrograph at the model's pixel size, as the pipeline bins it."""

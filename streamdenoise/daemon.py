@@ -128,17 +128,16 @@ class ModelStage:
     def load(self) -> None:
         """Load, prepare and warm up the model (`streamdenoise.runtime`); set the settings,
         parameter hash and output options it implies."""
-        from streamdenoise.engine.batches import default_batch_size
+        from streamdenoise.engine.batches import PRECISIONS, default_batch_size
         from streamdenoise.runtime import load_runtime, warm_up
 
         self.runtime = load_runtime(
             self.config.denoise.model,
             self.config.denoise.device,
             compile_model=self.config.denoise.compile,
-            dtype=self.config.denoise.settings().dtype,
+            dtype=PRECISIONS[self.config.denoise.precision],
         )
         self.device = self.runtime.device
-        self.label = self.runtime.label  # "cpu, bfloat16": the dashboard's device
         self.loaded = self.runtime.loaded
         model_path = self.config.denoise.model or self.runtime.model_path
         self.settings = self.config.denoise.settings(default_batch_size(self.device))
@@ -461,7 +460,7 @@ class Daemon:
                     "polling" if polling else "inotify",
                     settle,
                     self.config.output_dir,
-                    self.model.label,
+                    self.model.runtime.label,
                 )
                 self.notifier.ready()
                 self.pipeline = pipeline = Pipeline(
@@ -596,7 +595,11 @@ class Daemon:
             found=len(intake.found) if intake else 0,
             pending=len(intake.pending) if intake else 0,
             queued=len(intake.ready) if intake else 0,
-            device=self.config.denoise.device if self.model.device is None else self.model.label,
+            device=(
+                self.config.denoise.device
+                if self.model.device is None
+                else self.model.runtime.label
+            ),
             adaptation=None if adapter is None else adapter.state,
             particle_diameter=self.model.diameter_status(),
             model_busy_seconds=self.pipeline.model_seconds if self.pipeline else 0.0,

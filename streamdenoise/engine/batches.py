@@ -67,10 +67,11 @@ PRECISIONS: dict[str, torch.dtype | None] = {
 """The network's precision by setting name; "auto" (None) is `network_dtype`'s choice."""
 
 
+@lru_cache(maxsize=8)
 def native_bfloat16(device: torch.device) -> bool:
     """Whether `device` computes bfloat16 convolutions natively: a GPU that supports it,
     or a CPU whose oneDNN has AVX512-BF16 or AMX kernels (elsewhere bfloat16 is emulated
-    and slower than float32)."""
+    and slower than float32). Cached: asked for every micrograph."""
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
