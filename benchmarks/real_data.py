@@ -144,10 +144,11 @@ def load_epu(folder: Path) -> list[RealMicrograph]:
     return micrographs
 
 
-def log_response(image: np.ndarray, diameter: float) -> np.ndarray:
-    """The data README's detector: scale-normalised Laplacian of Gaussian, σ = 0.4·D/√2
-    (D in pixels), positive at dark blobs; (H, W) float64 in units of its robust std."""
-    sigma = 0.4 * diameter / math.sqrt(2)
+def log_response(image: np.ndarray, diameter: float, factor: float = 0.4) -> np.ndarray:
+    """The data README's detector: scale-normalised Laplacian of Gaussian, σ = factor·D/√2
+    (D in pixels; the README's factor is 0.4), positive at dark blobs; (H, W) float64 in
+    units of its robust std."""
+    sigma = factor * diameter / math.sqrt(2)
     data = np.asarray(image, dtype=np.float64)
     fy = np.fft.fftfreq(data.shape[0])[:, None]
     fx = np.fft.rfftfreq(data.shape[1])[None, :]

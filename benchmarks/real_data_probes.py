@@ -1,0 +1,235 @@
+"""Why no denoiser lifts picking on the noisy apoferritin set: probes of what limits it.
+
+    python benchmarks/real_data_probes.py APOFERRITIN_DIR [--micrographs 19]
+
+APOFERRITIN_DIR as for benchmarks/real_data.py (the noisy set, "without averaging": noise
+~99 % of the variance at 4 Å/px, like single movie frames). Every probe is judged exactly as
+real_data.py judges methods: binned to 4 Å/px, the data README's LoG picker at D = 120 Å
+(σ = 0.4·D/√2), AP and detection AUC per micrograph, averaged. Probes:
+
+- the picker's own scale on the raw micrographs (σ = f·D/√2 for f = 0.25 … 0.5): how much
+  AP lies in the picker rather than in the image;
+- a per-micrograph Wiener filter S/(S + N) (radial power spectrum less the fitted noise
+  spectrum of `stats.noise`): the best linear denoiser for pixel error, truth-free;
+- CTF Wiener deconvolution (what Warp and IsoNet show for picking): defocus fitted per
+  micrograph from the Thon rings of the 1.5 Å/px image (300 kV, Cs 2.7 mm, 7 % amplitude
+  contrast), SSNR(k) = 10^(3s)·exp(−100 k Å) for strengths s;
+- the shipped model's Tweedie step scaled by λ (output y + λ(x̂ − y), guard off), with the
+  truth-free criterion ρ that session adaptation's swap rule uses;
+- a ceiling that uses the truth (not a method): matched filter with the rotationally
+  averaged mean particle of these micrographs.
+
+No probe's parameter was tuned on the AP it is reported with; the lists above are the whole
+grid. Results go to the "Real data, probes" section of benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from real_data import (
+    APOFERRITIN_DIAMETER,
+    DEFAULT_TRUTH,
+    RealMicrograph,
+    binned,
+    detector_scores,
+    load_apoferritin,
+    log_response,
+)
+from results import markdown_table, write_section
+
+from streamdenoise.model.modelfile import default_model_path, load_model
+from streamdenoise.model.training import live_denoiser, prepare_image
+from streamdenoise.physics.ctf import ctf_2d, electron_wavelength
+from streamdenoise.stats.criterion import response_correlation
+from streamdenoise.stats.noise import NoiseSpectrum, estimate_noise_spectrum, interpolation_power
+
+WORKING = 4.0  # Å/px, the model's and real_data.py's
+LOG_FACTORS = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+DECONVOLUTION_STRENGTHS = (0.3, 0.5, 1.0)
+STEP_SCALES = (0.1, 0.25, 0.5, 1.0)
+DEFOCUS_RANGE = (3000.0, 40000.0, 50.0)  # Å: first, last, step of the defocus search
+THON_BAND = (1 / 40, 1 / 5)  # 1/Å: the frequencies the defocus fit uses
+CS_MM, VOLTAGE_KV = 2.7, 300.0
+RADIAL_BINS = 64
+
+Filter = Callable[[np.ndarray, RealMicrograph], np.ndarray]
+
+
+def frequency_radius(shape: tuple[int, int], pixel_size: float = 1.0) -> np.ndarray:
+    """|k| of each rfft2 coefficient of an (H, W) image, 1/pixel_size units."""
+    fy = np.fft.fftfreq(shape[0], pixel_size)[:, None]
+    fx = np.fft.rfftfreq(shape[1], pixel_size)[None, :]
+    return np.hypot(fx, fy)
+
+
+def radial_profile(values: np.ndarray, radius: np.ndarray, edge: float, bins: int):
+    """Mean of `values` in `bins` equal rings of `radius` up to `edge`: (ring index of
+    each coefficient, profile (bins,))."""
+    ring = np.minimum((radius / edge * bins).astype(int), bins - 1)
+    total = np.bincount(ring.ravel(), values.ravel(), bins)
+    return ring, total / np.maximum(np.bincount(ring.ravel(), None, bins), 1)
+
+
+def wiener(image: np.ndarray, noise: NoiseSpectrum) -> np.ndarray:
+    """Per-micrograph Wiener filter of `image` (H, W): S/(S + N) per ring, S the ring's
+    power less the fitted noise's, N the noise's (both per pixel)."""
+    data = np.asarray(image, np.float64) - image.mean()
+    spectrum = np.fft.rfft2(data)
+    fy = np.fft.fftfreq(data.shape[0])[:, None]
+    fx = np.fft.rfftfreq(data.shape[1])[None, :]
+    noise_power = noise.white_variance * interpolation_power(fy, noise.interpolation)
+    noise_power = noise_power * interpolation_power(fx, noise.interpolation)
+    radius = frequency_radius(data.shape)
+    ring, power = radial_profile(np.abs(spectrum) ** 2 / data.size, radius, 0.5, RADIAL_BINS)
+    _, noise_ring = radial_profile(
+        np.broadcast_to(noise_power, radius.shape), radius, 0.5, RADIAL_BINS
+    )
+    gain = np.clip(power - noise_ring, 0, None) / np.maximum(power, 1e-30)
+    return np.fft.irfft2(spectrum * gain[ring], s=data.shape)
+
+
+def fit_defocus(image: np.ndarray, pixel_size: float) -> tuple[float, float]:
+    """(defocus Å, fit correlation) from the Thon rings of `image` (H, W) at `pixel_size`:
+    the ring-averaged log power less a quartic background, correlated with sin²χ."""
+    data = np.asarray(image, np.float64) - image.mean()
+    radius = frequency_radius(data.shape, pixel_size)
+    power = np.abs(np.fft.rfft2(data)) ** 2
+    _, profile = radial_profile(power, radius, 0.5 / pixel_size, 300)
+    k = (np.arange(300) + 0.5) / 300 * 0.5 / pixel_size
+    band = (k > THON_BAND[0]) & (k < THON_BAND[1])
+    log_power, k = np.log(profile[band]), k[band]
+    ripple = log_power - np.polyval(np.polyfit(k, log_power, 4), k)
+    ripple -= ripple.mean()
+    wavelength = electron_wavelength(VOLTAGE_KV)
+    best = (math.nan, -math.inf)
+    for defocus in np.arange(*DEFOCUS_RANGE):
+        aberration = 0.5 * math.pi * CS_MM * 1e7 * wavelength**3 * k**4
+        chi = math.pi * wavelength * defocus * k**2 - aberration
+        model = -np.cos(2 * chi)  # sin²χ less its mean, ×2
+        model -= model.mean()
+        score = float(ripple @ model / (np.linalg.norm(ripple) * np.linalg.norm(model)))
+        if score > best[1]:
+            best = (float(defocus), score)
+    return best
+
+
+def deconvolve(image: np.ndarray, defocus: float, strength: float) -> np.ndarray:
+    """CTF Wiener deconvolution of `image` (H, W) at `WORKING` Å/px, particles kept dark:
+    −C/(C² + 1/SSNR), SSNR(k) = 10^(3·strength)·exp(−100 k Å)."""
+    data = np.asarray(image, np.float64) - image.mean()
+    ctf = ctf_2d(data.shape, WORKING, defocus_u=defocus, voltage_kv=VOLTAGE_KV, cs_mm=CS_MM)
+    ssnr = 10 ** (3 * strength) * np.exp(-100 * frequency_radius(data.shape, WORKING))
+    return np.fft.irfft2(np.fft.rfft2(data) * (-ctf / (ctf**2 + 1 / ssnr)), s=data.shape)
+
+
+def mean_particle_filter(images: list[np.ndarray], truths: list[np.ndarray], half: int):
+    """Matched-filter response function from the rotationally averaged mean particle
+    (a (2·half)² box) at the true centres: a ceiling that uses the truth."""
+    total, count = np.zeros((2 * half, 2 * half)), 0
+    for image, truth in zip(images, truths, strict=True):
+        data = image - image.mean()
+        for x, y in np.round(truth).astype(int):
+            if half <= y < image.shape[0] - half and half <= x < image.shape[1] - half:
+                total += data[y - half : y + half, x - half : x + half]
+                count += 1
+    yy, xx = np.mgrid[-half:half, -half:half]
+    ring = np.hypot(xx, yy).astype(int)
+    profile = np.bincount(ring.ravel(), (total / count).ravel()) / np.bincount(ring.ravel())
+    template = profile[ring] - profile[ring].mean()
+
+    def respond(image: np.ndarray) -> np.ndarray:
+        kernel = np.zeros(image.shape)
+        kernel[: 2 * half, : 2 * half] = template
+        kernel = np.roll(kernel, (-half, -half), axis=(0, 1))  # centred on pixel (0, 0)
+        spectrum = np.fft.rfft2(image - image.mean()) * np.conj(np.fft.rfft2(kernel))
+        return np.fft.irfft2(spectrum, s=image.shape)  # the template holds the dark shell
+
+    return respond
+
+
+def scores(responses: list[np.ndarray], truths: list[np.ndarray], diameter: float):
+    """Mean LoG AP and AUC over micrographs of detector `responses` (robust units)."""
+    rows = [
+        detector_scores(r, t, diameter, 0.5 * diameter)
+        for r, t in zip(responses, truths, strict=True)
+    ]
+    return float(np.mean([r["AP"] for r in rows])), float(np.mean([r["AUC"] for r in rows]))
+
+
+def robust(response: np.ndarray) -> np.ndarray:
+    """`response` less its median over its MAD-based std."""
+    centre = np.median(response)
+    return (response - centre) / (1.4826 * np.median(np.abs(response - centre)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("apoferritin", type=Path, help="AutoCryoPicker's `cryo-EM Dataset`.")
+    parser.add_argument("--truth", type=Path, default=DEFAULT_TRUTH)
+    parser.add_argument("--micrographs", type=int, default=19)
+    args = parser.parse_args()
+    micrographs = load_apoferritin(args.apoferritin, args.truth, args.micrographs, "noisy")
+    diameter = APOFERRITIN_DIAMETER / WORKING
+    images = [binned(m, WORKING) for m in micrographs]
+    truths = [m.truth * m.pixel_size / WORKING for m in micrographs]
+    rows: list[list[object]] = []
+
+    def add(label: str, filtered: list[np.ndarray], criterion: str = "–") -> None:
+        ap, auc = scores([log_response(f, diameter) for f in filtered], truths, diameter)
+        rows.append([label, f"{ap:.3f}", f"{auc:.3f}", criterion])
+        print(rows[-1], flush=True)
+
+    for factor in LOG_FACTORS:
+        responses = [log_response(i, diameter, factor) for i in images]
+        ap, auc = scores(responses, truths, diameter)
+        rows.append([f"raw, picker σ = {factor:g}·D/√2", f"{ap:.3f}", f"{auc:.3f}", "–"])
+        print(rows[-1], flush=True)
+    filtered = [wiener(i, estimate_noise_spectrum(i)) for i in images]
+    add("Wiener filter (fitted noise spectrum)", filtered)
+    fits = [fit_defocus(m.image, m.pixel_size) for m in micrographs]
+    defoci = [d for d, _ in fits]
+    for strength in DECONVOLUTION_STRENGTHS:
+        add(
+            f"CTF Wiener deconvolution, strength {strength:g}",
+            [deconvolve(i, d, strength) for i, d in zip(images, defoci, strict=True)],
+        )
+    loaded = load_model(default_model_path())
+    prepared = [prepare_image(m.image, m.pixel_size, WORKING).noisy for m in micrographs]
+    noise = [estimate_noise_spectrum(p) for p in prepared]
+    for scale in (0.0, *STEP_SCALES):
+        outputs, criteria = [], []
+        for image, spectrum in zip(prepared, noise, strict=True):
+            model = live_denoiser(loaded.model, spectrum.pixel_sigma)
+
+            def scaled(y: np.ndarray, model=model, scale=scale) -> np.ndarray:
+                return y + scale * (model(y) - y) if scale else np.asarray(y)
+
+            outputs.append(scaled(image))
+            criteria.append(response_correlation(scaled, image, spectrum, diameter))
+        label = "raw (normalised)" if scale == 0 else f"shipped model, Tweedie step × {scale:g}"
+        add(label, outputs, f"{np.nanmean(criteria):.4f}")
+    ceiling = mean_particle_filter(images, truths, int(0.8 * diameter))
+    ap, auc = scores([robust(ceiling(i)) for i in images], truths, diameter)
+    rows.append(["mean particle matched filter (uses the truth)", f"{ap:.3f}", f"{auc:.3f}", "–"])
+    header = ["probe", "LoG AP", "LoG AUC", "criterion ρ"]
+    fitted = ", ".join(f"{d / 1e4:.2f}" for d in defoci)
+    body = (
+        f"The noisy apoferritin set ({len(micrographs)} micrographs, 4 Å/px, D = "
+        f'{diameter:.0f} px), judged as in "Real data". Fitted defocus per micrograph (µm): '
+        f"{fitted}; fit correlation {min(c for _, c in fits):.2f}–{max(c for _, c in fits):.2f}."
+        "\n\n" + markdown_table(header, rows)
+    )
+    print(body)
+    command = "python benchmarks/real_data_probes.py '<AutoCryoPicker>/cryo-EM Dataset'"
+    if args.micrographs != 19:
+        command += f" --micrographs {args.micrographs}"
+    write_section("Real data, probes", body, command)
+
+
+if __name__ == "__main__":
+    main()
