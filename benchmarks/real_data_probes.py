@@ -12,8 +12,9 @@ real_data.py judges methods: binned to 4 Å/px, the data README's LoG picker at 
 - a per-micrograph Wiener filter S/(S + N) (radial power spectrum less the fitted noise
   spectrum of `stats.noise`): the best linear denoiser for pixel error, truth-free;
 - CTF Wiener deconvolution (what Warp and IsoNet show for picking): defocus fitted per
-  micrograph from the Thon rings of the 1.5 Å/px image (300 kV, Cs 2.7 mm, 7 % amplitude
-  contrast), SSNR(k) = 10^(3s)·exp(−100 k Å) for strengths s;
+  micrograph from the Thon rings of the 1.5 Å/px image (`physics.ctf.estimate_defocus`;
+  300 kV, Cs 2.7 mm, 7 % amplitude contrast), SSNR(k) = 10^(3s)·exp(−100 k Å) for
+  strengths s;
 - the shipped model's Tweedie step scaled by λ (output y + λ(x̂ − y), guard off), with the
   truth-free criterion ρ that session adaptation's swap rule uses;
 - matched filters: with a hollow sphere of 60/40 Å radii (the reference a facility would
@@ -28,7 +29,6 @@ grid. Results go to the "Real data, probes" section of benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,7 +46,7 @@ from results import markdown_table, write_section
 
 from streamdenoise.model.modelfile import default_model_path, load_model
 from streamdenoise.model.training import live_denoiser, prepare_image
-from streamdenoise.physics.ctf import ctf_2d, electron_wavelength
+from streamdenoise.physics.ctf import ctf_2d, estimate_defocus
 from streamdenoise.stats.criterion import response_correlation
 from streamdenoise.stats.noise import NoiseSpectrum, estimate_noise_spectrum, interpolation_power
 
@@ -54,8 +54,6 @@ WORKING = 4.0  # Å/px, the model's and real_data.py's
 LOG_FACTORS = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 DECONVOLUTION_STRENGTHS = (0.3, 0.5, 1.0)
 STEP_SCALES = (0.1, 0.25, 0.5, 1.0)
-DEFOCUS_RANGE = (3000.0, 40000.0, 50.0)  # Å: first, last, step of the defocus search
-THON_BAND = (1 / 40, 1 / 5)  # 1/Å: the frequencies the defocus fit uses
 CS_MM, VOLTAGE_KV = 2.7, 300.0
 SHELL_RADII = (60.0, 40.0)  # Å, apoferritin's outer and inner radii (the data README)
 ENVELOPE_B = 100.0  # Å², the CTF envelope of the reference's image (the simulator's default)
@@ -95,31 +93,6 @@ def wiener(image: np.ndarray, noise: NoiseSpectrum) -> np.ndarray:
     )
     gain = np.clip(power - noise_ring, 0, None) / np.maximum(power, 1e-30)
     return np.fft.irfft2(spectrum * gain[ring], s=data.shape)
-
-
-def fit_defocus(image: np.ndarray, pixel_size: float) -> tuple[float, float]:
-    """(defocus Å, fit correlation) from the Thon rings of `image` (H, W) at `pixel_size`:
-    the ring-averaged log power less a quartic background, correlated with sin²χ."""
-    data = np.asarray(image, np.float64) - image.mean()
-    radius = frequency_radius(data.shape, pixel_size)
-    power = np.abs(np.fft.rfft2(data)) ** 2
-    _, profile = radial_profile(power, radius, 0.5 / pixel_size, 300)
-    k = (np.arange(300) + 0.5) / 300 * 0.5 / pixel_size
-    band = (k > THON_BAND[0]) & (k < THON_BAND[1])
-    log_power, k = np.log(profile[band]), k[band]
-    ripple = log_power - np.polyval(np.polyfit(k, log_power, 4), k)
-    ripple -= ripple.mean()
-    wavelength = electron_wavelength(VOLTAGE_KV)
-    best = (math.nan, -math.inf)
-    for defocus in np.arange(*DEFOCUS_RANGE):
-        aberration = 0.5 * math.pi * CS_MM * 1e7 * wavelength**3 * k**4
-        chi = math.pi * wavelength * defocus * k**2 - aberration
-        model = -np.cos(2 * chi)  # sin²χ less its mean, ×2
-        model -= model.mean()
-        score = float(ripple @ model / (np.linalg.norm(ripple) * np.linalg.norm(model)))
-        if score > best[1]:
-            best = (float(defocus), score)
-    return best
 
 
 def deconvolve(image: np.ndarray, defocus: float, strength: float) -> np.ndarray:
@@ -217,7 +190,10 @@ def main() -> None:
         print(rows[-1], flush=True)
     filtered = [wiener(i, estimate_noise_spectrum(i)) for i in images]
     add("Wiener filter (fitted noise spectrum)", filtered)
-    fits = [fit_defocus(m.image, m.pixel_size) for m in micrographs]
+    fits = [
+        estimate_defocus(m.image, m.pixel_size, voltage_kv=VOLTAGE_KV, cs_mm=CS_MM)
+        for m in micrographs
+    ]
     defoci = [d for d, _ in fits]
     for strength in DECONVOLUTION_STRENGTHS:
         add(

@@ -9,6 +9,7 @@ from streamdenoise.physics.ctf import (
     ctf_2d,
     ctf_zero_frequencies,
     electron_wavelength,
+    estimate_defocus,
     interaction_constant,
 )
 
@@ -54,3 +55,32 @@ def test_b_factor_envelope_and_argument_checks() -> None:
         ctf_2d((8, 8), 0.0, defocus_u=1.0)
     with pytest.raises(ValueError, match="amplitude contrast"):
         ctf_2d((8, 8), 1.0, defocus_u=1.0, amplitude_contrast=1.5)
+
+
+@pytest.mark.parametrize(
+    ("pixel_size", "defocus"), [(1.5, 15000.0), (1.5, 22000.0), (4.0, 20000.0)]
+)
+def test_defocus_is_found_from_the_thon_rings(pixel_size: float, defocus: float) -> None:
+    """A simulated micrograph (particles, ice, Poisson counts) at 1.5 Å/px, and one at
+    4 Å/px (four or five rings below Nyquist): the defocus within 2 %; white noise has no
+    rings and a poor fit."""
+    from streamdenoise.physics.density import load_reference
+    from streamdenoise.physics.simulator import MicrographParams, simulate_micrograph
+
+    params = MicrographParams(
+        shape=(1024, 1024),
+        pixel_size=pixel_size,
+        detector_pixel_size=pixel_size,
+        seed=1,
+        dose=40.0,
+        defocus_u=defocus,
+        defocus_v=defocus,
+        particles=150,
+    )
+    micrograph = simulate_micrograph(load_reference(), params).noisy
+    found, fit = estimate_defocus(micrograph, pixel_size)
+    assert found == pytest.approx(defocus, rel=0.02) and fit > 0.3
+    noise = np.random.default_rng(0).normal(size=(1024, 1024))
+    assert estimate_defocus(noise, pixel_size)[1] < 0.2
+    with pytest.raises(ValueError, match="64"):
+        estimate_defocus(noise[:32], pixel_size)
