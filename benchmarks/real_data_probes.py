@@ -48,7 +48,12 @@ from streamdenoise.model.modelfile import default_model_path, load_model
 from streamdenoise.model.training import live_denoiser, prepare_image
 from streamdenoise.physics.ctf import ctf_2d, estimate_defocus
 from streamdenoise.stats.criterion import response_correlation
-from streamdenoise.stats.noise import NoiseSpectrum, estimate_noise_spectrum, interpolation_power
+from streamdenoise.stats.noise import (
+    NoiseSpectrum,
+    estimate_noise_spectrum,
+    interpolation_power,
+    mad_std,
+)
 
 WORKING = 4.0  # Å/px, the model's and real_data.py's
 LOG_FACTORS = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
@@ -161,9 +166,9 @@ def scores(responses: list[np.ndarray], truths: list[np.ndarray], diameter: floa
 
 
 def robust(response: np.ndarray) -> np.ndarray:
-    """`response` less its median over its MAD-based std."""
-    centre = np.median(response)
-    return (response - centre) / (1.4826 * np.median(np.abs(response - centre)))
+    """`response` less its median over its robust std (as `log_response` scales its own)."""
+    centre = float(np.median(response))
+    return (response - centre) / max(mad_std(response, centre), 1e-12)
 
 
 def main() -> None:
