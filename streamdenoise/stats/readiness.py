@@ -518,21 +518,25 @@ def shadowed_decoys(
 
 
 def find_candidates(
-    response: np.ndarray, diameter: float, excluded: np.ndarray
+    response: np.ndarray,
+    diameter: float,
+    excluded: np.ndarray,
+    separation: float = CANDIDATE_SEPARATION,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Candidate particles: (coordinates (N, 2) (x, y) pixels, scores (N,) robust z, best
     first; the number of background decoys at or above the cut), outside `excluded` (H, W
     bool), at the `CANDIDATE_FDR` threshold of the picker's dark-blob peaks (targets)
     against its bright-blob peaks (decoys, the same picker on the inverted image) that no
-    stronger target shadows (`shadowed_decoys`). `response`: `blob_response` of the
-    denoised image; the inverted image's response is its negative (the detector is linear,
-    its scale symmetric)."""
+    stronger target shadows (`shadowed_decoys`), peaks at least `separation` diameters
+    apart. `response`: `blob_response` of the denoised image (or any linear detector's
+    response in robust units); the inverted image's response is its negative (the detector
+    is linear, its scale symmetric)."""
     found = []
     for sign in (1.0, -1.0):
         coordinates, scores = pick_peaks(
             sign * response,
             diameter,
-            min_distance=CANDIDATE_SEPARATION * diameter,
+            min_distance=separation * diameter,
             threshold=CANDIDATE_FLOOR,
             exclude_border=0,
         )
