@@ -506,3 +506,22 @@ def test_statistics_on_cuda_match_the_cpu() -> None:
     for key, value in cpu.to_dict().items():
         if isinstance(value, float):
             assert cuda.to_dict()[key] == pytest.approx(value, rel=1e-5), key
+
+
+def test_candidates_closer_than_the_separation_count_once() -> None:
+    """Two dark blobs 0.9·D apart: two candidates at the default separation (0.5·D), one
+    when candidates must stand a diameter apart (a detector with side lobes, like a
+    template's matched filter, needs more than 0.5·D)."""
+    from streamdenoise.stats.picker import blob_response
+
+    pair = [(100.0, 128.0), (100.0 + 0.9 * DIAMETER, 128.0)]
+    _, denoised = field(pair + grid(40, 240, 200, 240, 40), seed=2)
+    response = np.asarray(blob_response(denoised, DIAMETER))
+    excluded = np.zeros(response.shape, dtype=bool)
+
+    def around_pair(coordinates: np.ndarray) -> int:
+        return int(sum(np.hypot(*(coordinates - p).T).min() <= 3 for p in pair))
+
+    default, _, _ = readiness.find_candidates(response, DIAMETER, excluded)
+    wide, _, _ = readiness.find_candidates(response, DIAMETER, excluded, separation=1.0)
+    assert around_pair(default) == 2 and around_pair(wide) == 1
