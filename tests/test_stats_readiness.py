@@ -525,3 +525,41 @@ def test_candidates_closer_than_the_separation_count_once() -> None:
     default, _, _ = readiness.find_candidates(response, DIAMETER, excluded)
     wide, _, _ = readiness.find_candidates(response, DIAMETER, excluded, separation=1.0)
     assert around_pair(default) == 2 and around_pair(wide) == 1
+
+
+def test_a_template_counts_packed_rings_that_the_blob_picker_cannot() -> None:
+    """Hollow particles (a dark ring round a lighter centre, D = 16 px) packed 0.9·D apart:
+    the difference of Gaussians merges and misses them (under a fifth counted), their
+    template's matched filter counts every one, each on a particle."""
+    from streamdenoise.stats.ground_truth import match_picks
+
+    diameter = 16.0
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+
+    def ring(x: float, y: float) -> np.ndarray:
+        r = np.hypot(xx - x, yy - y)
+        return ((r <= diameter / 2) & (r >= diameter / 4)) - 0.3 * (r < diameter / 4)
+
+    rows = np.arange(diameter, SIZE - diameter / 2, 0.9 * diameter)
+    packed = np.array(
+        [
+            (x, y)
+            for j, y in enumerate(rows)
+            for x in np.arange(diameter + (j % 2) * diameter / 2, SIZE - diameter / 2, diameter)
+        ]
+    )
+    clean = 100.0 - 20.0 * sum(ring(x, y) for x, y in packed)
+    rng = np.random.default_rng(0)
+    raw, denoised = clean + rng.normal(0, 10, clean.shape), clean + rng.normal(0, 6, clean.shape)
+    template = (
+        -20.0
+        * ring(SIZE // 2, SIZE // 2)[
+            SIZE // 2 - 13 : SIZE // 2 + 13, SIZE // 2 - 13 : SIZE // 2 + 13
+        ]
+    )
+    blobs = micrograph_statistics(raw, denoised, PIXEL, diameter * PIXEL)
+    matched = micrograph_statistics(raw, denoised, PIXEL, diameter * PIXEL, template=template)
+    assert blobs.candidates < 0.2 * len(packed)
+    assert matched.candidates == len(packed)
+    assert match_picks(matched.coordinates, packed, diameter / 2).all()
+    assert "empty" not in " ".join(matched.reasons)
