@@ -47,15 +47,16 @@ from results import markdown_table, write_section
 
 from streamdenoise.model.modelfile import default_model_path, load_model
 from streamdenoise.model.training import live_denoiser, prepare_image
-from streamdenoise.physics.ctf import ctf_2d, estimate_defocus, image_through_ctf
+from streamdenoise.physics.ctf import ctf_2d, estimate_defocus
 from streamdenoise.stats.criterion import response_correlation
 from streamdenoise.stats.ground_truth import match_picks
 from streamdenoise.stats.noise import (
     NoiseSpectrum,
     estimate_noise_spectrum,
     interpolation_power,
+    mad_std,
 )
-from streamdenoise.stats.picker import blob_response, template_response
+from streamdenoise.stats.picker import blob_response
 from streamdenoise.stats.readiness import (
     CANDIDATE_SEPARATION,
     TEMPLATE_SEPARATION,
@@ -116,6 +117,17 @@ def deconvolve(image: np.ndarray, defocus: float, strength: float) -> np.ndarray
     return np.fft.irfft2(np.fft.rfft2(data) * (-ctf / (ctf**2 + 1 / ssnr)), s=data.shape)
 
 
+def matched_filter(image: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """Correlation (H, W) of `image` with `template` (2h, 2h), centred on its middle:
+    peaks where the image looks like the template (dark where it is dark)."""
+    half = template.shape[0] // 2
+    kernel = np.zeros(image.shape)
+    kernel[: 2 * half, : 2 * half] = template - template.mean()
+    kernel = np.roll(kernel, (-half, -half), axis=(0, 1))  # centred on pixel (0, 0)
+    spectrum = np.fft.rfft2(image - image.mean()) * np.conj(np.fft.rfft2(kernel))
+    return np.fft.irfft2(spectrum, s=image.shape)
+
+
 def mean_particle(images: list[np.ndarray], truths: list[np.ndarray], half: int) -> np.ndarray:
     """The rotationally averaged mean particle (2·half)² at the true centres: a template
     that uses the truth (its matched filter is a ceiling, not a method)."""
@@ -141,9 +153,15 @@ def hollow_sphere_image(half: int, defocus: float) -> np.ndarray:
     radius = np.hypot(xx, yy)
     thickness = 2 * np.sqrt(np.clip(outer**2 - radius**2, 0, None))
     thickness -= 2 * np.sqrt(np.clip(inner**2 - radius**2, 0, None))
-    return image_through_ctf(
-        thickness, WORKING, defocus, voltage_kv=VOLTAGE_KV, cs_mm=CS_MM, b_factor=ENVELOPE_B
+    ctf = ctf_2d(
+        thickness.shape,
+        WORKING,
+        defocus_u=defocus,
+        voltage_kv=VOLTAGE_KV,
+        cs_mm=CS_MM,
+        b_factor=ENVELOPE_B,
     )
+    return np.fft.irfft2(np.fft.rfft2(thickness) * ctf, s=thickness.shape)
 
 
 def scores(responses: list[np.ndarray], truths: list[np.ndarray], diameter: float):
@@ -153,6 +171,12 @@ def scores(responses: list[np.ndarray], truths: list[np.ndarray], diameter: floa
         for r, t in zip(responses, truths, strict=True)
     ]
     return float(np.mean([r["AP"] for r in rows])), float(np.mean([r["AUC"] for r in rows]))
+
+
+def robust(response: np.ndarray) -> np.ndarray:
+    """`response` less its median over its robust std (as `log_response` scales its own)."""
+    centre = float(np.median(response))
+    return (response - centre) / max(mad_std(response, centre), 1e-12)
 
 
 def counted(
@@ -193,7 +217,7 @@ def count_rows(folder: Path, truth_folder: Path, count: int, diameter: float) ->
             ),
             "hollow-sphere reference through the fitted CTF": (
                 [
-                    template_response(i, hollow_sphere_image(half, fit(m)))
+                    robust(matched_filter(i, hollow_sphere_image(half, fit(m))))
                     for i, m in zip(images, micrographs, strict=True)
                 ],
                 TEMPLATE_SEPARATION,
@@ -281,7 +305,7 @@ def main() -> None:
         * len(images),
     }
     for label, chosen in templates.items():
-        responses = [template_response(i, t) for i, t in zip(images, chosen, strict=True)]
+        responses = [robust(matched_filter(i, t)) for i, t in zip(images, chosen, strict=True)]
         ap, auc = scores(responses, truths, diameter)
         rows.append([label, f"{ap:.3f}", f"{auc:.3f}", "–"])
         print(rows[-1], flush=True)
