@@ -6,10 +6,8 @@ outputs for the same model and settings."""
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +29,6 @@ from streamdenoise.outputs import (
     write_micrograph_outputs,
 )
 from streamdenoise.physics.binning import binned_to_input
-from streamdenoise.physics.ctf import estimate_defocus, image_through_ctf
-from streamdenoise.physics.density import load_reference
-from streamdenoise.physics.projection import isotropic_projection
 from streamdenoise.stats.guard import GuardReport
 from streamdenoise.stats.readiness import (
     MicrographStatistics,
@@ -57,15 +52,11 @@ def processing_params_hash(
     options (float16, OME-Zarr, thumbnails, sidecar, picks frame, and the statistics'
     particle diameter and thresholds, which make the picks) and the suffix. The daemon and
     the batch runner agree on it, so a micrograph done by one is skipped by the other, and
-    a restart with other options redoes what they change (a readiness reference among
-    them, which picks the candidates). `estimated_diameter`: the
+    a restart with other options redoes what they change. `estimated_diameter`: the
     daemon estimates the diameter from the session's first micrographs (the hash says
     "estimated", not the value, so that the estimate arriving, or differing after a
     restart, redoes nothing already written)."""
-    # The reference only when there is one: sessions hashed before it existed stay done.
-    reference = {} if options.reference is None else {"reference": str(options.reference)}
     return params_hash(
-        **reference,
         model=model_digest(model_path),
         bin=settings.bin_factor,
         pixel_size=settings.target_pixel_size,
@@ -97,9 +88,7 @@ class OutputOptions:
     coordinates are in, "input" (the input micrograph's, default), "denoised" or "both";
     `sidecar`: write the JSON sidecar (the journal's records need it); `diameter_source`:
     how the diameter was chosen ("given", "reference NAME", "estimated from N
-    micrographs", "default…"), written to the sidecar's readiness record; `reference`: a
-    density map (or model) whose image through each micrograph's CTF picks the candidates
-    (`reference_template`) instead of the difference of Gaussians."""
+    micrographs", "default…"), written to the sidecar's readiness record."""
 
     float16: bool = False
     zarr: bool = True
@@ -110,7 +99,6 @@ class OutputOptions:
     picks_frame: str = "input"
     sidecar: bool = True
     diameter_source: str = "default"
-    reference: Path | None = None
 
     def __post_init__(self) -> None:
         pick_frames(self.picks_frame)  # raises ValueError for an unknown frame
@@ -167,16 +155,6 @@ def write_results(
     }
     statistics = None
     if options.diameter_angstrom is not None:
-        template, detector = None, "difference of Gaussians"
-        if options.reference is not None:
-            with stage("reference template"):
-                template, defocus = reference_template(
-                    options.reference, prepared, options.diameter_angstrom
-                )
-            detector = (
-                f"reference {options.reference.name} through the CTF at "
-                f"{defocus / 1e4:.2f} µm defocus (fitted)"
-            )
         with stage("statistics"):
             statistics = micrograph_statistics(
                 prepared.image,
@@ -186,12 +164,10 @@ def write_results(
                 options.thresholds,
                 device,
                 prepared.image_noise,
-                template,
             )
         record["readiness"] = {
             **statistics.to_dict(),
             "diameter_source": options.diameter_source,
-            "candidate_detector": detector,
         }
     outputs = write_micrograph_outputs(
         layout,
@@ -212,29 +188,6 @@ def write_results(
         empty = np.zeros((0, 2))
         statistics = replace(statistics, coordinates=empty, scores=empty[:, 0])
     return Results(outputs, statistics, prepared.pixel_size, result.guard)
-
-
-TEMPLATE_BOX = 1.6
-"""Side of the reference template, in particle diameters."""
-
-
-@lru_cache(maxsize=4)
-def _isotropic_projection(path: Path, pixel_size: float, box: int) -> np.ndarray:
-    """`isotropic_projection` of the reference at `path`, cached for the session."""
-    return isotropic_projection(load_reference(path), box, pixel_size)
-
-
-def reference_template(
-    reference: Path, prepared: Prepared, diameter_angstrom: float
-) -> tuple[np.ndarray, float]:
-    """The reference as this micrograph shows a particle: its orientation-averaged
-    projection (`TEMPLATE_BOX` diameters square) through the CTF whose defocus is fitted
-    to the micrograph's Thon rings (`estimate_defocus`, on the binned image). Returns
-    (template (b, b) at the working pixel size, that defocus in Å)."""
-    box = 2 * math.ceil(TEMPLATE_BOX * diameter_angstrom / prepared.pixel_size / 2)
-    projection = _isotropic_projection(reference, prepared.pixel_size, box)
-    defocus, _ = estimate_defocus(prepared.image, prepared.pixel_size)
-    return image_through_ctf(projection, prepared.pixel_size, defocus), defocus
 
 
 def write_picks(

@@ -158,28 +158,3 @@ def estimate_defocus(
         if score > best[1]:
             best = (float(defocus), score)
     return best
-
-
-def image_through_ctf(
-    potential: np.ndarray,
-    pixel_size: float,
-    defocus: float,
-    *,
-    voltage_kv: float = 300.0,
-    cs_mm: float = 2.7,
-    b_factor: float = 100.0,
-) -> np.ndarray:
-    """A projected potential (H, W) (any units, ≥ 0 where there is protein) as the
-    microscope images its contrast at `defocus` Å: dark at low frequencies, with the CTF's
-    fringes and an envelope exp(−B k²/4) (B in Å²). (H, W) float64, zero mean."""
-    data = np.asarray(potential, dtype=np.float64)
-    ctf = ctf_2d(
-        data.shape,
-        pixel_size,
-        defocus_u=defocus,
-        voltage_kv=voltage_kv,
-        cs_mm=cs_mm,
-        b_factor=b_factor,
-    )
-    image = np.fft.irfft2(np.fft.rfft2(data) * ctf, s=data.shape)
-    return image - image.mean()

@@ -108,7 +108,6 @@ from streamdenoise.stats.picker import (
     blob_sigmas,
     in_robust_units,
     pick_peaks,
-    template_response,
 )
 
 Verdict = Literal["ready", "marginal", "not ready"]
@@ -129,10 +128,6 @@ DECOY_SHADOW = 1.0
 """A decoy within this many diameters of a stronger target is a gap between particles,
 not background, and is left out of the FDR estimate (`shadowed_decoys`; not more: see the
 module docstring)."""
-TEMPLATE_SEPARATION = 0.8
-"""Minimum distance between candidates of a template's matched filter, in diameters: its
-side lobes stand about half a diameter off a particle's centre (benchmarks/RESULTS.md,
-"Real data, probes": at 0.5 a real apoferritin field gave ≈ 440 candidates for 144–177)."""
 CROWDED_DISTANCE = 1.5
 """A candidate whose nearest neighbour is closer than this (diameters) is crowded: boxes
 of 1.5·D overlap."""
@@ -527,19 +522,14 @@ def find_candidates(
     diameter: float,
     excluded: np.ndarray,
     separation: float = CANDIDATE_SEPARATION,
-    symmetric: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Candidate particles: (coordinates (N, 2) (x, y) pixels, scores (N,) robust z, best
     first; the number of background decoys at or above the cut), outside `excluded` (H, W
     bool), at the `CANDIDATE_FDR` threshold of the picker's dark-blob peaks (targets)
     against its bright-blob peaks (decoys, the same picker on the inverted image) that no
     stronger target shadows (`shadowed_decoys`), peaks at least `separation` diameters
-    apart. `symmetric`: targets that a stronger decoy shadows are left out too (of the
-    estimate and of the candidates), for a detector whose side lobes around every peak,
-    noise or particle, would otherwise hide the decoys near noise targets (a template's
-    matched filter: one-sided, 382 candidates for 60 particles of a simulated field).
-    `response`: `blob_response` of the denoised image (or any linear detector's response
-    in robust units); the inverted image's response is its negative (the detector
+    apart. `response`: `blob_response` of the denoised image (or any linear detector's
+    response in robust units); the inverted image's response is its negative (the detector
     is linear, its scale symmetric)."""
     found = []
     for sign in (1.0, -1.0):
@@ -554,9 +544,6 @@ def find_candidates(
         found.append((coordinates[inside], scores[inside]))
     (coordinates, scores), (decoy_coordinates, decoys) = found
     background = ~shadowed_decoys(decoy_coordinates, decoys, coordinates, scores, diameter)
-    if symmetric:
-        unshadowed = ~shadowed_decoys(coordinates, scores, decoy_coordinates, decoys, diameter)
-        coordinates, scores = coordinates[unshadowed], scores[unshadowed]
     threshold = fdr_threshold(scores, decoys[background], CANDIDATE_FDR)
     keep = scores >= threshold
     return coordinates[keep], scores[keep], int((decoys[background] >= threshold).sum())
@@ -651,7 +638,6 @@ def micrograph_statistics(
     thresholds: ReadinessThresholds = ReadinessThresholds(),
     device: torch.device | str | None = None,
     raw_noise: NoiseSpectrum | None = None,
-    template: np.ndarray | None = None,
 ) -> MicrographStatistics:
     """Picking-readiness statistics of one micrograph (see `MicrographStatistics`).
 
@@ -664,15 +650,11 @@ def micrograph_statistics(
     "Daemon profile"). raw_noise: raw's fitted noise spectrum in raw's units when the
     caller has it (`Prepared.image_noise`); else it is fitted here. Particles of at least
     2·`STATISTICS_DIAMETER` pixels are measured on block sums; the results are in working
-    pixels all the same. template: a particle as the micrograph shows it (h, w) at the
-    working pixel size, centred (a reference through this micrograph's CTF,
-    `reference_template`); with it the candidates are the peaks of its matched filter
-    (`template_response`, at least `TEMPLATE_SEPARATION`·D apart) instead of the
-    difference of Gaussians.
+    pixels all the same.
     """
     with cpu_threads(STATISTICS_THREADS):
         return _statistics(
-            raw, denoised, pixel_size, diameter_angstrom, thresholds, device, raw_noise, template
+            raw, denoised, pixel_size, diameter_angstrom, thresholds, device, raw_noise
         )
 
 
@@ -684,7 +666,6 @@ def _statistics(
     thresholds: ReadinessThresholds,
     device: torch.device | str | None,
     raw_noise: NoiseSpectrum | None,
-    template: np.ndarray | None,
 ) -> MicrographStatistics:
     """`micrograph_statistics` in the calling thread's torch settings."""
     raw_t, denoised_t = as_tensor(raw, device), as_tensor(denoised, device)
@@ -700,8 +681,6 @@ def _statistics(
     factor = max(1, int(diameter_angstrom / pixel_size // STATISTICS_DIAMETER))
     if factor > 1:  # large particles: measured on block sums (counts stay counts)
         raw_t, denoised_t = block_sum(raw_t, factor), block_sum(denoised_t, factor)
-        if template is not None:
-            template = as_array(block_sum(torch.as_tensor(np.asarray(template)), factor))
         raw, denoised = as_array(raw_t), as_array(denoised_t)
         pixel_size = pixel_size * factor
         # A sum of f² pixels has f² times their white variance (the interpolation that
@@ -716,16 +695,8 @@ def _statistics(
     bank = (blob_filter(diameter), flatness_filter(diameter))
     raw_band, raw_blurred = gaussian_filters(raw_t, bank)
     denoised_band, denoised_blurred = gaussian_filters(denoised_t, bank)
-    if template is None:
-        response, raw_response = in_robust_units(denoised_band), in_robust_units(raw_band)
-        separation = CANDIDATE_SEPARATION
-    else:
-        response = template_response(denoised_t, template)
-        raw_response = template_response(raw_t, template)
-        separation = TEMPLATE_SEPARATION
-    coordinates, scores, false = find_candidates(
-        response, diameter, excluded, separation, symmetric=template is not None
-    )
+    response = in_robust_units(denoised_band)
+    coordinates, scores, false = find_candidates(response, diameter, excluded)
     area_um2 = (~excluded).sum() * pixel_size**2 / 1e8
     neighbours = nearest_neighbour_distances(coordinates)
     nan = float("nan")
@@ -746,7 +717,10 @@ def _statistics(
                 NEGATIVES,
                 response=image_response,
             )
-            for image, image_response in ((raw_t, raw_response), (denoised_t, response))
+            for image, image_response in (
+                (raw_t, in_robust_units(raw_band)),
+                (denoised_t, response),
+            )
         )
         contrast = {
             "cnr_raw": raw_found.cnr,
