@@ -525,3 +525,30 @@ def test_candidates_closer_than_the_separation_count_once() -> None:
     default, _, _ = readiness.find_candidates(response, DIAMETER, excluded)
     wide, _, _ = readiness.find_candidates(response, DIAMETER, excluded, separation=1.0)
     assert around_pair(default) == 2 and around_pair(wide) == 1
+
+
+def test_a_symmetric_cut_keeps_side_lobes_from_hiding_the_decoys() -> None:
+    """Pure shot noise through a hollow sphere's image under a CTF (a template's matched
+    filter: every peak has strong opposite-sign rings): shadowing only the decoys hides
+    those next to noise targets and passes hundreds of noise peaks as candidates;
+    shadowing both ways passes none."""
+    from streamdenoise.physics.ctf import ctf_2d
+    from streamdenoise.stats.noise import mad_std
+
+    yy, xx = (np.mgrid[0:48, 0:48] - 24) * 4.0  # Å, 4 Å/px
+    radius = np.hypot(xx, yy)
+    shell = 2 * np.sqrt(np.clip(60.0**2 - radius**2, 0, None))
+    shell -= 2 * np.sqrt(np.clip(40.0**2 - radius**2, 0, None))
+    ctf = ctf_2d(shell.shape, 4.0, defocus_u=20000.0, b_factor=100.0)
+    template = np.fft.irfft2(np.fft.rfft2(shell) * ctf, s=shell.shape)
+    kernel = np.zeros((512, 512))
+    kernel[:48, :48] = template - template.mean()
+    kernel = np.roll(kernel, (-24, -24), axis=(0, 1))
+    counts = np.random.default_rng(0).poisson(100.0, (512, 512)).astype(np.float64)
+    spectrum = np.fft.rfft2(counts - counts.mean()) * np.conj(np.fft.rfft2(kernel))
+    response = np.fft.irfft2(spectrum, s=counts.shape)
+    response = (response - np.median(response)) / mad_std(response)
+    excluded = np.zeros(response.shape, dtype=bool)
+    one_sided, _, _ = readiness.find_candidates(response, 30.0, excluded, 0.8)
+    both, _, _ = readiness.find_candidates(response, 30.0, excluded, 0.8, symmetric=True)
+    assert len(one_sided) > 100 and len(both) <= 3

@@ -522,15 +522,20 @@ def find_candidates(
     diameter: float,
     excluded: np.ndarray,
     separation: float = CANDIDATE_SEPARATION,
+    symmetric: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Candidate particles: (coordinates (N, 2) (x, y) pixels, scores (N,) robust z, best
     first; the number of background decoys at or above the cut), outside `excluded` (H, W
     bool), at the `CANDIDATE_FDR` threshold of the picker's dark-blob peaks (targets)
     against its bright-blob peaks (decoys, the same picker on the inverted image) that no
     stronger target shadows (`shadowed_decoys`), peaks at least `separation` diameters
-    apart. `response`: `blob_response` of the denoised image (or any linear detector's
-    response in robust units); the inverted image's response is its negative (the detector
-    is linear, its scale symmetric)."""
+    apart. `symmetric`: targets that a stronger decoy shadows are left out too (of the
+    estimate and of the candidates), for a detector with side lobes around every peak,
+    noise or particle, that would otherwise hide the decoys near noise targets (a
+    template's matched filter, benchmarks/real_data_probes.py). `response`: `blob_response`
+    of the denoised image (or any linear detector's response in robust units); the
+    inverted image's response is its negative (the detector is linear, its scale
+    symmetric)."""
     found = []
     for sign in (1.0, -1.0):
         coordinates, scores = pick_peaks(
@@ -544,6 +549,9 @@ def find_candidates(
         found.append((coordinates[inside], scores[inside]))
     (coordinates, scores), (decoy_coordinates, decoys) = found
     background = ~shadowed_decoys(decoy_coordinates, decoys, coordinates, scores, diameter)
+    if symmetric:
+        unshadowed = ~shadowed_decoys(coordinates, scores, decoy_coordinates, decoys, diameter)
+        coordinates, scores = coordinates[unshadowed], scores[unshadowed]
     threshold = fdr_threshold(scores, decoys[background], CANDIDATE_FDR)
     keep = scores >= threshold
     return coordinates[keep], scores[keep], int((decoys[background] >= threshold).sum())
