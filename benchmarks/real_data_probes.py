@@ -47,7 +47,7 @@ from results import markdown_table, write_section
 
 from streamdenoise.model.modelfile import default_model_path, load_model
 from streamdenoise.model.training import live_denoiser, prepare_image
-from streamdenoise.physics.ctf import ctf_2d, estimate_defocus
+from streamdenoise.physics.ctf import ctf_2d, estimate_defocus, frequency_grid
 from streamdenoise.stats.criterion import response_correlation
 from streamdenoise.stats.ground_truth import match_picks
 from streamdenoise.stats.noise import (
@@ -79,9 +79,7 @@ Filter = Callable[[np.ndarray, RealMicrograph], np.ndarray]
 
 def frequency_radius(shape: tuple[int, int], pixel_size: float = 1.0) -> np.ndarray:
     """|k| of each rfft2 coefficient of an (H, W) image, 1/pixel_size units."""
-    fy = np.fft.fftfreq(shape[0], pixel_size)[:, None]
-    fx = np.fft.rfftfreq(shape[1], pixel_size)[None, :]
-    return np.hypot(fx, fy)
+    return np.hypot(*frequency_grid(shape, pixel_size))
 
 
 def radial_profile(values: np.ndarray, radius: np.ndarray, edge: float, bins: int):
@@ -97,11 +95,10 @@ def wiener(image: np.ndarray, noise: NoiseSpectrum) -> np.ndarray:
     power less the fitted noise's, N the noise's (both per pixel)."""
     data = np.asarray(image, np.float64) - image.mean()
     spectrum = np.fft.rfft2(data)
-    fy = np.fft.fftfreq(data.shape[0])[:, None]
-    fx = np.fft.rfftfreq(data.shape[1])[None, :]
+    fx, fy = frequency_grid(data.shape, 1.0)  # cycles per pixel
     noise_power = noise.white_variance * interpolation_power(fy, noise.interpolation)
     noise_power = noise_power * interpolation_power(fx, noise.interpolation)
-    radius = frequency_radius(data.shape)
+    radius = np.hypot(fx, fy)
     ring, power = radial_profile(np.abs(spectrum) ** 2 / data.size, radius, 0.5, RADIAL_BINS)
     _, noise_ring = radial_profile(
         np.broadcast_to(noise_power, radius.shape), radius, 0.5, RADIAL_BINS
