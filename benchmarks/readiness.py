@@ -48,6 +48,7 @@ from real_data import (
 )
 from results import markdown_table, write_section
 
+from streamdenoise.model.inference import Denoised
 from streamdenoise.model.modelfile import default_model_path, load_model
 from streamdenoise.model.pipeline import DenoiseSettings, denoise_image
 from streamdenoise.physics.density import Scatterers, load_reference, scatterers_from_map
@@ -148,12 +149,15 @@ class Outcome:
 
 
 def measure(
-    raw: np.ndarray, denoised: np.ndarray, truth: np.ndarray, pixel_size: float, diameter: float
+    raw: np.ndarray, denoised: Denoised, truth: np.ndarray, pixel_size: float, diameter: float
 ) -> Outcome:
     """`micrograph_statistics` of (raw, denoised) (H, W) at `pixel_size` Å/px for particles
-    of `diameter` Å, timed, its candidates scored against the true centres (N, 2) pixels."""
+    of `diameter` Å, as the daemon runs it (with `denoised.null`), timed, its candidates
+    scored against the true centres (N, 2) pixels."""
     start = time.perf_counter()
-    statistics = micrograph_statistics(raw, denoised, pixel_size, diameter)
+    statistics = micrograph_statistics(
+        raw, denoised.image, pixel_size, diameter, null=denoised.null
+    )
     seconds = time.perf_counter() - start
     hits = match_picks(statistics.coordinates, truth, 0.5 * diameter / pixel_size)
     precision = float(hits.mean()) if len(hits) else float("nan")
@@ -309,7 +313,7 @@ def agreement(outcomes: dict[str, list[Outcome]]) -> float:
 def real_outcomes(folder: Path, denoise_real: Callable, which: str) -> list[Outcome]:
     """The labelled apoferritin micrographs of set `which` (real_data.APOFERRITIN_SETS),
     loaded and binned as benchmarks/real_data.py does, denoised by `denoise_real` (image,
-    pixel size) → (denoised, working pixel size)."""
+    pixel size) → (`Denoised`, working pixel size)."""
     outcomes = []
     for micrograph in load_apoferritin(folder, DEFAULT_TRUTH, 19, which):
         denoised, working = denoise_real(micrograph.image, micrograph.pixel_size)
@@ -432,13 +436,10 @@ def main() -> None:
         structures[f"{name} {built.diameter:.0f} Å"] = built
     reference_name, reference = next(iter(structures.items()))
 
-    def denoise_real(image: np.ndarray, pixel_size: float) -> tuple[np.ndarray, float]:
-        denoised, pixel = denoise_image(
-            image, pixel_size, loaded.model, loaded.pixel_size, DenoiseSettings()
-        )
-        return denoised.image, pixel
+    def denoise_real(image: np.ndarray, pixel_size: float) -> tuple[Denoised, float]:
+        return denoise_image(image, pixel_size, loaded.model, loaded.pixel_size, DenoiseSettings())
 
-    def denoise(image: np.ndarray) -> np.ndarray:
+    def denoise(image: np.ndarray) -> Denoised:
         denoised, pixel = denoise_real(image, PIXEL_SIZE)
         if pixel != PIXEL_SIZE:
             raise SystemExit(f"the model works at {pixel} Å/px, this benchmark at {PIXEL_SIZE}")

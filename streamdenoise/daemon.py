@@ -310,8 +310,12 @@ class ModelStage:
     def denoise(self, prepared: list[Prepared]) -> list[Denoised]:
         """The model stage (main thread): a batch's micrographs share network batches."""
         self._swap_in_adapted_model()
+        with self._options_lock:
+            statistics = self.output_options.diameter_angstrom is not None
         with self.notifier.alive_while(LONG_CALL_LIMIT):
-            return denoise_prepared(prepared, self.runtime.network, self.settings, self.device)
+            return denoise_prepared(
+                prepared, self.runtime.network, self.settings, self.device, null=statistics
+            )
 
 
 def charge_failure(

@@ -164,6 +164,7 @@ def write_results(
                 options.thresholds,
                 device,
                 prepared.image_noise,
+                result.null,
             )
         record["readiness"] = {
             **statistics.to_dict(),
@@ -227,6 +228,7 @@ def process_micrograph(
     """Read, denoise and write one micrograph in turn (`denoise`, and `batch`'s task)."""
     start = time.perf_counter()
     prepared = read_prepared(path, model_pixel_size, settings, input_pixel_size)
-    denoised = denoise_prepared([prepared], model, settings, device)[0]
+    statistics = options.diameter_angstrom is not None  # their noise calibration
+    denoised = denoise_prepared([prepared], model, settings, device, null=statistics)[0]
     seconds = time.perf_counter() - start
     return write_results(layout, path, prepared, denoised, seconds, options, device)

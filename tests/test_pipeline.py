@@ -129,3 +129,29 @@ def test_an_unusable_micrograph_is_a_named_error(tmp_path, image, words: str) ->
     with pytest.raises(MicrographError, match=words) as caught:
         read_prepared(path, 4.0, DenoiseSettings())
     assert str(path) in str(caught.value)
+
+
+def test_the_null_is_the_micrographs_noise_through_the_same_denoiser(model) -> None:
+    """`Denoised.null`: one tile of noise of the micrograph's fitted spectrum, normalised
+    like the micrograph; through an identity network it is that noise in the image's units
+    (std σ̂ × the normalised unit); a real network changes it; where the guard keeps the
+    input the null is the input noise too; the same draw every time; none when not asked."""
+    identity = ScoreUNet(UNetConfig(base_channels=4, channel_multipliers=(1, 2), norm_groups=0))
+    image = np.random.default_rng(5).poisson(30.0, (256, 256)).astype(np.float32)
+    settings = DenoiseSettings(tile=128, overlap=16)
+    prepared = prepare(image, 4.0, 4.0, settings)
+    plain = denoise_prepared([prepared], identity.eval(), settings)[0].null
+    tile = fit_tile(256, 256, 128, 16, identity.size_multiple)  # 96: the micrograph's tiles
+    assert plain.shape == (tile, tile) and plain.dtype == np.float32
+    assert plain.mean() == pytest.approx(image.mean(), rel=0.01)
+    noise_std = prepared.sigma * prepared.normalised_unit
+    assert plain.std() == pytest.approx(noise_std, rel=0.1)
+    again = denoise_prepared([prepared], identity.eval(), settings)[0].null
+    assert np.array_equal(plain, again)
+    denoised = denoise_prepared([prepared], model, settings)[0]
+    assert denoised.guard.passed and not np.allclose(denoised.null, plain, atol=1e-3 * noise_std)
+    wild = ScoreUNet(UNetConfig(base_channels=4, channel_multipliers=(1, 2), norm_groups=0))
+    torch.nn.init.normal_(wild.head.weight, std=50.0)  # a score far beyond the noise
+    rejected = denoise_prepared([prepared], wild.eval(), settings)[0]
+    assert not rejected.guard.passed and np.allclose(rejected.null, plain, atol=1e-4)
+    assert denoise_prepared([prepared], model, settings, null=False)[0].null is None

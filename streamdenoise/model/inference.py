@@ -170,10 +170,18 @@ def _run_tiled(
 @dataclass(frozen=True)
 class Denoised:
     """A denoised micrograph: image (H, W) float32 in the input's scale, and the do-no-harm
-    guard's report (None where no guard ran: the guard turned off, or σ̂ = 0)."""
+    guard's report (None where no guard ran: the guard turned off, or σ̂ = 0).
+
+    null: where asked for, a noise-only image (h, w) float32 through the same denoiser,
+    in the same scale: noise of the micrograph's fitted spectrum, normalised with the
+    micrograph's mean and std and denoised at its σ̂ (the input noise itself where the
+    guard kept the input). What the denoiser makes of noise alone, at this micrograph's
+    noise level: the picking statistics count its dark blobs as the false candidates to
+    expect (`streamdenoise.stats.readiness`)."""
 
     image: np.ndarray
     guard: GuardReport | None = None
+    null: np.ndarray | None = None
 
 
 def live_denoise_many(
@@ -188,15 +196,18 @@ def live_denoise_many(
     sigmas: Sequence[float | None] | None = None,
     spectra: Sequence[NoiseSpectrum | None] | None = None,
     guard: bool = True,
+    nulls: Sequence[np.ndarray | None] | None = None,
 ) -> list[Denoised]:
     """`live_denoise` of several micrographs whose tiles share network batches.
 
     images: (H_i, W_i) arrays; sigmas: σ̂ per image in normalised units (None entries are
     estimated); spectra: each image's fitted noise spectrum where the caller has it (the
     guard fits it otherwise); guard: check each output with `check_residual` and return the input
-    unchanged where it fails. Returns one `Denoised` per image, (H_i, W_i) float32 in the
-    input's scale. The blended score is the tiles' blend of scores: blending is linear
-    and σ̂ is one value per image, so this equals blending the tiles' Tweedie outputs.
+    unchanged where it fails; nulls: per image, None or a noise image (h, w) in its
+    normalised units, denoised beside it into `Denoised.null`. Returns one `Denoised` per
+    image, (H_i, W_i) float32 in the input's scale. The blended score is the tiles' blend
+    of scores: blending is linear and σ̂ is one value per image, so this equals blending
+    the tiles' Tweedie outputs.
     """
     with stage("normalise"):
         normalised = [normalize(image) for image in images]
@@ -209,9 +220,11 @@ def live_denoise_many(
     def update(y: torch.Tensor, sigma: torch.Tensor, score_fn: ScoreFn) -> torch.Tensor:
         return normalised_score(model, score_fn, y, sigma[:, None, None])
 
+    nulls = nulls if nulls is not None else [None] * len(images)
+    with_null = [i for i, null in enumerate(nulls) if null is not None]
     scores = _run_tiled(
-        [normed for normed, _, _ in normalised],
-        noise,
+        [normed for normed, _, _ in normalised] + [nulls[i] for i in with_null],
+        [*noise, *(noise[i] for i in with_null)],
         model,
         (tile, overlap, "cosine"),
         batch_size,
@@ -219,14 +232,26 @@ def live_denoise_many(
         dtype,
         update,
     )
+    null_scores = dict(zip(with_null, scores[len(images) :], strict=True))
     results = []
     spectra = spectra if spectra is not None else [None] * len(images)
-    for score, (normed, mean, std), sigma, spectrum in zip(
-        scores, normalised, noise, spectra, strict=True
+    for i, (score, (normed, mean, std), sigma, spectrum) in enumerate(
+        zip(scores[: len(images)], normalised, noise, spectra, strict=True)
     ):
         denoised, report = _guarded(normed, tweedie(normed, score, sigma), sigma, guard, spectrum)
+        null = None
+        if i in null_scores:
+            kept_input = report is not None and not report.passed
+            null_input = nulls[i]
+            null = null_input if kept_input else tweedie(null_input, null_scores[i], sigma)
         with stage("normalise"):
-            results.append(Denoised(denormalize(denoised, mean, std), report))
+            results.append(
+                Denoised(
+                    denormalize(denoised, mean, std),
+                    report,
+                    None if null is None else denormalize(null, mean, std),
+                )
+            )
     return results
 
 

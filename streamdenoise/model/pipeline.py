@@ -29,6 +29,8 @@ MIN_SIDE = 32
 """Smallest side (pixels, at the working pixel size) of a micrograph worth denoising."""
 COUNTS_CONSISTENCY = (0.5, 2.0)
 """Poisson noise is trusted when the spectral estimate lies within this factor of it."""
+NULL_SEED = 0
+"""Seed of the noise that `Denoised.null` is made from (`null_noise`)."""
 
 
 def fit_tile(height: int, width: int, max_tile: int, overlap: int, multiple: int) -> int:
@@ -157,26 +159,43 @@ def prepare(
     return Prepared(binned, working_pixel, sigma, spectrum, image.shape, unit)
 
 
+def null_noise(prepared: Prepared, side: int) -> np.ndarray:
+    """Noise (side, side) float32 of `prepared`'s fitted spectrum at its σ̂, in its
+    normalised units (the input of `Denoised.null`), the same draw for every micrograph
+    (`NULL_SEED`) so that outputs are reproducible. At σ̂, not at the spectrum's own level:
+    σ̂ is the level the network is told, and for counting data it is the exact shot noise,
+    where the spectral fit takes in the particles' power near Nyquist (in packed fields
+    30 % more σ: a null that noisy made the network invent blobs and cut their counts)."""
+    spectrum = prepared.noise.scaled(prepared.sigma / prepared.noise.pixel_sigma)
+    noise = spectrum.sample((side, side), np.random.default_rng(NULL_SEED))
+    return np.clip(noise, -1.0, 1.0).astype(np.float32)  # as `normalize` clips
+
+
 def denoise_prepared(
     prepared: list[Prepared],
     model: nn.Module,
     settings: DenoiseSettings,
     device: torch.device | str | None = None,
+    *,
+    null: bool = True,
 ) -> list[Denoised]:
     """Denoise binned micrographs; in live mode their tiles share network batches.
 
     Returns the denoised float32 images at the working pixel size, in the inputs' scale,
-    each with its guard report (live mode).
+    each with its guard report (live mode) and, with `null`, its `Denoised.null`: one
+    extra network tile per micrograph (the picking statistics' noise calibration).
     """
     height = max(p.image.shape[0] for p in prepared)
     width = max(p.image.shape[1] for p in prepared)
     multiple = getattr(model, "size_multiple", 1)
+    tile = fit_tile(height, width, settings.tile, settings.overlap, multiple)
     results = live_denoise_many(
         [p.image for p in prepared],
         model,
         sigmas=[p.sigma for p in prepared],
         spectra=[p.noise for p in prepared],
-        tile=fit_tile(height, width, settings.tile, settings.overlap, multiple),
+        nulls=[null_noise(p, tile) for p in prepared] if null else None,
+        tile=tile,
         overlap=settings.overlap,
         batch_size=settings.batch_size,
         device=device,
@@ -186,10 +205,13 @@ def denoise_prepared(
     if settings.background_scale is None:
         return results
     with stage("flatten background"):
-        return [
-            replace(r, image=flatten_background(r.image, settings.background_scale / p.pixel_size))
-            for r, p in zip(results, prepared, strict=True)
-        ]
+        flattened = []
+        for result, p in zip(results, prepared, strict=True):
+            sigma = settings.background_scale / p.pixel_size
+            null = None if result.null is None else flatten_background(result.null, sigma)
+            image = flatten_background(result.image, sigma)
+            flattened.append(replace(result, image=image, null=null))
+        return flattened
 
 
 def denoise_image(

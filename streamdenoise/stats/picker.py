@@ -39,15 +39,22 @@ def blob_band(image: Image, diameter: float) -> Image:
     return gaussian_filters(image, (blob_filter(diameter),))[0]
 
 
-def in_robust_units(band: Image) -> Image:
-    """`band` (H, W) from `blob_band` less its median, over its robust std (median absolute
-    deviation): the detector response, whose thresholds mean the same on any image."""
-    data = as_tensor(band)
+def robust_centre_and_spread(band: Image) -> tuple[float, float]:
+    """Median and robust std (median absolute deviation) of `band` (H, W) from
+    `blob_band`, the spread at least 1e-12."""
     # The band is smooth over σ ≥ a few pixels: every other pixel gives the same median
     # and spread at a quarter of the sorting.
-    sample = data[::2, ::2]
+    sample = as_tensor(band)[::2, ::2]
     centre = median(sample)
-    return like(band, (data - centre) / max(mad_std(sample, centre), 1e-12))
+    return centre, max(mad_std(sample, centre), 1e-12)
+
+
+def in_robust_units(band: Image, spread: float | None = None) -> Image:
+    """`band` (H, W) from `blob_band` less its median, over its robust std (median absolute
+    deviation): the detector response, whose thresholds mean the same on any image. With
+    `spread`, over that instead (another band's, to put both in the same units)."""
+    centre, own_spread = robust_centre_and_spread(band)
+    return like(band, (as_tensor(band) - centre) / (spread or own_spread))
 
 
 def blob_response(image: Image, diameter: float) -> Image:
