@@ -226,7 +226,10 @@ def test_relion_extracts_our_picks_from_the_input_micrographs(session: dict) -> 
     }
     assert set(extracted) <= set(session["names"])
     share, _ = within(extracted, session["truth"], diameter / 4 / pixel)
-    assert share >= 0.95, f"{share:.1%} of extracted particles within D/4 of a true centre"
+    # The picks are the readiness candidates, cut at an estimated false-discovery rate of
+    # 0.3 (streamdenoise.stats.readiness): 91.5 % of them land within D/4 of a true centre
+    # here (bin1, measured 2026-12-03); in a wrong frame hardly any would.
+    assert share >= 0.85, f"{share:.1%} of extracted particles within D/4 of a true centre"
     if session["binning"] > 1:  # the denoised frame's coordinates would miss them
         binned = {name: xy / session["binning"] for name, xy in extracted.items()}
         assert within(binned, session["truth"], diameter / 4 / pixel)[0] < 0.5

@@ -326,14 +326,12 @@ def test_demo_mic_0004_is_counted_and_not_empty() -> None:
     15); the estimate from the data is not confident on 6MSM, so a daemon without the
     reference still keeps 150 Å (tests/test_stats_diameter.py).
 
-    Issue 15's floor, 25 % of the particles counted, is barely met here: with the null
-    (`Denoised.null`, passed as the daemon passes it) 111 (float32) and 110 (bfloat16, the
-    default on CPUs with native bfloat16) of 426, 26 %; without it 99 and 101. The
-    particles stand 0.98·D apart, so at the picker's scale touching neighbours merge into
-    one peak, which no false-discovery estimate can undo (the benchmark's crowded fields
-    keep 58–81 %, "Picking readiness"). Here both precisions
-    must count a fifth at least, not call the field empty nor "not ready", and agree
-    within the count's own σ."""
+    With the null (`Denoised.null`, passed as the daemon passes it) 328 (float32) and 331
+    (bfloat16, the default on CPUs with native bfloat16) of 426 are counted, 77 %; without
+    it 99 and 101 (23 %, under issue 15's floor of 25 %): the gaps between the packed
+    particles were decoys as strong as they are, and their robust z fell below the floor
+    of 1 (see `streamdenoise.stats.readiness`). Here both precisions must count more than
+    half, not call the field empty nor "not ready", and agree within the count's own σ."""
     from streamdenoise.model.modelfile import default_model_path, load_model
     from streamdenoise.model.pipeline import DenoiseSettings, denoise_prepared, prepare
     from streamdenoise.physics.density import load_reference
@@ -359,7 +357,7 @@ def test_demo_mic_0004_is_counted_and_not_empty() -> None:
         )
     assert len(simulated.coordinates) == 426
     full, reduced = results[torch.float32], results[torch.bfloat16]
-    assert min(full.candidates, reduced.candidates) >= 0.2 * 426
+    assert min(full.candidates, reduced.candidates) >= 0.5 * 426
     assert abs(reduced.candidates - full.candidates) <= 1.5 * full.candidates_sigma
     for result in results.values():
         assert not any(reason.startswith("empty: ") for reason in result.reasons)
@@ -607,8 +605,10 @@ def test_with_a_null_the_gaps_of_a_packed_field_do_not_cut_its_count() -> None:
     """Hexagonally packed particles 1.1·D apart under denoised noise: each gap between
     three of them is a bright blob as strong as they are. Without a null the decoys there
     cut the count to a sixth; with one (noise alone at the same level), decoys near the
-    kept targets are gaps, and the noise is expected only in the area the targets leave
-    free, so most are counted; pure noise with the same null gives none."""
+    kept targets are gaps, the noise is expected only in the area the targets leave free,
+    and the cut may go below z 1 (`CALIBRATED_FLOOR`; the particles' own spread sets the
+    robust units here), so nearly all are counted; pure noise with the same null gives
+    none."""
     rng = np.random.default_rng(7)
     step = 1.1 * DIAMETER
     rows = np.arange(10, SIZE - 10, step * np.sqrt(3) / 2)
@@ -623,6 +623,6 @@ def test_with_a_null_the_gaps_of_a_packed_field_do_not_cut_its_count() -> None:
     without = statistics(raw, denoised)
     calibrated = micrograph_statistics(raw, denoised, PIXEL, DIAMETER * PIXEL, null=null)
     assert without.candidates < len(positions) / 5
-    assert calibrated.candidates >= max(0.5 * len(positions), 3 * without.candidates)
+    assert 0.85 * len(positions) <= calibrated.candidates <= 1.05 * len(positions)
     noise = 100.0 + np.random.default_rng(3).normal(0, 6.0, denoised.shape)
     assert micrograph_statistics(raw, noise, PIXEL, DIAMETER * PIXEL, null=null).candidates == 0
