@@ -626,3 +626,15 @@ def test_with_a_null_the_gaps_of_a_packed_field_do_not_cut_its_count() -> None:
     assert 0.85 * len(positions) <= calibrated.candidates <= 1.05 * len(positions)
     noise = 100.0 + np.random.default_rng(3).normal(0, 6.0, denoised.shape)
     assert micrograph_statistics(raw, noise, PIXEL, DIAMETER * PIXEL, null=null).candidates == 0
+
+
+def test_crowding_is_judged_by_the_area_the_particles_cover() -> None:
+    """36 particles of 120 Å spread over the field cover 7 % of it: not crowded by default,
+    marginal under a 5 % limit; no absolute density limit applies by default."""
+    images = field(SPREAD)
+    default = statistics(*images)
+    assert not any(reason.startswith("too crowded") for reason in default.reasons)
+    tight = statistics(*images, max_coverage=0.05)
+    assert tight.verdict == "marginal"
+    assert tight.reasons == ("too crowded: particles cover 7% of the area > 5% (marginal)",)
+    assert ReadinessThresholds().max_density_per_um2 == math.inf

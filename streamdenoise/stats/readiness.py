@@ -65,6 +65,8 @@ noise (variance ∝ thickness) and hides the particles, which stay in the "backg
 (simulated, validation seeds 7200+: thick ice 1000–1500 Å 0.85–1.1, empty holes on
 250–500 Å ice 0.14–0.42). The reason names the count with its uncertainty. Aggregation
 is a neighbour within 0.85·D (overlapping), not side by side (`AGGREGATED_DISTANCE`).
+Crowding is the share of the area the candidates cover (`max_coverage`), not a density
+per µm², which means something else for every particle size.
 The null (issue 15): the denoiser makes dark blobs out of noise far more readily than
 bright ones, which the decoys cannot see; small particles (76 Å, 19 px at 4 Å/px) were
 counted 2–5× (588 for 114). The model stage therefore also denoises one tile of noise
@@ -195,7 +197,13 @@ class ReadinessThresholds:
     Statistics that cannot be measured (NaN, e.g. CNR without candidates) are not judged.
 
     min_density_per_um2, max_density_per_um2: candidates per µm² of usable area (not
-    carbon); the defaults suit particles of ~100–200 Å (≈ 50–500 per 0.17 µm² field).
+    carbon); the minimum suits particles of ~100–200 Å (≈ 50 per 0.17 µm² field); no
+    maximum by default (`max_coverage` judges crowding whatever the particles' size).
+    max_coverage: share of the usable area that the candidates' discs of the particle
+    diameter cover (density × π D² / 4; hexagonal close packing is 0.91). 0.5 is the
+    former default maximum, 3,000 per µm², at 146 Å; as an absolute density it called a
+    good field of 76 Å particles (0.14 covered) too crowded and could never judge one of
+    300 Å.
     min_cnr: CNR of the picker response at the candidates vs background, denoised image.
     max_aggregated_fraction: share of candidates with a neighbour within 0.85·D
     (overlapping; `AGGREGATED_DISTANCE`).
@@ -214,7 +222,8 @@ class ReadinessThresholds:
     """
 
     min_density_per_um2: float = 300.0
-    max_density_per_um2: float = 3000.0
+    max_density_per_um2: float = math.inf
+    max_coverage: float = 0.5
     min_cnr: float = 3.0
     max_aggregated_fraction: float = 0.08
     max_empty_fraction: float = 0.3
@@ -688,6 +697,7 @@ def judge(
     named as in `MicrographStatistics`."""
     t = thresholds
     density = statistics["density_per_um2"]
+    coverage = density * math.pi * (statistics["diameter_angstrom"] / 2) ** 2 / 1e8
     enough = density >= t.min_density_per_um2  # False for NaN
     structure = statistics["background_structure"]
     flat = structure <= t.max_flat_structure  # False for NaN: not measured
@@ -709,6 +719,12 @@ def judge(
             t.max_density_per_um2,
             False,
             f"too crowded: {density:.0f}/µm² > {t.max_density_per_um2:g}",
+        ),
+        (
+            coverage,
+            t.max_coverage,
+            False,
+            f"too crowded: particles cover {coverage:.0%} of the area > {t.max_coverage:.0%}",
         ),
         (
             statistics["cnr"],
