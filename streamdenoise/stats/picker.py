@@ -49,12 +49,13 @@ def robust_centre_and_spread(band: Image) -> tuple[float, float]:
     return centre, max(mad_std(sample, centre), 1e-12)
 
 
-def in_robust_units(band: Image, spread: float | None = None) -> Image:
+def in_robust_units(band: Image, units: tuple[float, float] | None = None) -> Image:
     """`band` (H, W) from `blob_band` less its median, over its robust std (median absolute
     deviation): the detector response, whose thresholds mean the same on any image. With
-    `spread`, over that instead (another band's, to put both in the same units)."""
-    centre, own_spread = robust_centre_and_spread(band)
-    return like(band, (as_tensor(band) - centre) / (spread or own_spread))
+    `units`, (centre, spread) measured already (`robust_centre_and_spread`), or another
+    band's spread to put both in the same units, instead."""
+    centre, spread = units if units is not None else robust_centre_and_spread(band)
+    return like(band, (as_tensor(band) - centre) / spread)
 
 
 def blob_response(image: Image, diameter: float) -> Image:
