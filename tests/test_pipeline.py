@@ -135,7 +135,9 @@ def test_the_null_is_the_micrographs_noise_through_the_same_denoiser(model) -> N
     """`Denoised.null`: one tile of noise of the micrograph's fitted spectrum, normalised
     like the micrograph; through an identity network it is that noise in the image's units
     (std σ̂ × the normalised unit); a real network changes it; where the guard keeps the
-    input the null is the input noise too; the same draw every time; none when not asked."""
+    input the null is the input noise too; the same draw every time for the same
+    micrograph, another for another micrograph or another `null_draw`; none when not
+    asked."""
     identity = ScoreUNet(UNetConfig(base_channels=4, channel_multipliers=(1, 2), norm_groups=0))
     image = np.random.default_rng(5).poisson(30.0, (256, 256)).astype(np.float32)
     settings = DenoiseSettings(tile=128, overlap=16)
@@ -148,6 +150,12 @@ def test_the_null_is_the_micrographs_noise_through_the_same_denoiser(model) -> N
     assert plain.std() == pytest.approx(noise_std, rel=0.1)
     again = denoise_prepared([prepared], identity.eval(), settings)[0].null
     assert np.array_equal(plain, again)
+    redrawn = denoise_prepared([prepared], identity.eval(), settings, null_draw=1)[0].null
+    other_image = np.random.default_rng(6).poisson(30.0, (256, 256)).astype(np.float32)
+    other = prepare(other_image, 4.0, 4.0, settings)
+    for different in (redrawn, denoise_prepared([other], identity.eval(), settings)[0].null):
+        assert different.std() == pytest.approx(noise_std, rel=0.1)
+        assert abs(np.corrcoef(different.ravel(), plain.ravel())[0, 1]) < 0.1
     denoised = denoise_prepared([prepared], model, settings)[0]
     assert denoised.guard.passed and not np.allclose(denoised.null, plain, atol=1e-3 * noise_std)
     wild = ScoreUNet(UNetConfig(base_channels=4, channel_multipliers=(1, 2), norm_groups=0))
