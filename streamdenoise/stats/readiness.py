@@ -72,8 +72,8 @@ bright ones, which the decoys cannot see; small particles (76 Å, 19 px at 4 Å/
 counted 2–5× (588 for 114). The model stage therefore also denoises one tile of noise
 alone, drawn from the micrograph's fitted noise spectrum at its σ̂ and normalised with the
 micrograph's own mean and std (`Denoised.null`: what this denoiser makes of this noise
-level). Given it, `find_candidates` estimates the false targets above a cut t as the
-larger of
+level; seeded by the micrograph's own pixels, `model.pipeline.null_noise`). Given it,
+`find_candidates` estimates the false targets above a cut t as the larger of
 - the decoys ≥ t farther than `DECOY_SHADOW`·D from every target ≥ t (not only from a
   stronger one: in a packed field the gaps are as strong as the particles, and with the
   stronger-only rule the crowded fields kept 90 of 509, 157 of 536), and
@@ -84,13 +84,15 @@ With a null the cut may go below the picker's z 1 (`CALIBRATED_FLOOR`): in a pac
 the robust spread is the particles' own and many of them lie there. Without a null the
 decoys alone stand for the noise, only a stronger target shadows one, and the floor
 stays at z 1. Measured on the readiness benchmark (benchmarks/RESULTS.md, "Picking
-readiness"; before → after): median count error 0.19 → 0.13, r 0.70 → 0.96, fields of
-≥ 50 counted under 25 % 1 → 0, verdict agreement 92 % → 96 %, the crowded fields 404–514
-of 509–569 (90–451 before); with another null draw (seed 1) 0.14, r 0.97, none lost, 96 %.
-Still open: the real apoferritin fields (median error 0.47 noisy, 0.34 averaged: the DoG
-at D finds ≈ 100–120 peaks in ≈ 140 packed rings; on the noisy set the count depends on
-the null's draw, 0.47 or 1.00), and 6MSM below ~30 e⁻/Å² is too faint for the fixed
-picker.
+readiness"; before → after, the null drawn once for all micrographs): median count error
+0.19 → 0.13, r 0.70 → 0.96, fields of ≥ 50 counted under 25 % 1 → 0, verdict agreement
+92 % → 96 %, the crowded fields 404–514 of 509–569 (90–451 before). With each
+micrograph's own draw, over three draws: median error 0.14, r 0.95–0.96, agreement 96 %
+in each; one or two 6MSM fields at 22–26 e⁻/Å² counted just under 25 % in two draws of
+three (6MSM below ~30 e⁻/Å² is too faint for the fixed picker). Still open: the real
+apoferritin fields (median error 1.00 noisy, 0.34 averaged: the DoG at D finds ≈ 100–120
+peaks in 144–177 packed rings; on the single-frame-like noisy set a field's count is 0 in
+one draw and 46–99 in another).
 """
 
 from __future__ import annotations
