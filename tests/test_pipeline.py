@@ -9,6 +9,7 @@ import torch
 
 from streamdenoise.model.inference import live_denoise
 from streamdenoise.model.pipeline import (
+    NULL_TILES,
     DenoiseSettings,
     denoise_image,
     denoise_prepared,
@@ -132,7 +133,7 @@ def test_an_unusable_micrograph_is_a_named_error(tmp_path, image, words: str) ->
 
 
 def test_the_null_is_the_micrographs_noise_through_the_same_denoiser(model) -> None:
-    """`Denoised.null`: one tile of noise of the micrograph's fitted spectrum, normalised
+    """`Denoised.null`: `NULL_TILES` tiles of noise of the micrograph's fitted spectrum, normalised
     like the micrograph; through an identity network it is that noise in the image's units
     (std σ̂ × the normalised unit); a real network changes it; where the guard keeps the
     input the null is the input noise too; the same draw every time for the same
@@ -144,7 +145,8 @@ def test_the_null_is_the_micrographs_noise_through_the_same_denoiser(model) -> N
     prepared = prepare(image, 4.0, 4.0, settings)
     plain = denoise_prepared([prepared], identity.eval(), settings)[0].null
     tile = fit_tile(256, 256, 128, 16, identity.size_multiple)  # 96: the micrograph's tiles
-    assert plain.shape == (tile, tile) and plain.dtype == np.float32
+    assert plain.shape == (NULL_TILES, tile, tile) and plain.dtype == np.float32
+    assert abs(np.corrcoef(plain[0].ravel(), plain[1].ravel())[0, 1]) < 0.1  # independent
     assert plain.mean() == pytest.approx(image.mean(), rel=0.01)
     noise_std = prepared.sigma * prepared.normalised_unit
     assert plain.std() == pytest.approx(noise_std, rel=0.1)

@@ -172,7 +172,7 @@ class Denoised:
     """A denoised micrograph: image (H, W) float32 in the input's scale, and the do-no-harm
     guard's report (None where no guard ran: the guard turned off, or σ̂ = 0).
 
-    null: where asked for, a noise-only image (h, w) float32 through the same denoiser,
+    null: where asked for, noise-only tiles (k, h, w) float32 through the same denoiser,
     in the same scale: noise of the micrograph's fitted spectrum, normalised with the
     micrograph's mean and std and denoised at its σ̂ (the input noise itself where the
     guard kept the input). What the denoiser makes of noise alone, at this micrograph's
@@ -202,12 +202,12 @@ def live_denoise_many(
 
     images: (H_i, W_i) arrays; sigmas: σ̂ per image in normalised units (None entries are
     estimated); spectra: each image's fitted noise spectrum where the caller has it (the
-    guard fits it otherwise); guard: check each output with `check_residual` and return the input
-    unchanged where it fails; nulls: per image, None or a noise image (h, w) in its
-    normalised units, denoised beside it into `Denoised.null`. Returns one `Denoised` per
-    image, (H_i, W_i) float32 in the input's scale. The blended score is the tiles' blend
-    of scores: blending is linear and σ̂ is one value per image, so this equals blending
-    the tiles' Tweedie outputs.
+    guard fits it otherwise); guard: check each output with `check_residual` and return
+    the input unchanged where it fails; nulls: per image, None or noise tiles (k, h, w) in
+    its normalised units, each denoised beside it, into `Denoised.null` (k, h, w). Returns
+    one `Denoised` per image, (H_i, W_i) float32 in the input's scale. The blended score
+    is the tiles' blend of scores: blending is linear and σ̂ is one value per image, so
+    this equals blending the tiles' Tweedie outputs.
     """
     with stage("normalise"):
         normalised = [normalize(image) for image in images]
@@ -222,9 +222,10 @@ def live_denoise_many(
 
     nulls = nulls if nulls is not None else [None] * len(images)
     with_null = [i for i, null in enumerate(nulls) if null is not None]
+    null_tiles = [(i, tile_noise) for i in with_null for tile_noise in nulls[i]]
     scores = _run_tiled(
-        [normed for normed, _, _ in normalised] + [nulls[i] for i in with_null],
-        [*noise, *(noise[i] for i in with_null)],
+        [normed for normed, _, _ in normalised] + [tile_noise for _, tile_noise in null_tiles],
+        [*noise, *(noise[i] for i, _ in null_tiles)],
         model,
         (tile, overlap, "cosine"),
         batch_size,
@@ -232,7 +233,9 @@ def live_denoise_many(
         dtype,
         update,
     )
-    null_scores = dict(zip(with_null, scores[len(images) :], strict=True))
+    null_scores: dict[int, list[np.ndarray]] = {}
+    for (i, _), score in zip(null_tiles, scores[len(images) :], strict=True):
+        null_scores.setdefault(i, []).append(score)
     results = []
     spectra = spectra if spectra is not None else [None] * len(images)
     for i, (score, (normed, mean, std), sigma, spectrum) in enumerate(
@@ -243,7 +246,9 @@ def live_denoise_many(
         if i in null_scores:
             kept_input = report is not None and not report.passed
             null_input = nulls[i]
-            null = null_input if kept_input else tweedie(null_input, null_scores[i], sigma)
+            null = (
+                null_input if kept_input else tweedie(null_input, np.stack(null_scores[i]), sigma)
+            )
         with stage("normalise"):
             results.append(
                 Denoised(

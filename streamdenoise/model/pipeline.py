@@ -30,6 +30,10 @@ MIN_SIDE = 32
 """Smallest side (pixels, at the working pixel size) of a micrograph worth denoising."""
 COUNTS_CONSISTENCY = (0.5, 2.0)
 """Poisson noise is trusted when the spectral estimate lies within this factor of it."""
+NULL_TILES = 2
+"""Tiles of noise per micrograph in `Denoised.null`. The null's sampling error falls as
+1/√k: with one tile, 2 of 3 draws counted a low-dose 6MSM field under a quarter of its
+particles in the readiness benchmark; two cost one more network tile per micrograph."""
 
 
 def fit_tile(height: int, width: int, max_tile: int, overlap: int, multiple: int) -> int:
@@ -159,12 +163,12 @@ def prepare(
 
 
 def null_noise(prepared: Prepared, side: int, draw: int = 0) -> np.ndarray:
-    """Noise (side, side) float32 of `prepared`'s fitted spectrum at its σ̂, in its
-    normalised units (the input of `Denoised.null`). At σ̂, not at the spectrum's own
-    level: σ̂ is the level the network is told, and for counting data it is the exact shot
-    noise, where the spectral fit takes in the particles' power near Nyquist (in packed
-    fields 30 % more σ: a null that noisy made the network invent blobs and cut their
-    counts).
+    """`NULL_TILES` tiles of noise (k, side, side) float32 of `prepared`'s fitted spectrum
+    at its σ̂, in its normalised units (the input of `Denoised.null`). At σ̂, not at the
+    spectrum's own level: σ̂ is the level the network is told, and for counting data it is
+    the exact shot noise, where the spectral fit takes in the particles' power near Nyquist
+    (in packed fields 30 % more σ: a null that noisy made the network invent blobs and cut
+    their counts).
 
     Seeded by the micrograph's own pixels (and `draw`, for other draws of the same one):
     the same file gives the same null, so outputs are reproducible, and different
@@ -173,7 +177,8 @@ def null_noise(prepared: Prepared, side: int, draw: int = 0) -> np.ndarray:
     apoferritin count of a whole set between 0.47 and 1.00 median error)."""
     spectrum = prepared.noise.scaled(prepared.sigma / prepared.noise.pixel_sigma)
     seed = np.random.SeedSequence([zlib.crc32(np.ascontiguousarray(prepared.image)), draw])
-    noise = spectrum.sample((side, side), np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    noise = np.stack([spectrum.sample((side, side), rng) for _ in range(NULL_TILES)])
     return np.clip(noise, -1.0, 1.0).astype(np.float32)  # as `normalize` clips
 
 
@@ -189,9 +194,9 @@ def denoise_prepared(
     """Denoise binned micrographs; in live mode their tiles share network batches.
 
     Returns the denoised float32 images at the working pixel size, in the inputs' scale,
-    each with its guard report (live mode) and, with `null`, its `Denoised.null`: one
-    extra network tile per micrograph (the picking statistics' noise calibration),
-    `null_draw` choosing which draw of its noise (`null_noise`).
+    each with its guard report (live mode) and, with `null`, its `Denoised.null`:
+    `NULL_TILES` extra network tiles per micrograph (the picking statistics' noise
+    calibration), `null_draw` choosing which draw of its noise (`null_noise`).
     """
     height = max(p.image.shape[0] for p in prepared)
     width = max(p.image.shape[1] for p in prepared)
@@ -216,7 +221,9 @@ def denoise_prepared(
         flattened = []
         for result, p in zip(results, prepared, strict=True):
             sigma = settings.background_scale / p.pixel_size
-            null = None if result.null is None else flatten_background(result.null, sigma)
+            null = None
+            if result.null is not None:
+                null = np.stack([flatten_background(tile, sigma) for tile in result.null])
             image = flatten_background(result.image, sigma)
             flattened.append(replace(result, image=image, null=null))
         return flattened

@@ -40,11 +40,11 @@ def blob_band(image: Image, diameter: float) -> Image:
 
 
 def robust_centre_and_spread(band: Image) -> tuple[float, float]:
-    """Median and robust std (median absolute deviation) of `band` (H, W) from
+    """Median and robust std (median absolute deviation) of `band` (..., H, W) from
     `blob_band`, the spread at least 1e-12."""
     # The band is smooth over σ ≥ a few pixels: every other pixel gives the same median
     # and spread at a quarter of the sorting.
-    sample = as_tensor(band)[::2, ::2]
+    sample = as_tensor(band)[..., ::2, ::2]
     centre = median(sample)
     return centre, max(mad_std(sample, centre), 1e-12)
 

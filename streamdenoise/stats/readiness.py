@@ -69,10 +69,11 @@ Crowding is the share of the area the candidates cover (`max_coverage`), not a d
 per µm², which means something else for every particle size.
 The null (issue 15): the denoiser makes dark blobs out of noise far more readily than
 bright ones, which the decoys cannot see; small particles (76 Å, 19 px at 4 Å/px) were
-counted 2–5× (588 for 114). The model stage therefore also denoises one tile of noise
-alone, drawn from the micrograph's fitted noise spectrum at its σ̂ and normalised with the
-micrograph's own mean and std (`Denoised.null`: what this denoiser makes of this noise
-level; seeded by the micrograph's own pixels, `model.pipeline.null_noise`). Given it,
+counted 2–5× (588 for 114). The model stage therefore also denoises tiles of noise
+alone (two, `model.pipeline.NULL_TILES`), drawn from the micrograph's fitted noise
+spectrum at its σ̂ and normalised with the micrograph's own mean and std (`Denoised.null`:
+what this denoiser makes of this noise level; seeded by the micrograph's own pixels,
+`model.pipeline.null_noise`). Given it,
 `find_candidates` estimates the false targets above a cut t as the larger of
 - the decoys ≥ t farther than `DECOY_SHADOW`·D from every target ≥ t (not only from a
   stronger one: in a packed field the gaps are as strong as the particles, and with the
@@ -367,15 +368,15 @@ def carbon_mask(raw: np.ndarray, diameter: float) -> np.ndarray:
 
 
 def block_sum(image: torch.Tensor, factor: int) -> torch.Tensor:
-    """Sums of `factor`² pixel blocks of (H, W): (⌊H/f⌋, ⌊W/f⌋), the last rows and columns
+    """Sums of `factor`² pixel blocks of (..., H, W): (..., ⌊H/f⌋, ⌊W/f⌋), the last rows and columns
     that do not fill a block left out (so block (i, j) is centred on working pixel
     f·(i, j) + (f − 1)/2). Sums, not means: electron counts stay counts."""
-    height, width = (n // factor * factor for n in image.shape)
-    total = image[:height:factor, :width:factor].clone()
+    height, width = (n // factor * factor for n in image.shape[-2:])
+    total = image[..., :height:factor, :width:factor].clone()
     for row in range(factor):
         for column in range(factor):
             if row or column:  # f² strided adds: 8× faster than a reshaped sum on a CPU
-                total += image[row:height:factor, column:width:factor]
+                total += image[..., row:height:factor, column:width:factor]
     return total
 
 
@@ -632,8 +633,9 @@ def find_candidates(
     - the decoys ≥ t (bright-blob peaks: the same picker on the inverted image) farther
       than `DECOY_SHADOW`·D from every target ≥ t: near a particle a bright blob is a gap
       between particles or a fringe, which measures the particles, not the noise;
-    - given `null_response` (the picker's response to `Denoised.null`, noise alone
-      through the same denoiser, in the same units), its dark peaks ≥ t per area, times
+    - given `null_response` ((h, w) or (k, h, w): the picker's response to each tile of
+      `Denoised.null`, noise alone through the same denoiser, in the same units), its dark
+      peaks ≥ t per area, times
       the area still free of targets ≥ t (`free_area`): the blobs the denoiser makes of
       noise, which are dark far more often than bright and which the decoys cannot see.
     `symmetric`: targets that a stronger decoy shadows are left out too, for a detector
@@ -642,7 +644,9 @@ def find_candidates(
     `response`: `blob_response` of the denoised image (or any linear detector's response in
     robust units); the inverted image's response is its negative (the detector is linear,
     its scale symmetric)."""
-    calibrated = null_response is not None and min(null_response.shape) > diameter
+    if null_response is not None:
+        null_response = null_response.reshape(-1, *null_response.shape[-2:])
+    calibrated = null_response is not None and min(null_response.shape[-2:]) > diameter
     floor = CALIBRATED_FLOOR if calibrated else CANDIDATE_FLOOR
     found = []
     for sign in (1.0, -1.0):
@@ -670,14 +674,20 @@ def find_candidates(
         # A decoy counts at the cuts below its own score and above its strongest neighbour's.
         false = (above(decoys, scores) - above(np.minimum(decoys, near), scores)).astype(np.float64)
         border = max(int(diameter / 2), 1)
-        _, null = pick_peaks(
-            null_response,
-            diameter,
-            min_distance=separation * diameter,
-            threshold=floor,
-            exclude_border=border,
+        null = np.concatenate(
+            [
+                pick_peaks(
+                    tile,
+                    diameter,
+                    min_distance=separation * diameter,
+                    threshold=floor,
+                    exclude_border=border,
+                )[1]
+                for tile in null_response
+            ]
         )
-        null_area = (null_response.shape[0] - 2 * border) * (null_response.shape[1] - 2 * border)
+        height, width = null_response.shape[-2:]
+        null_area = len(null_response) * (height - 2 * border) * (width - 2 * border)
         expected = above(null, scores) * float((~excluded).sum()) / null_area
         free = free_area(coordinates, scores, ~excluded, diameter)
         false = np.maximum(false, noise_targets(expected, free))
@@ -795,8 +805,9 @@ def micrograph_statistics(
     caller has it (`Prepared.image_noise`); else it is fitted here. Particles of at least
     2·`STATISTICS_DIAMETER` pixels are measured on block sums; the results are in working
     pixels all the same. null: `Denoised.null`, noise alone through the same denoiser in
-    `denoised`'s units (h, w); with it the candidates' false-discovery estimate also counts
-    the dark blobs the denoiser makes of noise (`find_candidates`).
+    `denoised`'s units, tiles (k, h, w) or one (h, w); with it the candidates'
+    false-discovery estimate also counts the dark blobs the denoiser makes of noise
+    (`find_candidates`).
     """
     with cpu_threads(STATISTICS_THREADS):
         return _statistics(
