@@ -88,12 +88,12 @@ stays at z 1. Measured on the readiness benchmark (benchmarks/RESULTS.md, "Picki
 readiness"; before → after, the null drawn once for all micrographs): median count error
 0.19 → 0.13, r 0.70 → 0.96, fields of ≥ 50 counted under 25 % 1 → 0, verdict agreement
 92 % → 96 %, the crowded fields 404–514 of 509–569 (90–451 before). With each
-micrograph's own draw, over three draws: median error 0.14, r 0.95–0.96, agreement 96 %
-in each; one or two 6MSM fields at 22–26 e⁻/Å² counted just under 25 % in two draws of
-three (6MSM below ~30 e⁻/Å² is too faint for the fixed picker). Still open: the real
+micrograph's own draw of two tiles, over three draws: median error 0.14, r 0.96,
+agreement 96 % in each; one 6MSM field at 22 e⁻/Å² counted just under 25 % in one draw
+(6MSM below ~30 e⁻/Å² is too faint for the fixed picker). Still open: the real
 apoferritin fields (median error 1.00 noisy, 0.34 averaged: the DoG at D finds ≈ 100–120
-peaks in 144–177 packed rings; on the single-frame-like noisy set a field's count is 0 in
-one draw and 46–99 in another).
+peaks in 144–177 packed rings; on the single-frame-like noisy set most fields count 0 in
+every draw, a few 0 in one draw and 21–105 in another).
 """
 
 from __future__ import annotations
