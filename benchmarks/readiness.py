@@ -442,9 +442,13 @@ def targets_section(draws: list[list[tuple[str, bool]]]) -> str:
         shown = values[0][0] + (
             f" (draws: {'; '.join(value for value, _ in values)})" if len(distinct) > 1 else ""
         )
-        status = "held" if held == len(values) else "missed" if not held else "held in"
-        if status == "held in":
-            status = f"held in {held} of {len(values)} draws"
+        status = (
+            "held"
+            if held == len(values)
+            else f"held in {held} of {len(values)} draws"
+            if held
+            else "missed"
+        )
         rows.append([name, target, shown, status])
     return markdown_table(["target", "issue 15", "measured", ""], rows)
 
@@ -486,7 +490,12 @@ def main() -> None:
     def denoise_real(image: np.ndarray, pixel_size: float) -> tuple[list[Denoised], float]:
         draws = [
             denoise_image(
-                image, pixel_size, loaded.model, loaded.pixel_size, DenoiseSettings(), None, draw
+                image,
+                pixel_size,
+                loaded.model,
+                loaded.pixel_size,
+                DenoiseSettings(),
+                null_draw=draw,
             )
             for draw in range(args.null_draws)
         ]
