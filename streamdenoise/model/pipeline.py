@@ -32,8 +32,9 @@ COUNTS_CONSISTENCY = (0.5, 2.0)
 """Poisson noise is trusted when the spectral estimate lies within this factor of it."""
 NULL_TILES = 2
 """Tiles of noise per micrograph in `Denoised.null`. The null's sampling error falls as
-1/√k: with one tile, 2 of 3 draws counted a low-dose 6MSM field under a quarter of its
-particles in the readiness benchmark; two cost one more network tile per micrograph."""
+1/√k: in the readiness benchmark a low-dose 6MSM field was counted under a quarter of its
+particles in 2 of 3 draws with one tile, in 1 of 3 with two (RESULTS.md, "Picking
+readiness"); the second costs one more network tile per micrograph ("Daemon")."""
 
 
 def fit_tile(height: int, width: int, max_tile: int, overlap: int, multiple: int) -> int:
