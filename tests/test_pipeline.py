@@ -133,10 +133,10 @@ def test_an_unusable_micrograph_is_a_named_error(tmp_path, image, words: str) ->
 
 
 def test_the_null_is_the_micrographs_noise_through_the_same_denoiser(model) -> None:
-    """`Denoised.null`: `NULL_TILES` tiles of noise of the micrograph's fitted spectrum, normalised
-    like the micrograph; through an identity network it is that noise in the image's units
-    (std σ̂ × the normalised unit); a real network changes it; where the guard keeps the
-    input the null is the input noise too; the same draw every time for the same
+    """`Denoised.null`: `NULL_TILES` tiles of noise of the micrograph's fitted spectrum,
+    normalised like the micrograph; through an identity network it is that noise in the
+    image's units (std σ̂ × the normalised unit); a real network changes it; where the
+    guard keeps the input the null is the input noise too; the same draw every time for the same
     micrograph, another for another micrograph or another `null_draw`; none when not
     asked."""
     identity = ScoreUNet(UNetConfig(base_channels=4, channel_multipliers=(1, 2), norm_groups=0))

@@ -590,6 +590,16 @@ def test_the_null_counts_the_dark_blobs_a_denoiser_makes_of_noise() -> None:
     plain = 100.0 + np.random.default_rng(4).normal(0, 1, (SIZE, SIZE))
     clean = micrograph_statistics(*field(SPREAD), PIXEL, DIAMETER * PIXEL, null=plain)
     assert clean.candidates == len(SPREAD)
+    # Tiles of a null (`Denoised.null` is (k, h, w)) count per area: the same tile twice
+    # expects what it expects once, and two different tiles lie between them.
+    twice = micrograph_statistics(raw, fooled, PIXEL, DIAMETER * PIXEL, null=np.stack([null] * 2))
+    assert twice.candidates == calibrated.candidates
+    assert np.array_equal(twice.coordinates, calibrated.coordinates)
+    other = 100.0 + invented(40, seed=5) + np.random.default_rng(6).normal(0, 1, (SIZE, SIZE))
+    alone = micrograph_statistics(raw, fooled, PIXEL, DIAMETER * PIXEL, null=other)
+    both = micrograph_statistics(raw, fooled, PIXEL, DIAMETER * PIXEL, null=np.stack([null, other]))
+    low, high = sorted((calibrated.candidates, alone.candidates))
+    assert low - 2 <= both.candidates <= high + 2
 
 
 def test_noise_targets_lie_between_the_noise_and_a_full_field() -> None:

@@ -73,8 +73,8 @@ counted 2–5× (588 for 114). The model stage therefore also denoises tiles of 
 alone (two, `model.pipeline.NULL_TILES`), drawn from the micrograph's fitted noise
 spectrum at its σ̂ and normalised with the micrograph's own mean and std (`Denoised.null`:
 what this denoiser makes of this noise level; seeded by the micrograph's own pixels,
-`model.pipeline.null_noise`). Given it,
-`find_candidates` estimates the false targets above a cut t as the larger of
+`model.pipeline.null_noise`). Given it, `find_candidates` estimates the false targets
+above a cut t as the larger of
 - the decoys ≥ t farther than `DECOY_SHADOW`·D from every target ≥ t (not only from a
   stronger one: in a packed field the gaps are as strong as the particles, and with the
   stronger-only rule the crowded fields kept 90 of 509, 157 of 536), and
@@ -368,9 +368,9 @@ def carbon_mask(raw: np.ndarray, diameter: float) -> np.ndarray:
 
 
 def block_sum(image: torch.Tensor, factor: int) -> torch.Tensor:
-    """Sums of `factor`² pixel blocks of (..., H, W): (..., ⌊H/f⌋, ⌊W/f⌋), the last rows and columns
-    that do not fill a block left out (so block (i, j) is centred on working pixel
-    f·(i, j) + (f − 1)/2). Sums, not means: electron counts stay counts."""
+    """Sums of `factor`² pixel blocks of (..., H, W): (..., ⌊H/f⌋, ⌊W/f⌋), the last rows
+    and columns that do not fill a block left out (so block (i, j) is centred on working
+    pixel f·(i, j) + (f − 1)/2). Sums, not means: electron counts stay counts."""
     height, width = (n // factor * factor for n in image.shape[-2:])
     total = image[..., :height:factor, :width:factor].clone()
     for row in range(factor):
@@ -635,9 +635,9 @@ def find_candidates(
       between particles or a fringe, which measures the particles, not the noise;
     - given `null_response` ((h, w) or (k, h, w): the picker's response to each tile of
       `Denoised.null`, noise alone through the same denoiser, in the same units), its dark
-      peaks ≥ t per area, times
-      the area still free of targets ≥ t (`free_area`): the blobs the denoiser makes of
-      noise, which are dark far more often than bright and which the decoys cannot see.
+      peaks ≥ t per area of its tiles, times the area still free of targets ≥ t
+      (`free_area`): the blobs the denoiser makes of noise, which are dark far more often
+      than bright and which the decoys cannot see.
     `symmetric`: targets that a stronger decoy shadows are left out too, for a detector
     with side lobes around every peak, noise or particle, that would otherwise hide the
     decoys near noise targets (a template's matched filter, benchmarks/real_data_probes.py).
