@@ -2,6 +2,7 @@
 
     python benchmarks/readiness.py [--micrographs 50] [--crowded 6] [--per-class 10]
         [--classes good,empty] [--apoferritin APOFERRITIN_DIR] [--null-draws 3]
+        [--reference]
 
 Simulated 1024² micrographs at 4 Å/px (a 4096² field at 1 Å binned ×4), denoised in live
 mode with the shipped default model, then `micrograph_statistics` on (raw, denoised) at the
@@ -30,6 +31,12 @@ noise through the denoiser; the tables are of the draw the product makes, the ta
 `--null-draws` draws (each micrograph measured again with another draw of its null), so
 that a target shows whether it holds whatever the draw.
 
+With --reference the statistics count as for a user who gives the particle's reference
+(`watch --reference`): each simulated structure's own map, and for apoferritin a hollow
+sphere of 60/40 Å radii (apoferritin is close to one); candidates are the peaks of its
+orientation-averaged projection through each micrograph's fitted CTF, matched on the raw
+image (`processing.reference_template`). That path draws no null: one draw is measured.
+
 Prints the tables and the issue-15 targets (`TARGETS`), and writes the "Picking
 readiness" section of benchmarks/RESULTS.md.
 """
@@ -56,8 +63,10 @@ from results import markdown_table, write_section
 from streamdenoise.model.inference import Denoised
 from streamdenoise.model.modelfile import default_model_path, load_model
 from streamdenoise.model.pipeline import DenoiseSettings, denoise_image
+from streamdenoise.physics.ctf import particle_template
 from streamdenoise.physics.density import Scatterers, load_reference, scatterers_from_map
-from streamdenoise.physics.shapes import random_shape
+from streamdenoise.physics.projection import reference_projection
+from streamdenoise.physics.shapes import hollow_shell, random_shape
 from streamdenoise.physics.simulator import MicrographParams, simulate_micrograph
 from streamdenoise.stats.ground_truth import (
     match_picks,
@@ -160,24 +169,38 @@ def measure_draws(
     pixel_size: float,
     diameter: float,
     name: str,
+    projection: np.ndarray | None = None,
 ) -> list[Outcome]:
     """`measure` for each draw of the null (the same denoised image), named `name`."""
     return [
-        replace(measure(raw, denoised, truth, pixel_size, diameter), structure=name)
+        replace(measure(raw, denoised, truth, pixel_size, diameter, projection), structure=name)
         for denoised in draws
     ]
 
 
 def measure(
-    raw: np.ndarray, denoised: Denoised, truth: np.ndarray, pixel_size: float, diameter: float
+    raw: np.ndarray,
+    denoised: Denoised,
+    truth: np.ndarray,
+    pixel_size: float,
+    diameter: float,
+    projection: np.ndarray | None = None,
 ) -> Outcome:
     """`micrograph_statistics` of (raw, denoised) (H, W) at `pixel_size` Å/px for particles
-    of `diameter` Å, as the daemon runs it (with `denoised.null`), timed, its candidates
+    of `diameter` Å, as the daemon runs it (with `denoised.null`; given `projection`, the
+    user's reference's `reference_projection`, with its template through this
+    micrograph's fitted CTF instead, the fit's time included), timed, its candidates
     scored against the true centres (N, 2) pixels."""
     start = time.perf_counter()
-    statistics = micrograph_statistics(
-        raw, denoised.image, pixel_size, diameter, null=denoised.null
-    )
+    if projection is None:
+        statistics = micrograph_statistics(
+            raw, denoised.image, pixel_size, diameter, null=denoised.null
+        )
+    else:
+        template, _ = particle_template(projection, raw, pixel_size)
+        statistics = micrograph_statistics(
+            raw, denoised.image, pixel_size, diameter, template=template
+        )
     seconds = time.perf_counter() - start
     hits = match_picks(statistics.coordinates, truth, 0.5 * diameter / pixel_size)
     precision = float(hits.mean()) if len(hits) else float("nan")
@@ -186,11 +209,15 @@ def measure(
 
 
 def run_one(
-    params: MicrographParams, reference: Scatterers, denoise: Callable, name: str = "6MSM"
+    params: MicrographParams,
+    reference: Scatterers,
+    denoise: Callable,
+    name: str = "6MSM",
+    projection: np.ndarray | None = None,
 ) -> list[Outcome]:
     """Simulate, denoise and measure one micrograph, once per draw of its null (`denoise`:
     image → one `Denoised` per draw); score the candidates against truth; `name`: the
-    structure's, for the tables."""
+    structure's, for the tables; `projection`: the user's reference's (`measure`)."""
     simulated = simulate_micrograph(reference, params)
     outcomes = measure_draws(
         simulated.noisy,
@@ -199,6 +226,7 @@ def run_one(
         PIXEL_SIZE,
         reference.diameter,
         name,
+        projection,
     )
     return [replace(outcome, dose=params.dose) for outcome in outcomes]
 
@@ -332,18 +360,38 @@ def agreement(outcomes: dict[str, list[Outcome]]) -> float:
     return float(np.mean(judged)) if judged else float("nan")
 
 
-def real_outcomes(folder: Path, denoise_real: Callable, which: str) -> list[list[Outcome]]:
+APOFERRITIN_REFERENCE = (60.0, 40.0)
+"""Outer and inner radius (Å) of the hollow sphere that stands for the user's apoferritin
+reference with --reference."""
+
+
+def apoferritin_reference() -> Scatterers:
+    """A hollow sphere of `APOFERRITIN_REFERENCE` radii, the reference a facility would
+    have for apoferritin (../shared/data/apoferritin-empiar10146/README.md)."""
+    outer, inner = APOFERRITIN_REFERENCE
+    volume = hollow_shell(outer, inner, 1.5)
+    return scatterers_from_map(volume, 1.5, f"hollow sphere {outer:.0f}/{inner:.0f} Å")
+
+
+def real_outcomes(
+    folder: Path, denoise_real: Callable, which: str, reference: Scatterers | None = None
+) -> list[list[Outcome]]:
     """The labelled apoferritin micrographs of set `which` (real_data.APOFERRITIN_SETS),
     loaded and binned as benchmarks/real_data.py does, denoised by `denoise_real` (image,
     pixel size) → (one `Denoised` per draw of the null, working pixel size); per
-    micrograph, one outcome per draw."""
+    micrograph, one outcome per draw; `reference`: the user's (`measure`)."""
     outcomes = []
+    projection = None
     for micrograph in load_apoferritin(folder, DEFAULT_TRUTH, 19, which):
         draws, working = denoise_real(micrograph.image, micrograph.pixel_size)
+        if reference is not None and projection is None:  # once: the session caches it
+            projection = reference_projection(reference, APOFERRITIN_DIAMETER, working)
         raw = binned(micrograph, working)
         truth = micrograph.truth * micrograph.pixel_size / working
         name = f"apoferritin {micrograph.name}"
-        outcomes.append(measure_draws(raw, draws, truth, working, APOFERRITIN_DIAMETER, name))
+        outcomes.append(
+            measure_draws(raw, draws, truth, working, APOFERRITIN_DIAMETER, name, projection)
+        )
         print(
             f"real ({which}) {micrograph.name}: {outcomes[-1][0].true_count} labelled, "
             f"candidates {[o.statistics.candidates for o in outcomes[-1]]} (per draw), "
@@ -470,9 +518,17 @@ def main() -> None:
         help="Draws of each micrograph's null (the statistics' noise calibration) that the "
         "targets are measured on; the first is the one the product makes.",
     )
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="Count with the particle's reference, as a user who gives one (each simulated "
+        "structure's own map; a hollow sphere of 60/40 Å radii for apoferritin); one draw.",
+    )
     args = parser.parse_args()
     if args.null_draws < 1:
         parser.error("--null-draws must be at least 1")
+    if args.reference:
+        args.null_draws = 1  # the reference's path draws no null
     labels = [label.strip() for label in args.classes.split(",") if label.strip()]
     unknown = sorted(set(labels) - set(CLASSES))
     if unknown:
@@ -486,6 +542,12 @@ def main() -> None:
         name = "6MSM" if family == "reference" else family
         structures[f"{name} {built.diameter:.0f} Å"] = built
     reference_name, reference = next(iter(structures.items()))
+    # The user's reference with --reference: each structure's own, projected once (as the
+    # daemon caches it for a session).
+    projections = {
+        name: reference_projection(built, built.diameter, PIXEL_SIZE) if args.reference else None
+        for name, built in structures.items()
+    }
 
     def denoise_real(image: np.ndarray, pixel_size: float) -> tuple[list[Denoised], float]:
         draws = [
@@ -515,7 +577,7 @@ def main() -> None:
         name = names[i % len(names)]
         dose = float(np.random.default_rng(1000 + i).uniform(*DOSES))
         params = draw_params(1000 + i, particles=int(count), dose=dose)
-        density_draws.append(run_one(params, structures[name], denoise, name))
+        density_draws.append(run_one(params, structures[name], denoise, name, projections[name]))
         print(
             f"density {i + 1}/{len(counts)}: {name}, {dose:.0f} e⁻/Å², "
             f"{density_draws[-1][0].true_count} true, candidates "
@@ -525,7 +587,9 @@ def main() -> None:
     crowded_draws = []
     for i in range(args.crowded):
         params = draw_params(3000 + i, particles=CROWDED_PARTICLES)
-        crowded_draws.append(run_one(params, reference, denoise, reference_name))
+        crowded_draws.append(
+            run_one(params, reference, denoise, reference_name, projections[reference_name])
+        )
         print(
             f"crowded {i + 1}/{args.crowded}: {crowded_draws[-1][0].true_count} true, "
             f"candidates {[o.statistics.candidates for o in crowded_draws[-1]]} (per draw)",
@@ -539,12 +603,21 @@ def main() -> None:
                 reference,
                 denoise,
                 reference_name,
+                projections[reference_name],
             )
             for i in range(args.per_class)
         ]
         print(f"class {label}: {[o[0].statistics.verdict for o in class_draws[label]]}", flush=True)
     real_draws = (
-        {which: real_outcomes(args.apoferritin, denoise_real, which) for which in REAL_SETS}
+        {
+            which: real_outcomes(
+                args.apoferritin,
+                denoise_real,
+                which,
+                apoferritin_reference() if args.reference else None,
+            )
+            for which in REAL_SETS
+        }
         if args.apoferritin
         else {}
     )
@@ -568,8 +641,17 @@ def main() -> None:
         f"1024² micrographs at 4 Å/px (a 4096² field at 1 Å binned ×4, defocus 0.8–2.5 µm, "
         f"ice 250–500 Å unless the class says otherwise), denoised in live mode by "
         f"{model_name}; `micrograph_statistics` with the default thresholds at the "
-        f"structure's diameter took {seconds:.2f} s per micrograph (median, this CPU). "
-        f"Wall time {time.perf_counter() - start:.0f} s.\n\n"
+        f"structure's diameter took {seconds:.2f} s per micrograph (median, this CPU"
+        + (", the template included" if args.reference else "")
+        + "). "
+        + (
+            "Candidates from the user's reference (--reference): each structure's own map "
+            "(apoferritin: a hollow sphere of 60/40 Å radii) through each micrograph's "
+            "fitted CTF, matched on the raw image. "
+            if args.reference
+            else ""
+        )
+        + f"Wall time {time.perf_counter() - start:.0f} s.\n\n"
         f"### Targets (issue 15), {args.null_draws} draws of the null\n\n"
         + targets_section(targets)
         + f"\n\n### Candidate count, {len(density)} + {len(crowded)} micrographs\n\n"
@@ -590,7 +672,8 @@ def main() -> None:
         + f"\n\nMedian CNR of the candidates over all {len(everything)} micrographs: raw "
         f"{median([o.statistics.cnr_raw for o in everything]):.2f}, denoised "
         f"{median([o.statistics.cnr for o in everything]):.2f} (same positions; the "
-        "candidates are found on the denoised image, so both are selected, not unbiased)."
+        f"candidates are found on the {'raw' if args.reference else 'denoised'} image, so "
+        "both are selected, not unbiased)."
     )
     for which, outcomes in real.items():
         body += (
@@ -608,7 +691,11 @@ def main() -> None:
     )
     if args.apoferritin:
         command += " --apoferritin '<AutoCryoPicker>/cryo-EM Dataset'"
-    write_section("Picking readiness", body, command)
+    section = "Picking readiness"
+    if args.reference:
+        command += " --reference"
+        section += ", with the reference"
+    write_section(section, body, command)
 
 
 if __name__ == "__main__":

@@ -226,6 +226,7 @@ class Settings(Table):
             diameter_angstrom=self.readiness.diameter(),
             thresholds=ReadinessThresholds.from_dict(self.readiness.thresholds),
             picks_frame=self.outputs.picks_frame,
+            reference=self.readiness.reference,
         )
 
     def check_places(self) -> None:

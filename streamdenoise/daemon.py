@@ -311,10 +311,10 @@ class ModelStage:
         """The model stage (main thread): a batch's micrographs share network batches."""
         self._swap_in_adapted_model()
         with self._options_lock:
-            statistics = self.output_options.diameter_angstrom is not None
+            null = self.output_options.denoiser_null
         with self.notifier.alive_while(LONG_CALL_LIMIT):
             return denoise_prepared(
-                prepared, self.runtime.network, self.settings, self.device, null=statistics
+                prepared, self.runtime.network, self.settings, self.device, null=null
             )
 
 

@@ -198,7 +198,10 @@ _declare(
 _declare(
     "reference",
     "Density map (.mrc/.map) or atomic model (.pdb/.cif) of the particle: the picking "
-    "statistics use its diameter (unless --particle-diameter is given).",
+    "statistics use its diameter (unless --particle-diameter is given) and pick their "
+    "candidates with it: its orientation-averaged image through each micrograph's CTF "
+    "(defocus fitted to the Thon rings), matched on the raw micrograph, instead of the "
+    "built-in blob picker (docs/picking.md).",
 )
 _declare("statistics", "Compute picking-readiness statistics and write candidate coordinates.")
 _declare(

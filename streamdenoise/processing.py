@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,9 @@ from streamdenoise.outputs import (
     write_micrograph_outputs,
 )
 from streamdenoise.physics.binning import binned_to_input
+from streamdenoise.physics.ctf import particle_template
+from streamdenoise.physics.density import load_reference
+from streamdenoise.physics.projection import reference_projection
 from streamdenoise.stats.guard import GuardReport
 from streamdenoise.stats.readiness import (
     MicrographStatistics,
@@ -52,11 +56,15 @@ def processing_params_hash(
     options (float16, OME-Zarr, thumbnails, sidecar, picks frame, and the statistics'
     particle diameter and thresholds, which make the picks) and the suffix. The daemon and
     the batch runner agree on it, so a micrograph done by one is skipped by the other, and
-    a restart with other options redoes what they change. `estimated_diameter`: the
+    a restart with other options redoes what they change (a readiness reference among
+    them, which picks the candidates). `estimated_diameter`: the
     daemon estimates the diameter from the session's first micrographs (the hash says
     "estimated", not the value, so that the estimate arriving, or differing after a
     restart, redoes nothing already written)."""
+    # The reference only when there is one: sessions hashed before it existed stay done.
+    reference = {} if options.reference is None else {"reference": str(options.reference)}
     return params_hash(
+        **reference,
         model=model_digest(model_path),
         bin=settings.bin_factor,
         pixel_size=settings.target_pixel_size,
@@ -88,7 +96,9 @@ class OutputOptions:
     coordinates are in, "input" (the input micrograph's, default), "denoised" or "both";
     `sidecar`: write the JSON sidecar (the journal's records need it); `diameter_source`:
     how the diameter was chosen ("given", "reference NAME", "estimated from N
-    micrographs", "default…"), written to the sidecar's readiness record."""
+    micrographs", "default…"), written to the sidecar's readiness record; `reference`: a
+    density map (or model) whose image through each micrograph's CTF picks the candidates
+    (`reference_template`) instead of the difference of Gaussians."""
 
     float16: bool = False
     zarr: bool = True
@@ -99,6 +109,13 @@ class OutputOptions:
     picks_frame: str = "input"
     sidecar: bool = True
     diameter_source: str = "default"
+    reference: Path | None = None
+
+    @property
+    def denoiser_null(self) -> bool:
+        """Whether the statistics need `Denoised.null`, the DoG's noise calibration (a
+        reference's matched filter is calibrated on raw noise instead, in the statistics)."""
+        return self.diameter_angstrom is not None and self.reference is None
 
     def __post_init__(self) -> None:
         pick_frames(self.picks_frame)  # raises ValueError for an unknown frame
@@ -155,6 +172,16 @@ def write_results(
     }
     statistics = None
     if options.diameter_angstrom is not None:
+        template, detector = None, "difference of Gaussians"
+        if options.reference is not None:
+            with stage("reference template"):
+                template, defocus = reference_template(
+                    options.reference, prepared, options.diameter_angstrom
+                )
+            detector = (
+                f"reference {options.reference.name} through the CTF at "
+                f"{defocus / 1e4:.2f} µm defocus (fitted)"
+            )
         with stage("statistics"):
             statistics = micrograph_statistics(
                 prepared.image,
@@ -165,10 +192,12 @@ def write_results(
                 device,
                 prepared.image_noise,
                 result.null,
+                template,
             )
         record["readiness"] = {
             **statistics.to_dict(),
             "diameter_source": options.diameter_source,
+            "candidate_detector": detector,
         }
     outputs = write_micrograph_outputs(
         layout,
@@ -189,6 +218,22 @@ def write_results(
         empty = np.zeros((0, 2))
         statistics = replace(statistics, coordinates=empty, scores=empty[:, 0])
     return Results(outputs, statistics, prepared.pixel_size, result.guard)
+
+
+@lru_cache(maxsize=4)
+def _reference_projection(path: Path, diameter_angstrom: float, pixel_size: float) -> np.ndarray:
+    """`reference_projection` of the reference at `path`, cached for the session."""
+    return reference_projection(load_reference(path), diameter_angstrom, pixel_size)
+
+
+def reference_template(
+    reference: Path, prepared: Prepared, diameter_angstrom: float
+) -> tuple[np.ndarray, float]:
+    """The reference at `reference` as this micrograph shows a particle
+    (`particle_template` of its `reference_projection`, on the binned image). Returns
+    (template (b, b) at the working pixel size, the fitted defocus in Å)."""
+    projection = _reference_projection(reference, diameter_angstrom, prepared.pixel_size)
+    return particle_template(projection, prepared.image, prepared.pixel_size)
 
 
 def write_picks(
@@ -228,7 +273,7 @@ def process_micrograph(
     """Read, denoise and write one micrograph in turn (`denoise`, and `batch`'s task)."""
     start = time.perf_counter()
     prepared = read_prepared(path, model_pixel_size, settings, input_pixel_size)
-    statistics = options.diameter_angstrom is not None  # their noise calibration
-    denoised = denoise_prepared([prepared], model, settings, device, null=statistics)[0]
+    null = options.denoiser_null
+    denoised = denoise_prepared([prepared], model, settings, device, null=null)[0]
     seconds = time.perf_counter() - start
     return write_results(layout, path, prepared, denoised, seconds, options, device)

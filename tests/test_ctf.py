@@ -84,3 +84,13 @@ def test_defocus_is_found_from_the_thon_rings(pixel_size: float, defocus: float)
     assert estimate_defocus(noise, pixel_size)[1] < 0.2
     with pytest.raises(ValueError, match="64"):
         estimate_defocus(noise[:32], pixel_size)
+
+
+def test_a_projection_through_the_ctf_is_dark_with_zero_mean() -> None:
+    from streamdenoise.physics.ctf import image_through_ctf
+
+    yy, xx = np.mgrid[0:64, 0:64] - 32
+    blob = np.exp(-(xx**2 + yy**2) / (2 * 4.0**2))  # protein: potential ≥ 0
+    image = image_through_ctf(blob, 4.0, 15000.0)
+    assert image.shape == (64, 64) and abs(image.mean()) < 1e-12
+    assert image[32, 32] < 0 and image[32, 32] == image.min()  # dark where the protein is

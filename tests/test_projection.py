@@ -48,3 +48,22 @@ def test_volume_and_scatterer_projections_agree() -> None:
     for a, b in zip(from_volume, from_points, strict=True):
         assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95
         assert a.sum() == pytest.approx(b.sum(), rel=0.02)
+
+
+def test_the_isotropic_projection_of_a_hollow_shell_is_a_ring() -> None:
+    """Averaged over orientations and about its centre, a hollow shell (60/40 Å) projects
+    to a radially symmetric ring: brightest (most potential) near the inner radius, less
+    at the centre, nothing outside the outer radius."""
+    from streamdenoise.physics.density import scatterers_from_map
+    from streamdenoise.physics.projection import isotropic_projection
+    from streamdenoise.physics.shapes import hollow_shell
+
+    shell = scatterers_from_map(hollow_shell(60.0, 40.0, 2.0), 2.0, "shell")
+    image = isotropic_projection(shell, 64, 4.0, count=8)
+    assert image.shape == (64, 64) and image.dtype == np.float32
+    np.testing.assert_allclose(image, image.T, atol=1e-4 * image.max())  # symmetric
+    profile = image[32, 32:]
+    peak = int(np.argmax(profile))
+    assert 8 <= peak <= 14  # 32–56 Å: at the inner radius (40 Å = 10 px), not the centre
+    assert profile[0] < 0.9 * profile[peak]
+    assert profile[18:].max() < 0.1 * profile[peak]  # beyond 72 Å (the outer radius 60 Å)

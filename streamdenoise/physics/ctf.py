@@ -158,3 +158,39 @@ def estimate_defocus(
         if score > best[1]:
             best = (float(defocus), score)
     return best
+
+
+def image_through_ctf(
+    potential: np.ndarray,
+    pixel_size: float,
+    defocus: float,
+    *,
+    voltage_kv: float = 300.0,
+    cs_mm: float = 2.7,
+    b_factor: float = 100.0,
+) -> np.ndarray:
+    """A projected potential (H, W) (any units, ≥ 0 where there is protein) as the
+    microscope images its contrast at `defocus` Å: dark at low frequencies, with the CTF's
+    fringes and an envelope exp(−B k²/4) (B in Å²). (H, W) float64, zero mean."""
+    data = np.asarray(potential, dtype=np.float64)
+    ctf = ctf_2d(
+        data.shape,
+        pixel_size,
+        defocus_u=defocus,
+        voltage_kv=voltage_kv,
+        cs_mm=cs_mm,
+        b_factor=b_factor,
+    )
+    image = np.fft.irfft2(np.fft.rfft2(data) * ctf, s=data.shape)
+    return image - image.mean()
+
+
+def particle_template(
+    projection: np.ndarray, image: np.ndarray, pixel_size: float
+) -> tuple[np.ndarray, float]:
+    """A particle as `image` (H, W) at `pixel_size` Å/px shows it: `projection` (b, b)
+    (`projection.reference_projection`) through the CTF whose defocus is fitted to the
+    image's Thon rings (`estimate_defocus`). Returns (template (b, b) float64, zero mean;
+    that defocus in Å)."""
+    defocus, _ = estimate_defocus(image, pixel_size)
+    return image_through_ctf(projection, pixel_size, defocus), defocus

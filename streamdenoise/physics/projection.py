@@ -7,6 +7,8 @@ and `project_volume` (a sampled map, trilinear) agree to the sampling.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -112,3 +114,30 @@ def project_volume(volume: torch.Tensor, rotations: torch.Tensor) -> torch.Tenso
         align_corners=True,
     )
     return sampled[:, 0].sum(dim=1)
+
+
+TEMPLATE_BOX = 1.6
+"""Side of a reference's template, in particle diameters (its CTF fringes reach past it)."""
+
+
+def reference_projection(
+    scatterers: Scatterers, diameter_angstrom: float, pixel_size: float
+) -> np.ndarray:
+    """`isotropic_projection` of a reference for particles of `diameter_angstrom`, in a
+    box of `TEMPLATE_BOX` diameters (even side, pixels at `pixel_size` Å/px)."""
+    box = 2 * math.ceil(TEMPLATE_BOX * diameter_angstrom / pixel_size / 2)
+    return isotropic_projection(scatterers, box, pixel_size)
+
+
+def isotropic_projection(
+    scatterers: Scatterers, box: int, pixel_size: float, count: int = 32, seed: int = 0
+) -> np.ndarray:
+    """The reference's projected potential (V·Å) averaged over `count` random orientations
+    and over rotations about the centre: what a particle in an unknown orientation looks
+    like on average, (box, box) float32, centred at pixel (box // 2, box // 2)."""
+    rotations = random_rotations(count, np.random.default_rng(seed))
+    mean = render_projections(scatterers, rotations, box, pixel_size).mean(axis=0)
+    yy, xx = np.mgrid[0:box, 0:box] - box // 2
+    ring = np.round(np.hypot(xx, yy)).astype(int)
+    profile = np.bincount(ring.ravel(), mean.ravel()) / np.bincount(ring.ravel())
+    return profile[ring].astype(np.float32)

@@ -65,6 +65,20 @@ def blob_response(image: Image, diameter: float) -> Image:
     return in_robust_units(blob_band(image, diameter))
 
 
+def template_band(image: Image, template: np.ndarray) -> np.ndarray:
+    """Matched-filter band (H, W) float64 of `image` for `template` (h, w; a particle as the
+    micrograph shows it, dark, centred at (h // 2, w // 2), h and w at most the image's):
+    the correlation of the image with the zero-mean template, highest at particles. In the
+    image's units; `in_robust_units` makes it a response like `blob_response`."""
+    data = np.asarray(as_array(as_tensor(image)), dtype=np.float64)
+    kernel = np.zeros(data.shape)
+    height, width = template.shape
+    kernel[:height, :width] = template - template.mean()
+    kernel = np.roll(kernel, (-(height // 2), -(width // 2)), axis=(0, 1))
+    spectrum = np.fft.rfft2(data - data.mean()) * np.conj(np.fft.rfft2(kernel))
+    return np.fft.irfft2(spectrum, s=data.shape)
+
+
 def pick_particles(image: Image, diameter: float, **options: Any) -> tuple[np.ndarray, np.ndarray]:
     """Pick dark particles of `diameter` pixels in `image` (H, W): `pick_peaks` (with its
     keyword `options`) on the image's `blob_response`."""

@@ -94,6 +94,23 @@ agreement 96 % in each; one 6MSM field at 22 e⁻/Å² counted just under 25 % i
 apoferritin fields (median error 1.00 noisy, 0.34 averaged: the DoG at D finds ≈ 100–120
 peaks in 144–177 packed rings; on the single-frame-like noisy set most fields count 0 in
 every draw, a few 0 in one draw and 21–105 in another).
+
+With the user's reference (`template`): the candidates are the peaks of its matched
+filter on the raw image, the reference's projection averaged over orientations and
+imaged through the micrograph's fitted CTF (`processing.reference_template`), at least
+`TEMPLATE_SEPARATION`·D apart, cut against the decoys both ways (`symmetric`: the
+template's CTF rings put side lobes round every peak), and only the best n − f̂ kept
+(`estimated_true`). Its particles stand clear of the noise (simulated: true peaks z
+7–25, false 2–5), so the false-discovery cut would fill up with noise peaks below them.
+No null: the denoiser is not in this path (raw noise through the filter as a null
+measured no better, and its level must be right to a few percent: the fitted spectrum
+put 7 % more noise through the template than an empty simulated field holds). Measured
+(benchmarks/RESULTS.md, "Picking readiness, with the reference"): real apoferritin after
+averaging, median count error 0.08 (precision 0.94–0.99), where the DoG gives 0.34; the
+simulated set 0.16, r 0.97, none lost (6MSM 0.28: its orientation average is a poor
+template; shells and blobs 0.10–0.18); the noisy apoferritin set 0.81 (matched filter
+AUC 0.82 at the labelled centres: at single-frame-like dose most particles score no
+higher than the noise peaks, and no cut can count them).
 """
 
 from __future__ import annotations
@@ -134,6 +151,7 @@ from streamdenoise.stats.picker import (
     in_robust_units,
     pick_peaks,
     robust_centre_and_spread,
+    template_band,
 )
 
 Verdict = Literal["ready", "marginal", "not ready"]
@@ -160,6 +178,10 @@ DECOY_SHADOW = 1.0
 """A decoy within this many diameters of a stronger target is a gap between particles,
 not background, and is left out of the FDR estimate (`shadowed_decoys`; not more: see the
 module docstring)."""
+TEMPLATE_SEPARATION = 0.8
+"""Minimum distance between candidates of a template's matched filter, in diameters: its
+side lobes stand about half a diameter off a particle's centre (benchmarks/RESULTS.md,
+"Real data, probes": at 0.5 a real apoferritin field gave ≈ 440 candidates for 144–177)."""
 CROWDED_DISTANCE = 1.5
 """A candidate whose nearest neighbour is closer than this (diameters) is crowded: boxes
 of 1.5·D overlap."""
@@ -204,10 +226,14 @@ class ReadinessThresholds:
     carbon); the minimum suits particles of ~100–200 Å (≈ 50 per 0.17 µm² field); no
     maximum by default (`max_coverage` judges crowding whatever the particles' size).
     max_coverage: share of the usable area that the candidates' discs of the particle
-    diameter cover (density × π D² / 4; hexagonal close packing is 0.91). 0.5 is the
-    former default maximum, 3,000 per µm², at 146 Å; as an absolute density it called a
-    good field of 76 Å particles (0.14 covered) too crowded and could never judge one of
-    300 Å.
+    diameter cover (density × π D² / 4; hexagonal close packing is 0.91, a square
+    lattice of touching discs 0.79). 0.7: a monolayer of particles side by side is
+    pickable (overlap is `max_aggregated_fraction`'s); the real apoferritin fields of
+    EMPIAR-10146, packed a diameter apart and a tutorial data set for high resolution,
+    cover 0.51–0.62 when counted right (with their reference), and 0.5, the former
+    default, called every one of them too crowded. (0.5 came from a density limit,
+    3,000 per µm² at 146 Å, which as an absolute density called a good field of 76 Å
+    particles, 0.14 covered, too crowded and could never judge one of 300 Å.)
     min_cnr: CNR of the picker response at the candidates vs background, denoised image.
     max_aggregated_fraction: share of candidates with a neighbour within 0.85·D
     (overlapping; `AGGREGATED_DISTANCE`).
@@ -227,7 +253,7 @@ class ReadinessThresholds:
 
     min_density_per_um2: float = 300.0
     max_density_per_um2: float = math.inf
-    max_coverage: float = 0.5
+    max_coverage: float = 0.7
     min_cnr: float = 3.0
     max_aggregated_fraction: float = 0.08
     max_empty_fraction: float = 0.3
@@ -623,6 +649,7 @@ def find_candidates(
     separation: float = CANDIDATE_SEPARATION,
     symmetric: bool = False,
     null_response: np.ndarray | None = None,
+    estimated_true: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Candidate particles: (coordinates (N, 2) (x, y) pixels, scores (N,) robust z, best
     first; the number of false candidates estimated at or above the cut), outside
@@ -641,6 +668,13 @@ def find_candidates(
     `symmetric`: targets that a stronger decoy shadows are left out too, for a detector
     with side lobes around every peak, noise or particle, that would otherwise hide the
     decoys near noise targets (a template's matched filter, benchmarks/real_data_probes.py).
+    `estimated_true`: keep only the best n − f̂ of the n targets above the cut (f̂ the false
+    ones estimated there), for a detector whose particles stand well clear of its noise
+    (a template on raw: true peaks z 7–25, noise 2–5 on simulated fields), where the cut
+    would otherwise fill up with noise peaks until the rate reaches `CANDIDATE_FDR` (up to
+    1/(1 − 0.3) = 1.43× the particles). Not for the DoG on the denoised image: its recall
+    below 1 in packed fields and its false picks offset (median count error 0.18 with it,
+    0.13 without, readiness benchmark).
     `response`: `blob_response` of the denoised image (or any linear detector's response in
     robust units); the inverted image's response is its negative (the detector is linear,
     its scale symmetric)."""
@@ -692,7 +726,10 @@ def find_candidates(
         free = free_area(coordinates, scores, ~excluded, diameter)
         false = np.maximum(false, noise_targets(expected, free))
     kept = fdr_cut(scores, false, CANDIDATE_FDR)
-    return coordinates[:kept], scores[:kept], float(false[kept - 1]) if kept else 0.0
+    estimate = float(false[kept - 1]) if kept else 0.0
+    if estimated_true:
+        kept -= round(estimate)
+    return coordinates[:kept], scores[:kept], estimate
 
 
 def _grade(value: float, limit: float, minimum: bool, band: float) -> int:
@@ -792,6 +829,7 @@ def micrograph_statistics(
     device: torch.device | str | None = None,
     raw_noise: NoiseSpectrum | None = None,
     null: np.ndarray | torch.Tensor | None = None,
+    template: np.ndarray | None = None,
 ) -> MicrographStatistics:
     """Picking-readiness statistics of one micrograph (see `MicrographStatistics`).
 
@@ -807,11 +845,23 @@ def micrograph_statistics(
     pixels all the same. null: `Denoised.null`, noise alone through the same denoiser in
     `denoised`'s units, tiles (k, h, w) or one (h, w); with it the candidates'
     false-discovery estimate also counts the dark blobs the denoiser makes of noise
-    (`find_candidates`).
+    (`find_candidates`). template: a particle as the micrograph shows it (h, w) at the
+    working pixel size, centred (a reference through this micrograph's CTF,
+    `processing.reference_template`); with it the candidates are the peaks of its matched
+    filter on the raw image (`template_band`), cut against its own decoys, instead of the
+    difference of Gaussians on the denoised one (and `null` is not used).
     """
     with cpu_threads(STATISTICS_THREADS):
         return _statistics(
-            raw, denoised, pixel_size, diameter_angstrom, thresholds, device, raw_noise, null
+            raw,
+            denoised,
+            pixel_size,
+            diameter_angstrom,
+            thresholds,
+            device,
+            raw_noise,
+            null,
+            template,
         )
 
 
@@ -824,6 +874,7 @@ def _statistics(
     device: torch.device | str | None,
     raw_noise: NoiseSpectrum | None,
     null: np.ndarray | torch.Tensor | None,
+    template: np.ndarray | None,
 ) -> MicrographStatistics:
     """`micrograph_statistics` in the calling thread's torch settings."""
     raw_t, denoised_t = as_tensor(raw, device), as_tensor(denoised, device)
@@ -841,6 +892,8 @@ def _statistics(
     if factor > 1:  # large particles: measured on block sums (counts stay counts)
         raw_t, denoised_t = block_sum(raw_t, factor), block_sum(denoised_t, factor)
         null_t = None if null_t is None else block_sum(null_t, factor)
+        if template is not None:
+            template = as_array(block_sum(torch.as_tensor(np.asarray(template)), factor))
         raw, denoised = as_array(raw_t), as_array(denoised_t)
         pixel_size = pixel_size * factor
         # A sum of f² pixels has f² times their white variance (the interpolation that
@@ -855,16 +908,31 @@ def _statistics(
     bank = (blob_filter(diameter), flatness_filter(diameter))
     raw_band, raw_blurred = gaussian_filters(raw_t, bank)
     denoised_band, denoised_blurred = gaussian_filters(denoised_t, bank)
-    centre, spread = robust_centre_and_spread(denoised_band)
-    response = in_robust_units(denoised_band, (centre, spread))
-    null_response = None
-    if null_t is not None:  # in the micrograph's units, about its own centre
-        null_band = gaussian_filters(null_t, (bank[0],))[0]
-        null_centre, _ = robust_centre_and_spread(null_band)
-        null_response = as_array(in_robust_units(null_band, (null_centre, spread)))
-    coordinates, scores, false = find_candidates(
-        response, diameter, excluded, null_response=null_response
-    )
+    if template is None:
+        centre, spread = robust_centre_and_spread(denoised_band)
+        response = in_robust_units(denoised_band, (centre, spread))
+        raw_response = in_robust_units(raw_band)
+        null_response = None
+        if null_t is not None:  # in the micrograph's units, about its own centre
+            null_band = gaussian_filters(null_t, (bank[0],))[0]
+            null_centre, _ = robust_centre_and_spread(null_band)
+            null_response = as_array(in_robust_units(null_band, (null_centre, spread)))
+        coordinates, scores, false = find_candidates(
+            response, diameter, excluded, null_response=null_response
+        )
+    else:
+        # The matched filter on the raw image (the denoised one only for its CNR), cut
+        # against its own decoys: no null needed (`estimated_true`, module docstring).
+        raw_response = in_robust_units(template_band(raw_t, template))
+        response = in_robust_units(template_band(denoised_t, template))
+        coordinates, scores, false = find_candidates(
+            as_array(raw_response),
+            diameter,
+            excluded,
+            TEMPLATE_SEPARATION,
+            symmetric=True,
+            estimated_true=True,
+        )
     area_um2 = (~excluded).sum() * pixel_size**2 / 1e8
     neighbours = nearest_neighbour_distances(coordinates)
     nan = float("nan")
@@ -885,10 +953,7 @@ def _statistics(
                 NEGATIVES,
                 response=image_response,
             )
-            for image, image_response in (
-                (raw_t, in_robust_units(raw_band)),
-                (denoised_t, response),
-            )
+            for image, image_response in ((raw_t, raw_response), (denoised_t, response))
         )
         contrast = {
             "cnr_raw": raw_found.cnr,
