@@ -56,7 +56,7 @@ from streamdenoise.stats.noise import (
     interpolation_power,
     mad_std,
 )
-from streamdenoise.stats.picker import blob_response
+from streamdenoise.stats.picker import blob_response, template_band
 from streamdenoise.stats.readiness import CANDIDATE_SEPARATION, find_candidates
 
 WORKING = 4.0  # Å/px, the model's and real_data.py's
@@ -114,17 +114,6 @@ def deconvolve(image: np.ndarray, defocus: float, strength: float) -> np.ndarray
     ctf = ctf_2d(data.shape, WORKING, defocus_u=defocus, voltage_kv=VOLTAGE_KV, cs_mm=CS_MM)
     ssnr = 10 ** (3 * strength) * np.exp(-100 * frequency_radius(data.shape, WORKING))
     return np.fft.irfft2(np.fft.rfft2(data) * (-ctf / (ctf**2 + 1 / ssnr)), s=data.shape)
-
-
-def matched_filter(image: np.ndarray, template: np.ndarray) -> np.ndarray:
-    """Correlation (H, W) of `image` with `template` (2h, 2h), centred on its middle:
-    peaks where the image looks like the template (dark where it is dark)."""
-    half = template.shape[0] // 2
-    kernel = np.zeros(image.shape)
-    kernel[: 2 * half, : 2 * half] = template - template.mean()
-    kernel = np.roll(kernel, (-half, -half), axis=(0, 1))  # centred on pixel (0, 0)
-    spectrum = np.fft.rfft2(image - image.mean()) * np.conj(np.fft.rfft2(kernel))
-    return np.fft.irfft2(spectrum, s=image.shape)
 
 
 def mean_particle(images: list[np.ndarray], truths: list[np.ndarray], half: int) -> np.ndarray:
@@ -216,7 +205,7 @@ def count_rows(folder: Path, truth_folder: Path, count: int, diameter: float) ->
             ),
             "hollow-sphere reference through the fitted CTF": (
                 [
-                    robust(matched_filter(i, hollow_sphere_image(half, fit(m))))
+                    robust(template_band(i, hollow_sphere_image(half, fit(m))))
                     for i, m in zip(images, micrographs, strict=True)
                 ],
                 REFERENCE_SEPARATION,
@@ -304,7 +293,7 @@ def main() -> None:
         * len(images),
     }
     for label, chosen in templates.items():
-        responses = [robust(matched_filter(i, t)) for i, t in zip(images, chosen, strict=True)]
+        responses = [robust(template_band(i, t)) for i, t in zip(images, chosen, strict=True)]
         ap, auc = scores(responses, truths, diameter)
         rows.append([label, f"{ap:.3f}", f"{auc:.3f}", "–"])
         print(rows[-1], flush=True)
