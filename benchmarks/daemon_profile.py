@@ -1,7 +1,7 @@
 """Profile the daemon's per-micrograph path and report where each millisecond goes.
 
     python benchmarks/daemon_profile.py [--micrographs 10] [--device auto] [--quick] [--no-write]
-        [--pool 6] [--float16] [--out DIR]
+        [--pool 6] [--float16] [--out DIR] [--reference MAP]
 
 Runs `streamdenoise.processing.process_micrograph` (the daemon's read → bin → noise
 estimate → normalise → tile → model → blend → statistics → write MRC / OME-Zarr /
@@ -19,7 +19,10 @@ STAR rewrite at 100 and 1,000 rows, and a cProfile of one more micrograph: the t
 functions of streamdenoise, numpy and torch by cumulative time (thin wrappers, whose time
 is nearly all in one profiled callee, left out). Writes the "Daemon profile" section of
 benchmarks/RESULTS.md unless --no-write or --quick. --quick: warm-up + 2 micrographs of the
-"small" 1024² detector (1 Å/px, binned to 256²).
+"small" 1024² detector (1 Å/px, binned to 256²). --reference MAP: the statistics pick
+their candidates with the reference (a map or model; "builtin" for the built-in one the
+micrographs are simulated from) at its diameter, as `watch --reference` does; written to
+the section "Daemon profile, with a reference".
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +52,7 @@ from streamdenoise.io.relion import MicrographRow, OpticsSettings, write_microgr
 from streamdenoise.model.modelfile import default_model_path, load_model
 from streamdenoise.model.pipeline import DenoiseSettings
 from streamdenoise.outputs import DoneMicrograph, OutputLayout
+from streamdenoise.physics.density import builtin_reference_path, load_reference
 from streamdenoise.physics.session import SessionSpec
 from streamdenoise.processing import OutputOptions, process_micrograph
 
@@ -241,6 +246,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="Output folder (default: a temporary one).")
     parser.add_argument("--quick", action="store_true", help="2 small micrographs; no write.")
     parser.add_argument("--no-write", action="store_true", help="Do not touch RESULTS.md.")
+    parser.add_argument(
+        "--reference",
+        help="A map or model (or 'builtin'): the statistics pick with it, at its diameter.",
+    )
     args = parser.parse_args()
     count = 2 if args.quick else args.micrographs
     if count < 1 or args.pool < 1:
@@ -254,6 +263,12 @@ def main() -> None:
     model = prepare_model(loaded.model, device, compile_model=compiled)
     settings = DenoiseSettings()
     options = OutputOptions(float16=args.float16, model_label=str(model_path))
+    if args.reference:
+        reference = (
+            builtin_reference_path() if args.reference == "builtin" else Path(args.reference)
+        )
+        diameter = load_reference(reference).diameter
+        options = replace(options, reference=reference, diameter_angstrom=diameter)
     root = Path(tempfile.mkdtemp(prefix="streamdenoise-profile-"))
     watch = root / "in"
     out = args.out or root / "out"
@@ -330,7 +345,9 @@ def main() -> None:
         f"{str(network_dtype(device)).removeprefix('torch.')}), daemon default "
         "outputs ("
         f"{'float16' if args.float16 else 'float32'} MRC, OME-Zarr, thumbnail, sidecar, "
-        "statistics and picks), after one warm-up micrograph; the micrographs STAR is "
+        "statistics and picks"
+        + (f", candidates from the reference {options.reference.name}" if args.reference else "")
+        + "), after one warm-up micrograph; the micrographs STAR is "
         "rewritten with every micrograph done so far after each. Stages run one after "
         "another here; the daemon reads and bins on a 2-thread pool and writes there "
         "while the next batch is in the model, so on a GPU the I/O stages overlap with "
@@ -352,7 +369,8 @@ def main() -> None:
     print(body)
     if not (args.quick or args.no_write):
         command = "python benchmarks/daemon_profile.py " + " ".join(sys.argv[1:])
-        write_section("Daemon profile", body, command.strip())
+        title = "Daemon profile" + (", with a reference" if args.reference else "")
+        write_section(title, body, command.strip())
 
 
 if __name__ == "__main__":
