@@ -16,7 +16,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from streamdenoise.stats.filters import Filter, Image, as_array, as_tensor, gaussian_filters, like
+from streamdenoise.stats.filters import (
+    FFT_DTYPE,
+    Filter,
+    Image,
+    as_array,
+    as_tensor,
+    gaussian_filters,
+    like,
+)
 from streamdenoise.stats.noise import mad_std, median
 
 
@@ -65,18 +73,22 @@ def blob_response(image: Image, diameter: float) -> Image:
     return in_robust_units(blob_band(image, diameter))
 
 
-def template_band(image: Image, template: np.ndarray) -> np.ndarray:
-    """Matched-filter band (H, W) float64 of `image` for `template` (h, w; a particle as the
-    micrograph shows it, dark, centred at (h // 2, w // 2), h and w at most the image's):
-    the correlation of the image with the zero-mean template, highest at particles. In the
-    image's units; `in_robust_units` makes it a response like `blob_response`."""
-    data = np.asarray(as_array(as_tensor(image)), dtype=np.float64)
-    kernel = np.zeros(data.shape)
-    height, width = template.shape
-    kernel[:height, :width] = template - template.mean()
-    kernel = np.roll(kernel, (-(height // 2), -(width // 2)), axis=(0, 1))
-    spectrum = np.fft.rfft2(data - data.mean()) * np.conj(np.fft.rfft2(kernel))
-    return np.fft.irfft2(spectrum, s=data.shape)
+def template_band(image: Image, template: np.ndarray) -> Image:
+    """Matched-filter band (..., H, W) float64 of `image` (one or a stack) for `template`
+    (h, w; a particle as the micrograph shows it, dark, centred at (h // 2, w // 2), h and
+    w at most the image's): the circular correlation of each image less its mean with the
+    zero-mean template, highest at particles, computed in `FFT_DTYPE` on the image's
+    device. In the image's units, of the kind of `image`; `in_robust_units` makes it a
+    response like `blob_response`."""
+    data = as_tensor(image)
+    height, width = data.shape[-2:]
+    rows, columns = template.shape
+    kernel = torch.zeros((height, width), dtype=FFT_DTYPE, device=data.device)
+    kernel[:rows, :columns] = torch.as_tensor(template - template.mean(), dtype=FFT_DTYPE)
+    kernel = torch.roll(kernel, (-(rows // 2), -(columns // 2)), dims=(0, 1))
+    centred = (data - data.mean(dim=(-2, -1), keepdim=True)).to(FFT_DTYPE)
+    spectrum = torch.fft.rfft2(centred) * torch.conj(torch.fft.rfft2(kernel))
+    return like(image, torch.fft.irfft2(spectrum, s=(height, width)).to(torch.float64))
 
 
 def pick_particles(image: Image, diameter: float, **options: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -924,8 +924,8 @@ def _statistics(
     else:
         # The matched filter on the raw image (the denoised one only for its CNR), cut
         # against its own decoys: no null needed (`estimated_true`, module docstring).
-        raw_response = in_robust_units(template_band(raw_t, template))
-        response = in_robust_units(template_band(denoised_t, template))
+        raw_matched, matched = template_band(torch.stack([raw_t, denoised_t]), template)
+        raw_response, response = in_robust_units(raw_matched), in_robust_units(matched)
         coordinates, scores, false = find_candidates(
             as_array(raw_response),
             diameter,
