@@ -258,7 +258,7 @@ TABLES: dict[str, type[Table]] = {
 TABLE_OF = {key: table for table, model in TABLES.items() for key in model.model_fields}
 """The table of each setting; every key is in one table only (flags map by name)."""
 OUTPUT_KEYS = ("zarr", "picks_frame", "voltage_kv", "cs_mm", "amplitude_contrast")
-OUTPUT_KEYS += ("optics_from", "relion_project", "particle_diameter", "statistics")
+OUTPUT_KEYS += ("optics_from", "relion_project", "particle_diameter", "reference", "statistics")
 """Settings (with a flag) of the outputs besides the denoised MRCs: of `batch`, `watch`
 and `denoise --mirror` (the flat `denoise` writes the MRCs alone)."""
 RENAMED: dict[str, str | None] = {

@@ -218,7 +218,7 @@ SESSION = ("state_dir", *OUTPUT_KEYS)
 """The options of the session outputs, of `batch` and `watch`."""
 WATCH = ("include", "exclude", "polling", "settle_seconds", "timeout_seconds", "order")
 WATCH += ("rescan_interval", "adapt_after", "adapt_steps", "compile", "headless")
-WATCH += ("status_interval", "reference")
+WATCH += ("status_interval",)
 """The options of `watch` alone."""
 
 
