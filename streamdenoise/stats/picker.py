@@ -128,22 +128,19 @@ def pick_peaks(
     ys, xs = (as_array(index) for index in torch.nonzero(peaks, as_tuple=True))
     scores = as_array(values[peaks])
     order = np.argsort(-scores)
+    # Greedy suppression, best first: a peak is dropped when a kept one lies closer than
+    # `min_distance`; each kept peak marks its disc on a raster (padded by the disc's
+    # reach), so a test is one lookup, not a search.
+    reach = max(math.ceil(min_distance), 1)
+    offsets = np.arange(-reach, reach + 1)
+    disc = offsets[:, None] ** 2 + offsets[None, :] ** 2 < min_distance**2
+    height, width = values.shape
+    taken = np.zeros((height + 2 * reach, width + 2 * reach), dtype=bool)
     kept: list[int] = []
-    cell = max(min_distance, 1.0)
-    grid: dict[tuple[int, int], list[int]] = {}
-    for i in order:
-        x, y = xs[i], ys[i]
-        cx, cy = int(x // cell), int(y // cell)
-        close = False
-        for gx in range(cx - 1, cx + 2):
-            for gy in range(cy - 1, cy + 2):
-                for j in grid.get((gx, gy), ()):
-                    if (xs[j] - x) ** 2 + (ys[j] - y) ** 2 < min_distance**2:
-                        close = True
-                        break
-        if close:
+    for i, x, y in zip(order.tolist(), xs[order].tolist(), ys[order].tolist(), strict=True):
+        if taken[y + reach, x + reach]:
             continue
-        grid.setdefault((cx, cy), []).append(i)
+        taken[y : y + 2 * reach + 1, x : x + 2 * reach + 1] |= disc
         kept.append(i)
         if max_picks is not None and len(kept) >= max_picks:
             break

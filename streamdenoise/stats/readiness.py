@@ -572,14 +572,22 @@ def strongest_within(
     `radius` pixels of it (−inf where none is)."""
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     targets = np.asarray(targets, dtype=np.float64).reshape(-1, 2)
+    target_scores = np.asarray(target_scores, dtype=np.float64)
     strongest = np.full(len(points), -np.inf)
-    if not len(targets):
+    if not len(targets) or not len(points):
         return strongest
-    for start in range(0, len(points), 1024):  # blocks keep the pairwise table small
-        block = slice(start, start + 1024)
-        squared = ((points[block, None, :] - targets[None, :, :]) ** 2).sum(axis=2)
-        near = np.where(squared <= radius**2, target_scores[None, :], -np.inf)
-        strongest[block] = near.max(axis=1)
+    # Vertical strips `radius` wide: a point's targets lie in its strip or the two beside.
+    width = max(radius, 1.0)
+    point_strips = np.floor(points[:, 0] / width).astype(np.int64)
+    target_strips = np.floor(targets[:, 0] / width).astype(np.int64)
+    for strip in np.unique(point_strips):
+        chosen = np.nonzero(point_strips == strip)[0]
+        nearby = np.abs(target_strips - strip) <= 1
+        if not nearby.any():
+            continue
+        squared = ((points[chosen, None, :] - targets[None, nearby, :]) ** 2).sum(axis=2)
+        near = np.where(squared <= radius**2, target_scores[None, nearby], -np.inf)
+        strongest[chosen] = near.max(axis=1)
     return strongest
 
 
