@@ -181,9 +181,24 @@ class ReadinessTable(Table):
     reference: PathSetting | None = None
     thresholds: Annotated[dict[str, float], AfterValidator(_thresholds)] = {}
 
-    def diameter(self) -> float | None:
-        """The particle diameter in Å the statistics use (None: no statistics)."""
-        return (self.particle_diameter or DEFAULT_DIAMETER) if self.statistics else None
+    def known_diameter(self) -> tuple[float, str] | None:
+        """The particle diameter in Å known before any micrograph, and where it comes from:
+        `particle_diameter` ("given"), else the reference's (`Scatterers.diameter`,
+        "reference NAME"); None when neither is set."""
+        if self.particle_diameter is not None:
+            return self.particle_diameter, "given"
+        if self.reference is not None:
+            from streamdenoise.physics.density import load_reference
+
+            return load_reference(self.reference).diameter, f"reference {self.reference.name}"
+        return None
+
+    def diameter(self) -> tuple[float, str] | None:
+        """The particle diameter in Å the statistics start with and its source
+        (`known_diameter`, else `DEFAULT_DIAMETER`); None: no statistics."""
+        if not self.statistics:
+            return None
+        return self.known_diameter() or (DEFAULT_DIAMETER, f"default ({DEFAULT_DIAMETER:g} Å)")
 
 
 class DisplayTable(Table):
@@ -218,12 +233,14 @@ class Settings(Table):
 
     def output_options(self, model_label: str) -> OutputOptions:
         """What to write besides the denoised MRCs (`model_label` names the model)."""
+        diameter = self.readiness.diameter()
         return OutputOptions(
             float16=self.outputs.float16,
             zarr=self.outputs.zarr,
             thumbnails=self.outputs.thumbnails,
             model_label=model_label,
-            diameter_angstrom=self.readiness.diameter(),
+            diameter_angstrom=None if diameter is None else diameter[0],
+            diameter_source="default" if diameter is None else diameter[1],
             thresholds=ReadinessThresholds.from_dict(self.readiness.thresholds),
             picks_frame=self.outputs.picks_frame,
             reference=self.readiness.reference,

@@ -180,14 +180,9 @@ class ModelStage:
         --particle-diameter ("given"), else --reference's `Scatterers.diameter`
         ("reference NAME"), else `DEFAULT_DIAMETER` until the estimate from the first
         `ESTIMATE_FROM` micrographs ("default…")."""
-        readiness = self.config.readiness
-        if readiness.particle_diameter is not None:
-            return readiness.particle_diameter, "given"
-        if readiness.reference is not None:
-            from streamdenoise.physics.density import load_reference
-
-            reference = load_reference(readiness.reference)
-            return reference.diameter, f"reference {readiness.reference.name}"
+        known = self.config.readiness.known_diameter()
+        if known is not None:
+            return known
         return DEFAULT_DIAMETER, f"default; estimating from the first {ESTIMATE_FROM} micrographs"
 
     def offer_for_diameter(

@@ -140,7 +140,9 @@ def denoise_task(
 class BatchConfig:
     """What to run: model file (None: the shipped one), device on the workers ("cuda…"
     asks for one GPU resource per task), denoising settings and outputs (as `watch`:
-    `optics` for the micrographs STAR, `picks_frame` for the candidate coordinates)."""
+    `optics` for the micrographs STAR, `picks_frame` for the candidate coordinates, the
+    statistics' diameter and its source, and `reference`, a map or model that picks the
+    candidates, on a path every worker can read)."""
 
     out_dir: Path
     root: Path
@@ -158,6 +160,8 @@ class BatchConfig:
     picks_frame: str = "input"
     diameter_angstrom: float | None = DEFAULT_DIAMETER
     thresholds: ReadinessThresholds = field(default_factory=ReadinessThresholds)
+    diameter_source: str = "default"
+    reference: Path | None = None
 
     @property
     def layout(self) -> OutputLayout:
@@ -184,6 +188,8 @@ class BatchConfig:
             picks_frame=options.picks_frame,
             diameter_angstrom=options.diameter_angstrom,
             thresholds=options.thresholds,
+            diameter_source=options.diameter_source,
+            reference=options.reference,
         )
 
 
@@ -291,6 +297,8 @@ def run_batch(
         diameter_angstrom=config.diameter_angstrom,
         thresholds=config.thresholds,
         picks_frame=config.picks_frame,
+        diameter_source=config.diameter_source,
+        reference=config.reference,
     )
     phash = processing_params_hash(
         model_path,

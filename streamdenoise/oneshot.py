@@ -14,7 +14,7 @@ from streamdenoise.config import OUTPUT_KEYS, Settings
 from streamdenoise.errors import SettingsError
 from streamdenoise.io.writable import writable_folder
 from streamdenoise.outputs import OutputLayout, SessionLists, check_targets, common_folder
-from streamdenoise.processing import DEFAULT_DIAMETER, OutputOptions
+from streamdenoise.processing import OutputOptions
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,5 @@ def plan_denoise(
         return OneShot(layout, options, None)
     layout = OutputLayout(common_folder(files), out, suffix)
     check_targets(files, layout)
-    given_diameter = settings.readiness.particle_diameter
-    source = "given" if given_diameter else f"default ({DEFAULT_DIAMETER:g} Å)"
-    options = replace(settings.output_options(model_label), diameter_source=source)
+    options = settings.output_options(model_label)
     return OneShot(layout, options, SessionLists(layout, settings.outputs.optics()))

@@ -155,6 +155,33 @@ def test_defaults_and_cross_checks(tmp_path: Path) -> None:
         load_settings(None, {"tile": 64, "overlap": 64})
 
 
+def test_the_statistics_diameter_and_reference_reach_every_command(tmp_path: Path) -> None:
+    """The statistics' diameter and its source, as `batch` and `denoise --mirror` get them
+    (`output_options`) and `watch` starts with: given, else the reference's, else the
+    default; the reference itself goes along (it picks the candidates), to the Dask
+    batch's workers too."""
+    from streamdenoise.distributed import BatchConfig
+    from streamdenoise.physics.density import builtin_reference_path, load_reference
+
+    reference = builtin_reference_path()
+    default = load_settings(None, {}).output_options("m")
+    assert (default.diameter_angstrom, default.diameter_source) == (150.0, "default (150 Å)")
+    assert default.reference is None
+    referenced = load_settings(None, {"reference": reference}).output_options("m")
+    assert referenced.diameter_angstrom == pytest.approx(load_reference(reference).diameter)
+    assert referenced.diameter_source == f"reference {reference.name}"
+    assert referenced.reference == reference
+    given = load_settings(None, {"reference": reference, "particle_diameter": 90.0})
+    assert given.output_options("m").diameter_angstrom == 90.0
+    assert given.readiness.known_diameter() == (90.0, "given")
+    assert load_settings(None, {}).readiness.known_diameter() is None
+    assert load_settings(None, {"statistics": False}).output_options("m").diameter_angstrom is None
+    batch = BatchConfig.from_settings(
+        load_settings(None, {"reference": reference, "out_dir": tmp_path}), tmp_path
+    )
+    assert batch.reference == reference and batch.diameter_source == f"reference {reference.name}"
+
+
 def test_every_key_is_in_one_table_only() -> None:
     """Flags map to their table by name, so no key may stand in two tables."""
     assert sum(len(model.model_fields) for model in TABLES.values()) == len(TABLE_OF)
