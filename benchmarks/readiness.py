@@ -197,7 +197,7 @@ def measure(
             raw, denoised.image, pixel_size, diameter, null=denoised.null
         )
     else:
-        template, _ = particle_template(projection, raw, pixel_size)
+        template, _, _ = particle_template(projection, raw, pixel_size)
         statistics = micrograph_statistics(
             raw, denoised.image, pixel_size, diameter, template=template
         )

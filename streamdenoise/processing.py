@@ -30,7 +30,7 @@ from streamdenoise.outputs import (
     write_micrograph_outputs,
 )
 from streamdenoise.physics.binning import binned_to_input
-from streamdenoise.physics.ctf import particle_template
+from streamdenoise.physics.ctf import RINGS_SEEN, particle_template
 from streamdenoise.physics.density import load_reference
 from streamdenoise.physics.projection import reference_projection
 from streamdenoise.stats.guard import GuardReport
@@ -114,7 +114,7 @@ class OutputOptions:
     @property
     def denoiser_null(self) -> bool:
         """Whether the statistics need `Denoised.null`, the DoG's noise calibration (a
-        reference's matched filter is calibrated on raw noise instead, in the statistics)."""
+        reference's matched filter on the raw image is judged against its own decoys)."""
         return self.diameter_angstrom is not None and self.reference is None
 
     def __post_init__(self) -> None:
@@ -175,12 +175,13 @@ def write_results(
         template, detector = None, "difference of Gaussians"
         if options.reference is not None:
             with stage("reference template"):
-                template, defocus = reference_template(
+                template, defocus, rings = reference_template(
                     options.reference, prepared, options.diameter_angstrom
                 )
+            seen = "" if rings >= RINGS_SEEN else ", Thon rings not seen: a guess"
             detector = (
                 f"reference {options.reference.name} through the CTF at "
-                f"{defocus / 1e4:.2f} µm defocus (fitted)"
+                f"{defocus / 1e4:.2f} µm defocus (fitted, ring correlation {rings:.2f}{seen})"
             )
         with stage("statistics"):
             statistics = micrograph_statistics(
@@ -228,10 +229,11 @@ def _reference_projection(path: Path, diameter_angstrom: float, pixel_size: floa
 
 def reference_template(
     reference: Path, prepared: Prepared, diameter_angstrom: float
-) -> tuple[np.ndarray, float]:
+) -> tuple[np.ndarray, float, float]:
     """The reference at `reference` as this micrograph shows a particle
     (`particle_template` of its `reference_projection`, on the binned image). Returns
-    (template (b, b) at the working pixel size, the fitted defocus in Å)."""
+    (template (b, b) at the working pixel size, the fitted defocus in Å, the fit's
+    correlation)."""
     projection = _reference_projection(reference, diameter_angstrom, prepared.pixel_size)
     return particle_template(projection, prepared.image, prepared.pixel_size)
 

@@ -70,6 +70,7 @@ def test_the_reference_picks_the_candidates_and_the_sidecar_says_so(session, tmp
     assert detector.startswith(f"reference {reference.name} through the CTF at ")
     fitted = float(detector.split(" at ")[1].split(" µm")[0])
     assert fitted == pytest.approx(DEFOCUS / 1e4, abs=0.05)
+    assert "ring correlation" in detector and "not seen" not in detector
     assert 0.5 * true_count <= readiness["candidates"] <= 1.2 * true_count
     plain_options = OutputOptions(diameter_angstrom=diameter)
     plain = readiness_of(source, plain_options, tmp_path / "without")

@@ -113,6 +113,9 @@ DEFOCUS_SEARCH = (3000.0, 40000.0, 50.0)
 """Defocus values (Å) `estimate_defocus` tries: first, last, step."""
 THON_BAND = (1 / 40, 1 / 5)
 """Spatial frequencies (1/Å) whose rings `estimate_defocus` fits (cut at 0.9 × Nyquist)."""
+RINGS_SEEN = 0.1
+"""`estimate_defocus`' correlation below which the Thon rings are not seen (the defocus
+is then a guess)."""
 
 
 def estimate_defocus(
@@ -123,7 +126,7 @@ def estimate_defocus(
     cs_mm: float = 2.7,
 ) -> tuple[float, float]:
     """Defocus (Å, underfocus positive, no astigmatism) from the Thon rings of a
-    micrograph (H, W) at `pixel_size` Å/px, and the fit's correlation (0–1; below ~0.1
+    micrograph (H, W) at `pixel_size` Å/px, and the fit's correlation (0–1; below `RINGS_SEEN`
     the rings are not seen).
 
     The ring-averaged log power spectrum within `THON_BAND`, less a quartic background
@@ -187,10 +190,10 @@ def image_through_ctf(
 
 def particle_template(
     projection: np.ndarray, image: np.ndarray, pixel_size: float
-) -> tuple[np.ndarray, float]:
+) -> tuple[np.ndarray, float, float]:
     """A particle as `image` (H, W) at `pixel_size` Å/px shows it: `projection` (b, b)
     (`projection.reference_projection`) through the CTF whose defocus is fitted to the
     image's Thon rings (`estimate_defocus`). Returns (template (b, b) float64, zero mean;
-    that defocus in Å)."""
-    defocus, _ = estimate_defocus(image, pixel_size)
-    return image_through_ctf(projection, pixel_size, defocus), defocus
+    that defocus in Å; the fit's correlation, below `RINGS_SEEN` a guess)."""
+    defocus, correlation = estimate_defocus(image, pixel_size)
+    return image_through_ctf(projection, pixel_size, defocus), defocus, correlation
