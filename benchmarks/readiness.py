@@ -55,6 +55,7 @@ from real_data import (
     APOFERRITIN_DIAMETER,
     APOFERRITIN_SETS,
     DEFAULT_TRUTH,
+    apoferritin_reference,
     binned,
     load_apoferritin,
 )
@@ -66,7 +67,7 @@ from streamdenoise.model.pipeline import DenoiseSettings, denoise_image
 from streamdenoise.physics.ctf import particle_template
 from streamdenoise.physics.density import Scatterers, load_reference, scatterers_from_map
 from streamdenoise.physics.projection import reference_projection
-from streamdenoise.physics.shapes import hollow_shell, random_shape
+from streamdenoise.physics.shapes import random_shape
 from streamdenoise.physics.simulator import MicrographParams, simulate_micrograph
 from streamdenoise.stats.ground_truth import (
     match_picks,
@@ -358,19 +359,6 @@ def agreement(outcomes: dict[str, list[Outcome]]) -> float:
     """Share of the labelled micrographs whose verdict agrees with their class."""
     judged = [agrees(label, o.statistics) for label, chosen in outcomes.items() for o in chosen]
     return float(np.mean(judged)) if judged else float("nan")
-
-
-APOFERRITIN_REFERENCE = (60.0, 40.0)
-"""Outer and inner radius (Å) of the hollow sphere that stands for the user's apoferritin
-reference with --reference."""
-
-
-def apoferritin_reference() -> Scatterers:
-    """A hollow sphere of `APOFERRITIN_REFERENCE` radii, the reference a facility would
-    have for apoferritin (../shared/data/apoferritin-empiar10146/README.md)."""
-    outer, inner = APOFERRITIN_REFERENCE
-    volume = hollow_shell(outer, inner, 1.5)
-    return scatterers_from_map(volume, 1.5, f"hollow sphere {outer:.0f}/{inner:.0f} Å")
 
 
 def real_outcomes(

@@ -60,7 +60,7 @@ from streamdenoise.model.modelfile import default_model_path, load_model
 from streamdenoise.model.pipeline import DenoiseSettings, denoise_image
 from streamdenoise.model.training import adapt, prepare_image, session_criterion
 from streamdenoise.physics.binning import bin_to_pixel_size
-from streamdenoise.physics.density import scatterers_from_map
+from streamdenoise.physics.density import Scatterers, scatterers_from_map
 from streamdenoise.physics.shapes import hollow_shell
 from streamdenoise.stats.criterion import response_correlation
 from streamdenoise.stats.filters import gaussian_blur, gaussian_transfer
@@ -259,12 +259,24 @@ def baseline_methods(working: float, topaz_python: str | None) -> dict[str, Meth
     return methods
 
 
+APOFERRITIN_SHELL = (60.0, 40.0)
+"""Outer and inner radius (Å) of the hollow sphere that stands for a user's apoferritin
+reference (apoferritin is close to one: ../shared/data/apoferritin-empiar10146/README.md)."""
+
+
+def apoferritin_reference() -> Scatterers:
+    """A hollow sphere of `APOFERRITIN_SHELL` radii, the reference a facility would have
+    for apoferritin."""
+    outer, inner = APOFERRITIN_SHELL
+    volume = hollow_shell(outer, inner, 1.5)
+    return scatterers_from_map(volume, 1.5, f"hollow sphere {outer:.0f}/{inner:.0f} Å")
+
+
 def apoferritin_templates(working: float) -> TemplateSet:
-    """Guidance templates from a hollow sphere of 60/40 Å radii (apoferritin is close to
-    one), at the working pixel size, boxed like the adaptation crops."""
-    volume = hollow_shell(60.0, 40.0, 1.5)
-    reference = scatterers_from_map(volume, 1.5, "hollow sphere 60/40 Å")
-    return load_templates(reference, TemplateSpec(pixel_size=working, box=ADAPT_CROP))
+    """Guidance templates from `apoferritin_reference`, at the working pixel size, boxed
+    like the adaptation crops."""
+    spec = TemplateSpec(pixel_size=working, box=ADAPT_CROP)
+    return load_templates(apoferritin_reference(), spec)
 
 
 def adapted_model(loaded, micrographs: list[RealMicrograph], steps: int, templates):

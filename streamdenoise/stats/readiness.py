@@ -916,8 +916,8 @@ def _statistics(
     # Each image's picker band and flatness blur share one forward FFT.
     bank = (blob_filter(diameter), flatness_filter(diameter))
     raw_band, raw_blurred = gaussian_filters(raw_t, bank)
-    denoised_band, denoised_blurred = gaussian_filters(denoised_t, bank)
     if template is None:
+        denoised_band, denoised_blurred = gaussian_filters(denoised_t, bank)
         centre, spread = robust_centre_and_spread(denoised_band)
         response = in_robust_units(denoised_band, (centre, spread))
         raw_response = in_robust_units(raw_band)
@@ -932,6 +932,7 @@ def _statistics(
     else:
         # The matched filter on the raw image (the denoised one only for its CNR), cut
         # against its own decoys: no null needed (`estimated_true`, module docstring).
+        (denoised_blurred,) = gaussian_filters(denoised_t, bank[1:])
         raw_matched, matched = template_band(torch.stack([raw_t, denoised_t]), template)
         raw_response, response = in_robust_units(raw_matched), in_robust_units(matched)
         coordinates, scores, false = find_candidates(
