@@ -34,8 +34,10 @@ that a target shows whether it holds whatever the draw.
 With --reference the statistics count as for a user who gives the particle's reference
 (`watch --reference`): each simulated structure's own map, and for apoferritin a hollow
 sphere of 60/40 Å radii (apoferritin is close to one); candidates are the peaks of its
-orientation-averaged projection through each micrograph's fitted CTF, matched on the raw
-image (`processing.reference_template`). That path draws no null: one draw is measured.
+views' matched filters (`physics.projection.reference_views`: one for a globular particle,
+three for an elongated one) through each micrograph's fitted CTF, the strongest view at
+each pixel, on the raw image (`processing.reference_template`). That path draws no null:
+one draw is measured.
 
 Prints the tables and the issue-15 targets (`TARGETS`), and writes the "Picking
 readiness" section of benchmarks/RESULTS.md.

@@ -199,9 +199,10 @@ _declare(
     "reference",
     "Density map (.mrc/.map) or atomic model (.pdb/.cif) of the particle: the picking "
     "statistics use its diameter (unless --particle-diameter is given) and pick their "
-    "candidates with it: its orientation-averaged image through each micrograph's CTF "
-    "(defocus fitted to the Thon rings), matched on the raw micrograph, instead of the "
-    "built-in blob picker (docs/picking.md).",
+    "candidates with it: its views (its projections averaged about their centre, grouped "
+    "by shape: one for a globular particle, three for an elongated one) through each "
+    "micrograph's CTF (defocus fitted to the Thon rings), matched on the raw micrograph, "
+    "instead of the built-in blob picker (docs/picking.md).",
 )
 _declare("statistics", "Compute picking-readiness statistics and write candidate coordinates.")
 _declare(

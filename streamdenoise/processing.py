@@ -232,8 +232,8 @@ def reference_template(
 ) -> tuple[np.ndarray, float, float]:
     """The reference at `reference` as this micrograph shows a particle
     (`particle_template` of its `reference_projection`, on the binned image). Returns
-    (template (b, b) at the working pixel size, the fitted defocus in Å, the fit's
-    correlation)."""
+    (templates (K, b, b), one per view, at the working pixel size; the fitted defocus in
+    Å; the fit's correlation)."""
     projection = _reference_projection(reference, diameter_angstrom, prepared.pixel_size)
     return particle_template(projection, prepared.image, prepared.pixel_size)
 

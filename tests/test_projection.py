@@ -50,20 +50,40 @@ def test_volume_and_scatterer_projections_agree() -> None:
         assert a.sum() == pytest.approx(b.sum(), rel=0.02)
 
 
-def test_the_isotropic_projection_of_a_hollow_shell_is_a_ring() -> None:
-    """Averaged over orientations and about its centre, a hollow shell (60/40 Å) projects
-    to a radially symmetric ring: brightest (most potential) near the inner radius, less
-    at the centre, nothing outside the outer radius."""
+def test_the_views_of_a_hollow_shell_are_one_ring() -> None:
+    """Averaged about its centre, a hollow shell (60/40 Å) projects to the same radially
+    symmetric ring from every orientation: brightest (most potential) near the inner
+    radius, less at the centre, nothing outside the outer radius; its views agree, so they
+    are one."""
     from streamdenoise.physics.density import scatterers_from_map
-    from streamdenoise.physics.projection import isotropic_projection
+    from streamdenoise.physics.projection import reference_views
     from streamdenoise.physics.shapes import hollow_shell
 
     shell = scatterers_from_map(hollow_shell(60.0, 40.0, 2.0), 2.0, "shell")
-    image = isotropic_projection(shell, 64, 4.0, count=8)
-    assert image.shape == (64, 64) and image.dtype == np.float32
-    np.testing.assert_allclose(image, image.T, atol=1e-4 * image.max())  # symmetric
-    profile = image[32, 32:]
+    views = reference_views(shell, 64, 4.0, views=3, count=12)
+    assert views.shape == (1, 64, 64) and views.dtype == np.float32
+    np.testing.assert_allclose(views[0], views[0].T, atol=1e-4 * views.max())  # symmetric
+    profile = views[0, 32, 32:]
     peak = int(np.argmax(profile))
     assert 8 <= peak <= 14  # 32–56 Å: at the inner radius (40 Å = 10 px), not the centre
     assert profile[0] < 0.9 * profile[peak]
     assert profile[18:].max() < 0.1 * profile[peak]  # beyond 72 Å (the outer radius 60 Å)
+
+
+def test_the_views_of_a_rod_tell_side_from_end() -> None:
+    """A rod (200 Å long, 20 Å radius) seen end-on is a compact dense disc, seen from the
+    side a long faint bar: its views are grouped apart, one of them reaching out to near
+    half its length, another held close to its radius (averaged about the centre, so the
+    bar becomes a faint wide disc and the end-on disc keeps a tail from tilted views)."""
+    from streamdenoise.physics.density import scatterers_from_map
+    from streamdenoise.physics.projection import reference_views
+    from streamdenoise.physics.shapes import rod
+
+    bar = scatterers_from_map(rod(200.0, 20.0, 4.0), 4.0, "rod")
+    views = reference_views(bar, 64, 4.0, views=3, count=32)
+    profiles = views[:, 32, 32:]
+    reach = [(p > 0.1 * p.max()).sum() for p in profiles]  # px from the centre
+    assert max(reach) >= 18  # ≥ 72 Å: a side view (half its length is 100 Å)
+    assert min(reach) <= 12  # ≤ 48 Å: an end-on view (its radius is 20 Å)
+    centre = profiles[:, 0]
+    assert centre.max() > 2 * centre.min()  # end-on views are denser at the centre

@@ -172,28 +172,29 @@ def image_through_ctf(
     cs_mm: float = 2.7,
     b_factor: float = 100.0,
 ) -> np.ndarray:
-    """A projected potential (H, W) (any units, ≥ 0 where there is protein) as the
+    """A projected potential (..., H, W) (any units, ≥ 0 where there is protein) as the
     microscope images its contrast at `defocus` Å: dark at low frequencies, with the CTF's
-    fringes and an envelope exp(−B k²/4) (B in Å²). (H, W) float64, zero mean."""
+    fringes and an envelope exp(−B k²/4) (B in Å²). (..., H, W) float64, each zero mean."""
     data = np.asarray(potential, dtype=np.float64)
     ctf = ctf_2d(
-        data.shape,
+        data.shape[-2:],
         pixel_size,
         defocus_u=defocus,
         voltage_kv=voltage_kv,
         cs_mm=cs_mm,
         b_factor=b_factor,
     )
-    image = np.fft.irfft2(np.fft.rfft2(data) * ctf, s=data.shape)
-    return image - image.mean()
+    image = np.fft.irfft2(np.fft.rfft2(data) * ctf, s=data.shape[-2:])
+    return image - image.mean(axis=(-2, -1), keepdims=True)
 
 
 def particle_template(
     projection: np.ndarray, image: np.ndarray, pixel_size: float
 ) -> tuple[np.ndarray, float, float]:
-    """A particle as `image` (H, W) at `pixel_size` Å/px shows it: `projection` (b, b)
-    (`projection.reference_projection`) through the CTF whose defocus is fitted to the
-    image's Thon rings (`estimate_defocus`). Returns (template (b, b) float64, zero mean;
-    that defocus in Å; the fit's correlation, below `RINGS_SEEN` a guess)."""
+    """A particle as `image` (H, W) at `pixel_size` Å/px shows it: `projection` (..., b, b)
+    (`projection.reference_projection`: one per view) through the CTF whose defocus is
+    fitted to the image's Thon rings (`estimate_defocus`). Returns (templates (..., b, b)
+    float64, each zero mean; that defocus in Å; the fit's correlation, below `RINGS_SEEN`
+    a guess)."""
     defocus, correlation = estimate_defocus(image, pixel_size)
     return image_through_ctf(projection, pixel_size, defocus), defocus, correlation

@@ -74,20 +74,28 @@ def blob_response(image: Image, diameter: float) -> Image:
 
 
 def template_band(image: Image, template: np.ndarray) -> Image:
-    """Matched-filter band (..., H, W) float64 of `image` (one or a stack) for `template`
-    (h, w; a particle as the micrograph shows it, dark, centred at (h // 2, w // 2), h and
-    w at most the image's): the circular correlation of each image less its mean with the
-    zero-mean template, highest at particles, computed in `FFT_DTYPE` on the image's
-    device. In the image's units, of the kind of `image`; `in_robust_units` makes it a
+    """Matched-filter band of `image` (..., H, W) (one or a stack) for `template` (h, w)
+    or templates (K, h, w) (a particle as the micrograph shows it, dark, centred at
+    (h // 2, w // 2), h and w at most the image's): the circular correlation of each image
+    less its mean with each zero-mean template, highest at particles, computed in
+    `FFT_DTYPE` on the image's device. (..., H, W), or (..., K, H, W) for K templates,
+    float64 in the image's units, of the kind of `image`; `in_robust_units` makes it a
     response like `blob_response`."""
     data = as_tensor(image)
     height, width = data.shape[-2:]
-    rows, columns = template.shape
-    kernel = torch.zeros((height, width), dtype=FFT_DTYPE, device=data.device)
-    kernel[:rows, :columns] = torch.as_tensor(template - template.mean(), dtype=FFT_DTYPE)
-    kernel = torch.roll(kernel, (-(rows // 2), -(columns // 2)), dims=(0, 1))
+    templates = np.asarray(template, dtype=np.float64)
+    rows, columns = templates.shape[-2:]
+    kernel = torch.zeros(
+        (*templates.shape[:-2], height, width), dtype=FFT_DTYPE, device=data.device
+    )
+    zero_mean = templates - templates.mean(axis=(-2, -1), keepdims=True)
+    kernel[..., :rows, :columns] = torch.as_tensor(zero_mean, dtype=FFT_DTYPE)
+    kernel = torch.roll(kernel, (-(rows // 2), -(columns // 2)), dims=(-2, -1))
     centred = (data - data.mean(dim=(-2, -1), keepdim=True)).to(FFT_DTYPE)
-    spectrum = torch.fft.rfft2(centred) * torch.conj(torch.fft.rfft2(kernel))
+    spectrum = torch.fft.rfft2(centred)
+    if templates.ndim == 3:
+        spectrum = spectrum[..., None, :, :]
+    spectrum = spectrum * torch.conj(torch.fft.rfft2(kernel))
     return like(image, torch.fft.irfft2(spectrum, s=(height, width)).to(torch.float64))
 
 

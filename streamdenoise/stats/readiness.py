@@ -96,21 +96,25 @@ peaks in 144–177 packed rings; on the single-frame-like noisy set most fields 
 every draw, a few 0 in one draw and 21–105 in another).
 
 With the user's reference (`template`): the candidates are the peaks of its matched
-filter on the raw image, the reference's projection averaged over orientations and
-imaged through the micrograph's fitted CTF (`processing.reference_template`), at least
-`TEMPLATE_SEPARATION`·D apart, cut against the decoys both ways (`symmetric`: the
-template's CTF rings put side lobes round every peak), and only the best n − f̂ kept
-(`estimated_true`). Its particles stand clear of the noise (simulated: true peaks z
-7–25, false 2–5), so the false-discovery cut would fill up with noise peaks below them.
-No null: the denoiser is not in this path (raw noise through the filter as a null
-measured no better, and its level must be right to a few percent: the fitted spectrum
-put 7 % more noise through the template than an empty simulated field holds). Measured
-(benchmarks/RESULTS.md, "Picking readiness, with the reference"): real apoferritin after
-averaging, median count error 0.08 (precision 0.94–0.99), where the DoG gives 0.34; the
-simulated set 0.16, r 0.97, none lost (6MSM 0.28: its orientation average is a poor
-template; shells and blobs 0.10–0.18); the noisy apoferritin set 0.81 (matched filter
-AUC 0.82 at the labelled centres: at single-frame-like dose most particles score no
-higher than the noise peaks, and no cut can count them).
+filters on the raw image: the reference's views (its projections averaged about their
+centre and grouped by shape, `physics.projection.reference_views`: one for a globular
+particle, three for an elongated one) imaged through the micrograph's fitted CTF
+(`processing.reference_template`), the strongest view at each pixel (`strongest_view`),
+at least `TEMPLATE_SEPARATION`·D apart, cut against their own decoys (the strongest
+negated view: the maximum over several filters is not symmetric, and the negated maximum
+as decoys counted ≈ 150 on pure noise) both ways (`symmetric`: the template's CTF rings
+put side lobes round every peak), and only the best n − f̂ kept (`estimated_true`). Its
+particles stand clear of the noise (simulated: true peaks z 7–25, false 2–5), so the
+false-discovery cut would fill up with noise peaks below them. No null: the denoiser is
+not in this path (raw noise through the filter as a null measured no better, and its
+level must be right to a few percent: the fitted spectrum put 7 % more noise through the
+template than an empty simulated field holds). Measured (benchmarks/RESULTS.md, "Picking
+readiness, with the reference"): real apoferritin after averaging, median count error
+0.08 (precision 0.94–0.99), where the DoG gives 0.34; the simulated set 0.15, r 0.97,
+none lost (6MSM 0.18 with three views, 0.28 with their single average; shells and blobs
+0.10–0.16); the noisy apoferritin set 0.81 (matched filter AUC 0.82 at the labelled
+centres: at single-frame-like dose most particles score no higher than the noise peaks,
+and no cut can count them).
 """
 
 from __future__ import annotations
@@ -650,6 +654,15 @@ def noise_targets(expected: np.ndarray, free: np.ndarray) -> np.ndarray:
     return np.minimum(false, n)
 
 
+def strongest_view(bands: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The matched filters of one image for K views (K, H, W) (`template_band`; or one,
+    (H, W)), each in its own robust units, as one detector: (the largest response at each
+    pixel, the largest negated one: its decoys' response), each (H, W)."""
+    views = bands if bands.ndim == 3 else bands[None]
+    responses = torch.stack([in_robust_units(view) for view in views])
+    return responses.amax(dim=0), (-responses).amax(dim=0)
+
+
 def find_candidates(
     response: np.ndarray,
     diameter: float,
@@ -658,6 +671,7 @@ def find_candidates(
     symmetric: bool = False,
     null_response: np.ndarray | None = None,
     estimated_true: bool = False,
+    decoy_response: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Candidate particles: (coordinates (N, 2) (x, y) pixels, scores (N,) robust z, best
     first; the number of false candidates estimated at or above the cut), outside
@@ -686,15 +700,16 @@ def find_candidates(
     false ones at any cut measured 0.17 and called empty fields marginal.)
     `response`: `blob_response` of the denoised image (or any linear detector's response in
     robust units); the inverted image's response is its negative (the detector is linear,
-    its scale symmetric)."""
+    its scale symmetric) unless `decoy_response` gives it (a detector that is the maximum
+    over several linear ones: the maximum over their negatives)."""
     if null_response is not None:
         null_response = null_response.reshape(-1, *null_response.shape[-2:])
     calibrated = null_response is not None and min(null_response.shape[-2:]) > diameter
     floor = CALIBRATED_FLOOR if calibrated else CANDIDATE_FLOOR
     found = []
-    for sign in (1.0, -1.0):
+    for peaks_of in (response, -response if decoy_response is None else decoy_response):
         coordinates, scores = pick_peaks(
-            sign * response,
+            peaks_of,
             diameter,
             min_distance=separation * diameter,
             threshold=floor,
@@ -854,11 +869,12 @@ def micrograph_statistics(
     pixels all the same. null: `Denoised.null`, noise alone through the same denoiser in
     `denoised`'s units, tiles (k, h, w) or one (h, w); with it the candidates'
     false-discovery estimate also counts the dark blobs the denoiser makes of noise
-    (`find_candidates`). template: a particle as the micrograph shows it (h, w) at the
-    working pixel size, centred (a reference through this micrograph's CTF,
-    `processing.reference_template`); with it the candidates are the peaks of its matched
-    filter on the raw image (`template_band`), cut against its own decoys, instead of the
-    difference of Gaussians on the denoised one (and `null` is not used).
+    (`find_candidates`). template: a particle as the micrograph shows it (h, w), or in K
+    views (K, h, w), at the working pixel size, centred (a reference through this
+    micrograph's CTF, `processing.reference_template`); with it the candidates are the
+    peaks of its matched filters on the raw image (`template_band`, the strongest view at
+    each pixel: `strongest_view`), cut against their own decoys, instead of the difference
+    of Gaussians on the denoised one (and `null` is not used).
     """
     with cpu_threads(STATISTICS_THREADS):
         return _statistics(
@@ -934,7 +950,8 @@ def _statistics(
         # against its own decoys: no null needed (`estimated_true`, module docstring).
         (denoised_blurred,) = gaussian_filters(denoised_t, bank[1:])
         raw_matched, matched = template_band(torch.stack([raw_t, denoised_t]), template)
-        raw_response, response = in_robust_units(raw_matched), in_robust_units(matched)
+        raw_response, raw_decoys = strongest_view(raw_matched)
+        response, _ = strongest_view(matched)
         coordinates, scores, false = find_candidates(
             as_array(raw_response),
             diameter,
@@ -942,6 +959,7 @@ def _statistics(
             TEMPLATE_SEPARATION,
             symmetric=True,
             estimated_true=True,
+            decoy_response=as_array(raw_decoys),
         )
     area_um2 = (~excluded).sum() * pixel_size**2 / 1e8
     neighbours = nearest_neighbour_distances(coordinates)
