@@ -430,7 +430,19 @@ TARGETS = (
     ("verdict agreement with the classes", "≥ 90 %"),
     ("statistics seconds, ≥ 200 vs < 80 true particles", "no growth"),
 )
-"""Issue 15's targets, in the order `targets_section` measures them."""
+"""Issue 15's targets, in the order `targets_section` measures them. The seconds are
+compared within each structure (`relative_seconds`): its diameter sets the binning and,
+with a reference, its shape the number of views, and the groups hold the structures in
+different shares (the crowded fields are all 6MSM)."""
+
+
+def relative_seconds(outcomes: list[Outcome]) -> list[float]:
+    """Each outcome's statistics seconds over the median of its structure's."""
+    medians = {
+        name: median([o.seconds for o in outcomes if o.structure == name])
+        for name in {o.structure for o in outcomes}
+    }
+    return [o.seconds / medians[o.structure] for o in outcomes]
 
 
 def target_values(
@@ -445,6 +457,13 @@ def target_values(
     losses = sum(lost(o) for o in counted)
     small = median([o.seconds for o in counted if o.true_count < 80])
     large = median([o.seconds for o in counted if o.true_count >= 200])
+    relative = relative_seconds(counted)
+    small_relative = median(
+        [r for r, o in zip(relative, counted, strict=True) if o.true_count < 80]
+    )
+    large_relative = median(
+        [r for r, o in zip(relative, counted, strict=True) if o.true_count >= 200]
+    )
     real_errors = {which: float(np.median(relative_errors(o))) for which, o in real.items()}
     ready = {
         which: sum(o.statistics.verdict == "ready" for o in got) for which, got in real.items()
@@ -464,7 +483,11 @@ def target_values(
             bool(real) and all(n == len(real[which]) for which, n in ready.items()),
         ),
         (f"{share:.0%}", share >= 0.9),
-        (f"{large:.2f} s vs {small:.2f} s", large <= 1.25 * small),
+        (
+            f"{large:.2f} s vs {small:.2f} s; within a structure {large_relative:.2f} vs "
+            f"{small_relative:.2f} of its median",
+            large_relative <= 1.25 * small_relative,
+        ),
     ]
     return measured
 

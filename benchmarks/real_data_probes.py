@@ -89,6 +89,7 @@ STAND_IN_SIDE = 448  # px at WORKING Å/px, each simulated stand-in field
 STAND_IN_DOSES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # e⁻/Å², the calibration grid
 STAND_IN_DETECTOR = 1.5  # Å, the real set's pixel (sets the simulated MTF)
 STAND_IN_FIELDS = (4, 12)  # stand-in fields judged, and fields the fine-tuning sees
+CALIBRATION_SEEDS = 3  # stand-in fields per dose whose noise shares are averaged
 
 Filter = Callable[[np.ndarray, RealMicrograph], np.ndarray]
 
@@ -269,12 +270,16 @@ def stand_in_field(dose: float, defocus: float, particles: int, seed: int):
 
 def matched_dose(share: float, defocus: float, particles: int) -> tuple[float, list[float]]:
     """The dose (e⁻/Å²) whose stand-in field has noise `share` of its variance (log-linear
-    between the `STAND_IN_DOSES` grid's measured shares), and those shares."""
+    between the `STAND_IN_DOSES` grid's measured shares, each the mean over
+    `CALIBRATION_SEEDS` fields), and those shares."""
     shares = []
     for dose in STAND_IN_DOSES:
-        field = stand_in_field(dose, defocus, particles, seed=1)
-        noisy = prepare_image(field.noisy, WORKING, WORKING).noisy
-        shares.append(estimate_noise_spectrum(noisy).pixel_sigma ** 2 / float(np.var(noisy)))
+        measured = []
+        for seed in range(CALIBRATION_SEEDS):
+            field = stand_in_field(dose, defocus, particles, seed=1 + seed)
+            noisy = prepare_image(field.noisy, WORKING, WORKING).noisy
+            measured.append(estimate_noise_spectrum(noisy).pixel_sigma ** 2 / float(np.var(noisy)))
+        shares.append(float(np.mean(measured)))
     order = np.argsort(shares)  # shares fall as the dose rises
     log_dose = np.interp(share, np.asarray(shares)[order], np.log(STAND_IN_DOSES)[order])
     return float(np.exp(log_dose)), shares
@@ -359,7 +364,8 @@ def stand_in_rows(
         f"Stand-in: {particles} hollow spheres (60/40 Å) per {STAND_IN_SIDE}² field at "
         f"{WORKING:g} Å/px (the labelled density), the fitted defoci in turn, "
         f"{dose:.2f} e⁻/Å² (noise share of the real set {share:.3f}; simulated shares by "
-        f"dose {calibration}); {judged} fields judged, {seen} others for the fine-tuning "
+        f"dose, means of {CALIBRATION_SEEDS} fields, {calibration}); {judged} fields judged, "
+        f"{seen} others for the fine-tuning "
         f"({steps} steps, clean-target loss, {seconds:.0f} s)."
     )
     return rows, note
