@@ -338,7 +338,7 @@ def stand_in_rows(
     prepared = [
         prepare_image(f.noisy, WORKING, WORKING, f.clean, noise_unit=noise_unit) for f in training
     ]
-    train(tuned, prepared, config, validation=prepared[:2])
+    train(tuned, prepared, config)
     seconds = time.perf_counter() - start
     gain = radial_wiener_gain(training)
     methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {

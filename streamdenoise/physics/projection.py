@@ -120,10 +120,10 @@ TEMPLATE_BOX = 1.6
 """Side of a reference's template, in particle diameters (its CTF fringes reach past it)."""
 REFERENCE_VIEWS = 3
 """Templates per reference: groups of its views by their radial profile (`reference_views`).
-A globular particle gives three nearly equal templates; an elongated one (6MSM, 129 Å
-long) its side views apart from its end-on ones, which a single average misses (readiness
-benchmark with the reference: 6MSM's median count error 0.28 with one template, 0.18 with
-three)."""
+A globular particle's groups agree and make one template (`SAME_VIEW`); an elongated one
+(6MSM, 129 Å long) keeps its side views apart from its end-on ones, which a single
+average misses (readiness benchmark with the reference: 6MSM's median count error 0.28
+with one template, 0.18 with three)."""
 SAME_VIEW = 0.05
 """Views whose group means all lie within this fraction (relative L2 distance) of the
 overall mean are one view (hollow spheres of 60/40 to 100/80 Å: ≤ 0.003; the elongated
