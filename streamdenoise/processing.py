@@ -184,14 +184,15 @@ def write_results(
                 f"{defocus / 1e4:.2f} µm defocus (fitted, ring correlation {rings:.2f}{seen})"
             )
         with stage("statistics"):
+            summed = prepared.input_pixels  # the raw image in counts (`input_pixels`)
             statistics = micrograph_statistics(
-                prepared.image,
+                prepared.image * summed,
                 denoised,
                 prepared.pixel_size,
                 options.diameter_angstrom,
                 options.thresholds,
                 device,
-                prepared.image_noise,
+                prepared.image_noise.scaled(summed),
                 result.null,
                 template,
             )

@@ -20,6 +20,7 @@ SERIES = (
     ("empty_fraction", "empty fraction of the hole"),
     ("background_structure", "background structure (× noise; thick ice when few particles)"),
     ("carbon_fraction", "carbon / contamination fraction"),
+    ("ice_texture", "ice texture (Å²/e⁻; grows with the ice thickness)"),
 )
 VERDICT_COLOURS = {"ready": "#2e7d32", "marginal": "#f9a825", "not ready": "#c62828"}
 

@@ -18,6 +18,7 @@ from streamdenoise.outputs import OutputLayout
 from streamdenoise.physics.density import builtin_reference_path, load_reference
 from streamdenoise.physics.simulator import MicrographParams, simulate_micrograph
 from streamdenoise.processing import OutputOptions, process_micrograph, processing_params_hash
+from streamdenoise.stats.readiness import ReadinessThresholds
 
 DEFOCUS = 15000.0  # Å
 
@@ -72,6 +73,7 @@ def test_the_reference_picks_the_candidates_and_the_sidecar_says_so(session, tmp
     assert fitted == pytest.approx(DEFOCUS / 1e4, abs=0.05)
     assert "ring correlation" in detector and "not seen" not in detector
     assert 0.5 * true_count <= readiness["candidates"] <= 1.2 * true_count
+    assert not any(reason.startswith("thick ice") for reason in readiness["reasons"])
     plain_options = OutputOptions(diameter_angstrom=diameter)
     plain = readiness_of(source, plain_options, tmp_path / "without")
     assert plain["candidate_detector"] == "difference of Gaussians"
@@ -90,3 +92,37 @@ def test_the_reference_is_part_of_the_parameter_hash_only_when_given(tmp_path) -
         for options in (plain, given)
     }
     assert len(hashes) == 2
+
+
+def test_thick_ice_is_not_ready_though_the_reference_finds_its_particles(tmp_path) -> None:
+    """1400 Å of ice in a 1 Å/px micrograph that the daemon bins to 4 Å/px: the matched
+    filter still finds the particles, but the field's phase contrast per e⁻/Å² says the
+    ice is too thick for high resolution. Measured on the binned image in counts (the crop
+    keeps the mean, not the counts)."""
+    params = MicrographParams(
+        shape=(3072, 3072),
+        pixel_size=1.0,
+        detector_pixel_size=1.0,
+        seed=4,
+        dose=40.0,
+        defocus_u=DEFOCUS,
+        defocus_v=DEFOCUS,
+        particles=60,
+        ice_thickness=1400.0,
+    )
+    simulated = simulate_micrograph(load_reference(), params)
+    source = tmp_path / "thick.mrc"
+    with mrcfile.new(source) as mrc:
+        mrc.set_data(simulated.noisy.astype(np.float32))
+        mrc.voxel_size = 1.0
+    reference = builtin_reference_path()
+    options = OutputOptions(
+        diameter_angstrom=load_reference(reference).diameter, reference=reference
+    )
+    readiness = readiness_of(source, options, tmp_path / "out")
+    assert readiness["candidates"] >= 0.5 * len(simulated.coordinates)
+    assert readiness["pixel_size"] == pytest.approx(4.0)
+    assert readiness["ice_texture"] > 1.5 * ReadinessThresholds().max_ice_texture
+    assert readiness["background_structure"] is not None  # measured: counts stay counts
+    assert readiness["verdict"] == "not ready"
+    assert any(reason.startswith("thick ice: ice texture ") for reason in readiness["reasons"])

@@ -34,7 +34,7 @@ def test_report_plots_statistics_and_embeds_thumbnails(tmp_path: Path) -> None:
     text = path.read_text()
     assert "3 micrographs denoised" in text and "1 ready" in text and "1 not ready" in text
     assert text.count("<svg") == 3  # candidates, CNR and latency have data
-    assert text.count("no data") == 4  # density, empty, background structure, carbon do not
+    assert text.count("no data") == 5  # density, empty, background structure, carbon, ice do not
     assert text.count("data:image/png;base64,") == 3
     assert "#c62828" in text  # a not-ready point is drawn red
 

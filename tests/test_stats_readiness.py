@@ -25,6 +25,7 @@ from streamdenoise.stats.readiness import (
     block_mean,
     carbon_mask,
     fdr_threshold,
+    ice_texture,
     micrograph_statistics,
     nearest_neighbour_distances,
     session_statistics,
@@ -266,6 +267,7 @@ def micrograph(cnr: float, empty: float, verdict: str = "ready", count: int = 10
                 "aggregated_fraction",
                 "carbon_fraction",
                 "background_structure",
+                "ice_texture",
             ),
             nan,
         ),
@@ -744,3 +746,34 @@ def test_a_template_counts_packed_rings_that_the_blob_picker_cannot() -> None:
     assert matched.candidates == len(packed)
     assert match_picks(matched.coordinates, packed, diameter / 2).all()
     assert "empty" not in " ".join(matched.reasons)
+
+
+def test_ice_texture_follows_the_thickness_not_the_dose() -> None:
+    """Simulated 768² fields at 4 Å/px (binned from 1 Å detector pixels, 60 particles): thin
+    ice stays under the thick-ice limit and thick ice reads over 1.5× it (not ready) at a
+    low and a high dose; a rescaled image (not counts) or a pixel too coarse for the band
+    is not measured."""
+    from streamdenoise.physics.density import load_reference
+    from streamdenoise.physics.simulator import MicrographParams, simulate_micrograph
+
+    def micrograph(ice: float, dose: float) -> np.ndarray:
+        params = MicrographParams(
+            shape=(768, 768),
+            pixel_size=4.0,
+            detector_pixel_size=1.0,
+            seed=5,
+            dose=dose,
+            ice_thickness=ice,
+            particles=60,
+            defocus_u=15000.0,
+            defocus_v=15000.0,
+        )
+        return simulate_micrograph(load_reference(), params).noisy
+
+    limit = ReadinessThresholds().max_ice_texture
+    for dose in (15.0, 60.0):
+        thin, thick = micrograph(300.0, dose), micrograph(1400.0, dose)
+        assert ice_texture(thin, 4.0) < limit
+        assert ice_texture(thick, 4.0) > 1.5 * limit
+    assert math.isnan(ice_texture(50 * thick + 3, 4.0))
+    assert math.isnan(ice_texture(thick, 10.0))  # the band lies beyond Nyquist (1/20 Å)

@@ -141,6 +141,14 @@ class Prepared:
         """The fitted noise spectrum in the image's own units (counts for counting data)."""
         return self.noise.scaled(self.normalised_unit)
 
+    @property
+    def input_pixels(self) -> float:
+        """Input pixels per working pixel (1 unbinned). The crop keeps the mean, so the
+        image times this is the input's values summed over each working pixel: counts stay
+        counts (their noise variance equal to their mean), which the picking statistics'
+        flat-ice and ice-thickness measures need."""
+        return self.input_shape[0] * self.input_shape[1] / self.image.size
+
 
 def prepare(
     image: np.ndarray, pixel_size: float, model_pixel_size: float, settings: DenoiseSettings

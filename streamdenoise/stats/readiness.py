@@ -209,8 +209,13 @@ CARBON_DARKNESS = 0.08
 CARBON_SHARPNESS = 4.0
 """… and darker by at least this many std of the smooth background variation left."""
 COUNTS_VARIANCE = (0.5, 4.0)
-"""`background_structure` measures only an image whose high-frequency noise variance per
-pixel lies within these multiples of its mean: electron counts (Poisson: 1, plus ice)."""
+"""`background_structure` and `ice_texture` measure only an image whose high-frequency
+noise variance per pixel lies within these multiples of its mean: electron counts
+(Poisson: 1, plus ice; thick simulated ice up to ≈ 3)."""
+ICE_TEXTURE_BAND = (1 / 20, 1 / 10)
+"""Spatial frequencies (1/Å) where `ice_texture` measures the field's phase contrast (cut at
+0.9 × Nyquist; none left above 9 Å/px): beyond the particles' own low-resolution contrast,
+where the amorphous ice's Thon rings hold most of the power."""
 NEGATIVES = 2000
 """Background points drawn (with a fixed seed) for CNR and d′."""
 STATISTICS_THREADS = 1
@@ -253,6 +258,12 @@ class ReadinessThresholds:
     and more. Below `min_density_per_um2` a background above it is not "empty" but "thick
     ice or low contrast" (something is there that cannot be picked).
     max_carbon_fraction: share of the field that is carbon or contamination.
+    max_ice_texture: `ice_texture` (the field's high-resolution phase contrast per e⁻/Å²,
+    Å²) of ice too thick for high resolution, whatever the picker finds in it: simulated
+    ice of 250–500 Å gives 0.009–0.026, 1000–1500 Å 0.041–0.053. 0.025 (≈ 600 Å of
+    simulated ice) calls all of the latter "not ready" (above 1.5× the limit) and none of
+    the former worse than marginal. Calibrated on the simulator only: a facility that
+    knows its camera can set it from a grid of known thickness.
     """
 
     min_density_per_um2: float = 300.0
@@ -263,6 +274,7 @@ class ReadinessThresholds:
     max_empty_fraction: float = 0.3
     max_flat_structure: float = 0.5
     max_carbon_fraction: float = 0.15
+    max_ice_texture: float = 0.025
     marginal_band: float = 0.5
 
     def __post_init__(self) -> None:
@@ -318,7 +330,9 @@ class MicrographStatistics:
     of the usable area in candidate-free discs (`empty_fraction`); carbon_fraction: share of
     the field that is carbon or contamination (`carbon_mask`); background_structure:
     particle-scale structure of the raw background in units of its shot noise
-    (`background_structure`; NaN if raw is not in counts).
+    (`background_structure`; NaN if raw is not in counts); ice_texture: the field's
+    high-resolution phase contrast per e⁻/Å² of dose, Å², which grows with the ice
+    thickness (`ice_texture`; NaN if raw is not in counts or is binned beyond 9 Å/px).
     coordinates (N, 2) (x, y) pixels and scores (N,) robust z, best first: the candidates
     (not in `to_dict`).
     """
@@ -344,6 +358,7 @@ class MicrographStatistics:
     empty_fraction: float
     carbon_fraction: float
     background_structure: float
+    ice_texture: float
     verdict: Verdict
     reasons: tuple[str, ...]
     coordinates: np.ndarray = field(repr=False, compare=False)
@@ -522,13 +537,69 @@ def background_structure(
     if mask.sum() < 16:
         return float("nan")
     mean = float(data[mask].mean())
-    low, high = COUNTS_VARIANCE
-    white_variance = (noise or estimate_noise_spectrum(data)).white_variance
-    if mean <= 0 or not low * mean <= white_variance <= high * mean:
+    if not in_counts(mean, noise or estimate_noise_spectrum(data)):
         return float("nan")
     band = as_array(blob_band(data, diameter) if band is None else band)
     shot = mean * band_power(data.shape, diameter)
     return math.sqrt(max(float(np.var(band[mask])) / shot - 1.0, 0.0))
+
+
+def in_counts(mean: float, noise: NoiseSpectrum) -> bool:
+    """Whether an image of this mean whose fitted noise spectrum is `noise` (same units) is
+    in electron counts: its white variance within `COUNTS_VARIANCE` of the mean."""
+    low, high = COUNTS_VARIANCE
+    return mean > 0 and low * mean <= noise.white_variance <= high * mean
+
+
+def ice_texture(
+    raw: np.ndarray | torch.Tensor, pixel_size: float, noise: NoiseSpectrum | None = None
+) -> float:
+    """The field's phase-contrast power in `ICE_TEXTURE_BAND` over its shot noise, per
+    e⁻/Å² of detected dose: (P̄/μ − 1)·p²/μ, in Å² per electron. NaN when `raw` (H, W,
+    electron counts at `pixel_size` Å/px) is not in counts (`in_counts`, with `noise`, its
+    fitted spectrum, when the caller has it) or the band lies beyond Nyquist.
+
+    P̄: the Hann-windowed periodogram's mean over the band; μ: the mean count per pixel,
+    whose Poisson noise power is μ at every frequency; p²/μ turns μ into the detected dose.
+    Amorphous ice is a random phase object whose power grows with its thickness, and at
+    these resolutions it dominates the field's contrast, so the ratio tracks the ice
+    thickness whatever the dose (the shot noise and the contrast both scale with it).
+    Simulated (`physics.simulator`, 1024² at 4 Å/px, doses 10–60 e⁻/Å², 5–600 particles,
+    seeds of benchmarks/readiness.py): ice 250–500 Å 0.009–0.022 (0.026 with a carbon
+    edge), ice 1000–1500 Å 0.041–0.053, about 0.037 per 1000 Å. A counting camera's
+    falling noise power at high frequencies and motion correction's interpolation lower
+    P̄ (thick ice can then read thinner, never thin ice thicker); real micrographs' own
+    calibration is not measured here (the real ones at hand are not in counts).
+    """
+    data = as_tensor(raw)
+    mean = float(data.mean())
+    weights = _texture_band(tuple(data.shape), pixel_size, data.device)
+    if weights is None or not in_counts(mean, noise or estimate_noise_spectrum(as_array(data))):
+        return float("nan")
+    window = torch.outer(
+        *(
+            torch.hann_window(n, periodic=False, dtype=FFT_DTYPE, device=data.device)
+            for n in data.shape
+        )
+    )
+    spectrum = torch.fft.rfft2((data - mean).to(FFT_DTYPE) * window).abs() ** 2
+    power = float((spectrum * weights).sum()) / float(window.square().sum())
+    return (power / mean - 1.0) * pixel_size**2 / mean
+
+
+@lru_cache(maxsize=16)
+def _texture_band(
+    shape: tuple[int, int], pixel_size: float, device: torch.device
+) -> torch.Tensor | None:
+    """rfft2 weights (ny, nx//2+1) that average the power of a real (H, W) = `shape` image at
+    `pixel_size` Å/px over `ICE_TEXTURE_BAND` (None when no frequency of it is below
+    0.9 × Nyquist)."""
+    low, high = ICE_TEXTURE_BAND[0], min(ICE_TEXTURE_BAND[1], 0.45 / pixel_size)
+    k = np.hypot(np.fft.fftfreq(shape[0])[:, None], np.fft.rfftfreq(shape[1])[None, :])
+    weight = rfft_weights(shape) * ((k >= low * pixel_size) & (k < high * pixel_size))
+    if weight.sum() == 0:
+        return None
+    return torch.tensor(weight / weight.sum(), dtype=FFT_DTYPE, device=device)
 
 
 @lru_cache(maxsize=16)
@@ -828,6 +899,12 @@ def judge(
             f"> {t.max_flat_structure:g} with {count} resolved",
         ),
         (
+            statistics["ice_texture"],
+            t.max_ice_texture,
+            False,
+            f"thick ice: ice texture {statistics['ice_texture']:.3f} Å²/e⁻ > {t.max_ice_texture:g}",
+        ),
+        (
             statistics["carbon_fraction"],
             t.max_carbon_fraction,
             False,
@@ -913,6 +990,8 @@ def _statistics(
         raise ValueError("pixel size and diameter must be positive")
     working_pixel_size = pixel_size
     noise_sigmas = robust_noise_sigma(raw_t), robust_noise_sigma(denoised_t)
+    raw_noise = raw_noise or estimate_noise_spectrum(raw)
+    texture = ice_texture(raw_t, pixel_size, raw_noise)  # at the working pixels' resolution
     factor = max(1, int(diameter_angstrom / pixel_size // STATISTICS_DIAMETER))
     if factor > 1:  # large particles: measured on block sums (counts stay counts)
         raw_t, denoised_t = block_sum(raw_t, factor), block_sum(denoised_t, factor)
@@ -923,7 +1002,7 @@ def _statistics(
         pixel_size = pixel_size * factor
         # A sum of f² pixels has f² times their white variance (the interpolation that
         # correlates motion-corrected noise keeps the mean: its gain at low frequencies is 1).
-        raw_noise = raw_noise.scaled(factor) if raw_noise is not None else None
+        raw_noise = raw_noise.scaled(factor)
     diameter = diameter_angstrom / pixel_size
     carbon = carbon_mask(raw, diameter)
     excluded = _dilate(carbon, CARBON_MARGIN * diameter, raw_t.device)
@@ -1015,6 +1094,7 @@ def _statistics(
         "background_structure": background_structure(
             raw, coordinates, diameter, excluded, raw_band, raw_noise
         ),
+        "ice_texture": texture,
     }
     verdict, reasons = judge(values, thresholds)
     return MicrographStatistics(
