@@ -63,7 +63,13 @@ shot noise explains (`background_structure` ≤ `max_flat_structure`). Few candi
 structured background are "thick ice or low contrast": thick ice adds structural phase
 noise (variance ∝ thickness) and hides the particles, which stay in the "background"
 (simulated, validation seeds 7200+: thick ice 1000–1500 Å 0.85–1.1, empty holes on
-250–500 Å ice 0.14–0.42). The reason names the count with its uncertainty. Aggregation
+250–500 Å ice 0.14–0.42). The reason names the count with its uncertainty. Thick ice
+that the picker sees through (with a reference its matched filter finds ≈ 200 of 250
+particles under 1000–1500 Å) is still thick: whatever the count, "thick ice" when the
+field's phase contrast at 1/20–1/10 Å⁻¹ per e⁻/Å² of dose (`ice_texture`: the amorphous
+ice's Thon rings, whose power grows with its thickness) exceeds `max_ice_texture`.
+Both measures need the raw image in electron counts (a binned micrograph as the sum of
+the input pixels it holds, `model.pipeline.Prepared.input_pixels`). Aggregation
 is a neighbour within 0.85·D (overlapping), not side by side (`AGGREGATED_DISTANCE`).
 Crowding is the share of the area the candidates cover (`max_coverage`), not a density
 per µm², which means something else for every particle size.
@@ -313,7 +319,8 @@ def _plain(value: object) -> object:
 class MicrographStatistics:
     """Live statistics of one micrograph (units in the names or below; NaN: not measurable).
 
-    noise_sigma_raw/denoised: robust pixel noise σ (`robust_noise_sigma`), image units.
+    noise_sigma_raw/denoised: robust pixel noise σ (`robust_noise_sigma`), in the units of
+    `raw` (counts per working pixel in the daemon) and of `denoised`.
     cnr_raw/cnr, d_prime: picker response at the candidates vs background points (≥ D from
     every candidate, in the usable area), raw and denoised: CNR = (μ_c − μ_b)/σ_b,
     d′ = (μ_c − μ_b)/√((σ_c² + σ_b²)/2). denoising_gain: cnr / cnr_raw, how much more the
