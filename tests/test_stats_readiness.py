@@ -750,9 +750,9 @@ def test_a_template_counts_packed_rings_that_the_blob_picker_cannot() -> None:
 
 def test_ice_texture_follows_the_thickness_not_the_dose() -> None:
     """Simulated 768² fields at 4 Å/px (binned from 1 Å detector pixels, 60 particles): thin
-    ice stays under the thick-ice limit and thick ice reads over 1.5× it (not ready) at a
-    low and a high dose; a rescaled image (not counts) or a pixel too coarse for the band
-    is not measured."""
+    ice stays under the thick-ice limit, also times a gain of 1.5, and thick ice reads over
+    1.5× it (not ready) at a low and a high dose; a rescaled image (not counts) or a pixel
+    too coarse for the band is not measured."""
     from streamdenoise.physics.density import load_reference
     from streamdenoise.physics.simulator import MicrographParams, simulate_micrograph
 
@@ -775,5 +775,8 @@ def test_ice_texture_follows_the_thickness_not_the_dose() -> None:
         thin, thick = micrograph(300.0, dose), micrograph(1400.0, dose)
         assert ice_texture(thin, 4.0) < limit
         assert ice_texture(thick, 4.0) > 1.5 * limit
+        # Counts times a gain: the noise is measured at the CTF's zeros, not taken as the
+        # mean, so thin ice does not read thick (with the mean as the noise: 0.04 at 15).
+        assert ice_texture(1.5 * thin, 4.0) < limit
     assert math.isnan(ice_texture(50 * thick + 3, 4.0))
     assert math.isnan(ice_texture(thick, 10.0))  # the band lies beyond Nyquist (1/20 Å)

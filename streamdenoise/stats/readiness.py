@@ -222,6 +222,13 @@ ICE_TEXTURE_BAND = (1 / 20, 1 / 10)
 """Spatial frequencies (1/Å) where `ice_texture` measures the field's phase contrast (cut at
 0.9 × Nyquist; none left above 9 Å/px): beyond the particles' own low-resolution contrast,
 where the amorphous ice's Thon rings hold most of the power."""
+ICE_RING_WIDTH = 1 / 512
+"""Width (1/Å) of the rings whose lowest mean power `ice_texture` takes for the noise: a
+fraction of the Thon rings' spacing in its band (≥ 1/160 Å⁻¹ up to 4 µm defocus at
+300 kV), yet 8 Fourier pixels of a 1024² field at 4 Å/px: on shot noise alone the lowest
+of the band's 25 rings lies ≈ 5 % below their mean (at 1/1024 Å⁻¹ 7 %: at 8 e⁻/Å² thin
+ice read 0.020 against 0.014 at 40; at 1/256 the zeros' own contrast lowers thick ice at
+2.5 µm defocus by 10 %)."""
 NEGATIVES = 2000
 """Background points drawn (with a fixed seed) for CNR and d′."""
 STATISTICS_THREADS = 1
@@ -266,10 +273,11 @@ class ReadinessThresholds:
     max_carbon_fraction: share of the field that is carbon or contamination.
     max_ice_texture: `ice_texture` (the field's high-resolution phase contrast per e⁻/Å²,
     Å²) of ice too thick for high resolution, whatever the picker finds in it: simulated
-    ice of 250–500 Å gives 0.009–0.026, 1000–1500 Å 0.041–0.053. 0.025 (≈ 600 Å of
-    simulated ice) calls all of the latter "not ready" (above 1.5× the limit) and none of
-    the former worse than marginal. Calibrated on the simulator only: a facility that
-    knows its camera can set it from a grid of known thickness.
+    ice of 250–500 Å gives 0.009–0.022, 1000–1500 Å 0.034–0.055. 0.021 (≈ 600 Å of
+    simulated ice) calls all of the latter "not ready" (above 1.5× the limit) and of the
+    former none worse than marginal (one of 60 fields marginal). Calibrated on the
+    simulator only: a facility that knows its camera can set it from a grid of known
+    thickness.
     """
 
     min_density_per_um2: float = 300.0
@@ -280,7 +288,7 @@ class ReadinessThresholds:
     max_empty_fraction: float = 0.3
     max_flat_structure: float = 0.5
     max_carbon_fraction: float = 0.15
-    max_ice_texture: float = 0.025
+    max_ice_texture: float = 0.021
     marginal_band: float = 0.5
 
     def __post_init__(self) -> None:
@@ -561,28 +569,33 @@ def in_counts(mean: float, noise: NoiseSpectrum) -> bool:
 def ice_texture(
     raw: np.ndarray | torch.Tensor, pixel_size: float, noise: NoiseSpectrum | None = None
 ) -> float:
-    """The field's phase-contrast power in `ICE_TEXTURE_BAND` over its shot noise, per
-    e⁻/Å² of detected dose: (P̄/μ − 1)·p²/μ, in Å² per electron. NaN when `raw` (H, W,
-    electron counts at `pixel_size` Å/px) is not in counts (`in_counts`, with `noise`, its
-    fitted spectrum, when the caller has it) or the band lies beyond Nyquist.
+    """The field's phase contrast in `ICE_TEXTURE_BAND` over its noise, per e⁻/Å² of
+    detected dose: (P̄/N − 1)·p²/μ, in Å² per electron. NaN when `raw` (H, W, electron
+    counts at `pixel_size` Å/px) is not in counts (`in_counts`, with `noise`, its fitted
+    spectrum, when the caller has it) or the band lies beyond Nyquist.
 
-    P̄: the Hann-windowed periodogram's mean over the band; μ: the mean count per pixel,
-    whose Poisson noise power is μ at every frequency; p²/μ turns μ into the detected dose.
-    Amorphous ice is a random phase object whose power grows with its thickness, and at
-    these resolutions it dominates the field's contrast, so the ratio tracks the ice
-    thickness whatever the dose (the shot noise and the contrast both scale with it).
+    P̄: the Hann-windowed periodogram's mean over the band; N: the lowest of its averages
+    over rings `ICE_RING_WIDTH` wide there, the noise left at the CTF's zeros (astigmatism
+    or a ring's own width leave some contrast in it: thick ice then reads thinner); μ:
+    the mean count per pixel, so that p²/μ is one over the detected dose. Amorphous ice
+    is a random phase object whose power grows with its thickness, and at these
+    resolutions it dominates the field's contrast; contrast and noise both scale with the
+    dose, so the ratio tracks the thickness whatever the dose. The noise is measured, not
+    taken as μ: an image in counts times a gain s (≠ 1, within `in_counts`) reads 1/s
+    of its value, where μ as the noise would add (1 − 1/s)·p²/μ, at low dose more than
+    the limit (s = 1.5 at 14 e⁻/Å²: 0.023 → 0.048).
     Simulated (`physics.simulator`, 1024² at 4 Å/px, doses 10–60 e⁻/Å², 5–600 particles,
-    seeds of benchmarks/readiness.py): ice 250–500 Å 0.009–0.022 (0.026 with a carbon
-    edge), ice 1000–1500 Å 0.041–0.053, about 0.037 per 1000 Å. A counting camera's
-    falling noise power at high frequencies and motion correction's interpolation lower
-    P̄ (thick ice can then read thinner, never thin ice thicker); real micrographs' own
-    calibration is not measured here (the real ones at hand are not in counts).
+    seeds of benchmarks/readiness.py): ice of 250–500 Å 0.009–0.022 (0.028 with a
+    carbon edge), of 1000–1500 Å 0.034–0.055, about 0.035 per 1000 Å; pure shot noise
+    0.001 at 36 e⁻/Å², 0.007 at 8 (the floor's bias). Real micrographs' own calibration
+    is not measured here (the real ones at hand are not in counts).
     """
     data = as_tensor(raw)
     mean = float(data.mean())
-    weights = _texture_band(tuple(data.shape), pixel_size, data.device)
-    if weights is None or not in_counts(mean, noise or estimate_noise_spectrum(as_array(data))):
+    rings = _texture_rings(tuple(data.shape), pixel_size, data.device)
+    if rings is None or not in_counts(mean, noise or estimate_noise_spectrum(as_array(data))):
         return float("nan")
+    inside, ring, weight = rings
     window = torch.outer(
         *(
             torch.hann_window(n, periodic=False, dtype=FFT_DTYPE, device=data.device)
@@ -590,23 +603,34 @@ def ice_texture(
         )
     )
     spectrum = torch.fft.rfft2((data - mean).to(FFT_DTYPE) * window).abs() ** 2
-    power = float((spectrum * weights).sum()) / float(window.square().sum())
-    return (power / mean - 1.0) * pixel_size**2 / mean
+    power = spectrum[inside] * weight
+    profile = torch.bincount(ring, power) / torch.bincount(ring, weight)
+    floor = float(profile.min())
+    if floor <= 0:
+        return float("nan")
+    return (float(power.sum() / weight.sum()) / floor - 1.0) * pixel_size**2 / mean
 
 
 @lru_cache(maxsize=16)
-def _texture_band(
+def _texture_rings(
     shape: tuple[int, int], pixel_size: float, device: torch.device
-) -> torch.Tensor | None:
-    """rfft2 weights (ny, nx//2+1) that average the power of a real (H, W) = `shape` image at
-    `pixel_size` Å/px over `ICE_TEXTURE_BAND` (None when no frequency of it is below
-    0.9 × Nyquist)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The rfft2 coefficients of a real (H, W) = `shape` image at `pixel_size` Å/px in
+    `ICE_TEXTURE_BAND` (below 0.9 × Nyquist): a mask (ny, nx//2+1), each one's ring of
+    `ICE_RING_WIDTH` (M,) and its weight in the full plane (`rfft_weights`, (M,)); None
+    when the band holds fewer than two rings."""
     low, high = ICE_TEXTURE_BAND[0], min(ICE_TEXTURE_BAND[1], 0.45 / pixel_size)
     k = np.hypot(np.fft.fftfreq(shape[0])[:, None], np.fft.rfftfreq(shape[1])[None, :])
-    weight = rfft_weights(shape) * ((k >= low * pixel_size) & (k < high * pixel_size))
-    if weight.sum() == 0:
+    k = k / pixel_size
+    inside = (k >= low) & (k < high)
+    ring = ((k[inside] - low) / ICE_RING_WIDTH).astype(np.int64)
+    if len(np.unique(ring)) < 2:
         return None
-    return torch.tensor(weight / weight.sum(), dtype=FFT_DTYPE, device=device)
+    return (
+        torch.tensor(inside, device=device),
+        torch.tensor(ring, device=device),
+        torch.tensor(rfft_weights(shape)[inside], dtype=FFT_DTYPE, device=device),
+    )
 
 
 @lru_cache(maxsize=16)
