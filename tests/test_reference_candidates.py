@@ -23,26 +23,33 @@ from streamdenoise.stats.readiness import ReadinessThresholds
 DEFOCUS = 15000.0  # Å
 
 
+def simulated_mrc(path: Path, seed: int, **changes: object) -> tuple[Path, int]:
+    """A simulated micrograph of the built-in reference (768² at 4 Å/px, 60 particles,
+    40 e⁻/Å² at `DEFOCUS`, unless `changes` say otherwise) written as MRC at `path`, and
+    its true particle count."""
+    values: dict[str, object] = {
+        "shape": (768, 768),
+        "pixel_size": 4.0,
+        "detector_pixel_size": 4.0,
+        "dose": 40.0,
+        "defocus_u": DEFOCUS,
+        "defocus_v": DEFOCUS,
+        "particles": 60,
+        **changes,
+    }
+    params = MicrographParams(seed=seed, **values)
+    simulated = simulate_micrograph(load_reference(), params)
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(simulated.noisy.astype(np.float32))
+        mrc.voxel_size = params.pixel_size
+    return path, len(simulated.coordinates)
+
+
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     """A simulated 4 Å/px micrograph of the built-in reference written as MRC, and its
     true particle count."""
-    params = MicrographParams(
-        shape=(768, 768),
-        pixel_size=4.0,
-        detector_pixel_size=4.0,
-        seed=3,
-        dose=40.0,
-        defocus_u=DEFOCUS,
-        defocus_v=DEFOCUS,
-        particles=60,
-    )
-    simulated = simulate_micrograph(load_reference(), params)
-    path = tmp_path_factory.mktemp("reference") / "mic.mrc"
-    with mrcfile.new(path) as mrc:
-        mrc.set_data(simulated.noisy.astype(np.float32))
-        mrc.voxel_size = 4.0
-    return path, len(simulated.coordinates)
+    return simulated_mrc(tmp_path_factory.mktemp("reference") / "mic.mrc", seed=3)
 
 
 def readiness_of(source: Path, options: OutputOptions, out: Path) -> dict:
@@ -99,28 +106,20 @@ def test_thick_ice_is_not_ready_though_the_reference_finds_its_particles(tmp_pat
     filter still finds the particles, but the field's phase contrast per e⁻/Å² says the
     ice is too thick for high resolution. Measured on the binned image in counts (the crop
     keeps the mean, not the counts)."""
-    params = MicrographParams(
+    source, true_count = simulated_mrc(
+        tmp_path / "thick.mrc",
+        seed=4,
         shape=(3072, 3072),
         pixel_size=1.0,
         detector_pixel_size=1.0,
-        seed=4,
-        dose=40.0,
-        defocus_u=DEFOCUS,
-        defocus_v=DEFOCUS,
-        particles=60,
         ice_thickness=1400.0,
     )
-    simulated = simulate_micrograph(load_reference(), params)
-    source = tmp_path / "thick.mrc"
-    with mrcfile.new(source) as mrc:
-        mrc.set_data(simulated.noisy.astype(np.float32))
-        mrc.voxel_size = 1.0
     reference = builtin_reference_path()
     options = OutputOptions(
         diameter_angstrom=load_reference(reference).diameter, reference=reference
     )
     readiness = readiness_of(source, options, tmp_path / "out")
-    assert readiness["candidates"] >= 0.5 * len(simulated.coordinates)
+    assert readiness["candidates"] >= 0.5 * true_count
     assert readiness["pixel_size"] == pytest.approx(4.0)
     assert readiness["ice_texture"] > 1.5 * ReadinessThresholds().max_ice_texture
     assert readiness["background_structure"] is not None  # measured: counts stay counts

@@ -595,13 +595,7 @@ def ice_texture(
     rings = _texture_rings(tuple(data.shape), pixel_size, data.device)
     if rings is None or not in_counts(mean, noise or estimate_noise_spectrum(as_array(data))):
         return float("nan")
-    inside, ring, weight = rings
-    window = torch.outer(
-        *(
-            torch.hann_window(n, periodic=False, dtype=FFT_DTYPE, device=data.device)
-            for n in data.shape
-        )
-    )
+    window, inside, ring, weight = rings
     spectrum = torch.fft.rfft2((data - mean).to(FFT_DTYPE) * window).abs() ** 2
     power = spectrum[inside] * weight
     profile = torch.bincount(ring, power) / torch.bincount(ring, weight)
@@ -614,11 +608,12 @@ def ice_texture(
 @lru_cache(maxsize=16)
 def _texture_rings(
     shape: tuple[int, int], pixel_size: float, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """The rfft2 coefficients of a real (H, W) = `shape` image at `pixel_size` Å/px in
-    `ICE_TEXTURE_BAND` (below 0.9 × Nyquist): a mask (ny, nx//2+1), each one's ring of
-    `ICE_RING_WIDTH` (M,) and its weight in the full plane (`rfft_weights`, (M,)); None
-    when the band holds fewer than two rings."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """For a real (H, W) = `shape` image at `pixel_size` Å/px: its Hann window (H, W) and
+    its rfft2 coefficients in `ICE_TEXTURE_BAND` (below 0.9 × Nyquist): a mask
+    (ny, nx//2+1), each one's ring of `ICE_RING_WIDTH` (M,) and its weight in the full
+    plane (`rfft_weights`, (M,)); None when the band holds fewer than two rings. Cached:
+    a session's micrographs share their shape."""
     low, high = ICE_TEXTURE_BAND[0], min(ICE_TEXTURE_BAND[1], 0.45 / pixel_size)
     k = np.hypot(np.fft.fftfreq(shape[0])[:, None], np.fft.rfftfreq(shape[1])[None, :])
     k = k / pixel_size
@@ -626,7 +621,9 @@ def _texture_rings(
     ring = ((k[inside] - low) / ICE_RING_WIDTH).astype(np.int64)
     if len(np.unique(ring)) < 2:
         return None
+    window = np.outer(np.hanning(shape[0]), np.hanning(shape[1]))
     return (
+        torch.tensor(window, dtype=FFT_DTYPE, device=device),
         torch.tensor(inside, device=device),
         torch.tensor(ring, device=device),
         torch.tensor(rfft_weights(shape)[inside], dtype=FFT_DTYPE, device=device),
