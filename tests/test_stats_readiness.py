@@ -776,7 +776,7 @@ def test_ice_texture_follows_the_thickness_not_the_dose() -> None:
         assert ice_texture(thin, 4.0) < limit
         assert ice_texture(thick, 4.0) > 1.5 * limit
         # Counts times a gain: the noise is measured at the CTF's zeros, not taken as the
-        # mean, so thin ice does not read thick (with the mean as the noise: 0.04 at 15).
+        # mean, so thin ice does not read thick (with the mean as the noise: 0.035 here).
         assert ice_texture(1.5 * thin, 4.0) < limit
     assert math.isnan(ice_texture(50 * thick + 3, 4.0))
     assert math.isnan(ice_texture(thick, 10.0))  # the band lies beyond Nyquist (1/20 Å)

@@ -583,7 +583,7 @@ def ice_texture(
     dose, so the ratio tracks the thickness whatever the dose. The noise is measured, not
     taken as μ: an image in counts times a gain s (≠ 1, within `in_counts`) reads 1/s
     of its value, where μ as the noise would add (1 − 1/s)·p²/μ, at low dose more than
-    the limit (s = 1.5 at 14 e⁻/Å²: 0.023 → 0.048).
+    the limit (s = 1.5 at 14 e⁻/Å²: 0.021 → 0.048).
     Simulated (`physics.simulator`, 1024² at 4 Å/px, doses 10–60 e⁻/Å², 5–600 particles,
     seeds of benchmarks/readiness.py): ice of 250–500 Å 0.009–0.022 (0.028 with a
     carbon edge), of 1000–1500 Å 0.034–0.055, about 0.035 per 1000 Å; pure shot noise
