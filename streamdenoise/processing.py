@@ -172,7 +172,7 @@ def write_results(
     }
     statistics = None
     if options.diameter_angstrom is not None:
-        template, detector = None, "difference of Gaussians"
+        template, detector = None, None
         if options.reference is not None:
             with stage("reference template"):
                 template, defocus, rings = reference_template(
@@ -199,7 +199,7 @@ def write_results(
         record["readiness"] = {
             **statistics.to_dict(),
             "diameter_source": options.diameter_source,
-            "candidate_detector": detector,
+            "candidate_detector": detector or statistics.candidate_detector,
         }
     outputs = write_micrograph_outputs(
         layout,

@@ -275,6 +275,7 @@ def micrograph(cnr: float, empty: float, verdict: str = "ready", count: int = 10
         empty_fraction=empty,
         candidates=count,
         candidates_sigma=math.sqrt(count),
+        candidate_detector="difference of Gaussians",
         verdict=verdict,
         reasons=(),
         coordinates=np.zeros((0, 2)),
@@ -780,3 +781,32 @@ def test_ice_texture_follows_the_thickness_not_the_dose() -> None:
         assert ice_texture(1.5 * thin, 4.0) < limit
     assert math.isnan(ice_texture(50 * thick + 3, 4.0))
     assert math.isnan(ice_texture(thick, 10.0))  # the band lies beyond Nyquist (1/20 Å)
+
+
+def test_sphere_projection_holds_the_sphere() -> None:
+    """The generic round particle: centred, 120 Å thick through its centre, its projected
+    thickness summing to the sphere's volume."""
+    from streamdenoise.physics.projection import sphere_projection
+
+    sphere = sphere_projection(120.0, 4.0)
+    box = sphere.shape[-1]
+    assert sphere.shape == (1, box, box) and box == 48
+    assert np.unravel_index(sphere[0].argmax(), sphere[0].shape) == (box // 2, box // 2)
+    assert sphere[0, box // 2, box // 2] == pytest.approx(120.0, rel=0.01)
+    assert sphere.sum() * 4.0**2 == pytest.approx(4 / 3 * math.pi * 60.0**3, rel=0.01)
+
+
+def test_no_second_opinion_without_thon_rings() -> None:
+    """Overlapping pairs on a field without Thon rings stay aggregated: the solid sphere's
+    second opinion needs the CTF fit to see rings (`packed_field_detection` → None)."""
+    pairs = [(x + dx, y) for x, y in grid(20, 230, 20, 240, 40) for dx in (0, 0.8 * DIAMETER)]
+    raw, denoised = field(pairs, disk=DIAMETER / 2)
+    result = statistics(raw, denoised)
+    assert result.candidate_detector == "difference of Gaussians"
+    assert result.aggregated_fraction == 1.0
+    empty = np.zeros(raw.shape, dtype=bool)
+    raw_t = torch.as_tensor(raw)
+    second = readiness.packed_field_detection(
+        raw, PIXEL, DIAMETER * PIXEL, raw_t, torch.as_tensor(denoised), 1, empty
+    )
+    assert second is None

@@ -139,6 +139,24 @@ def reference_projection(
     return reference_views(scatterers, box, pixel_size)
 
 
+SPHERE_SUPERSAMPLING = 4
+"""Sub-pixels per pixel side over which `sphere_projection` averages its sharp rim."""
+
+
+def sphere_projection(diameter_angstrom: float, pixel_size: float) -> np.ndarray:
+    """A uniform solid sphere of `diameter_angstrom`, projected: its thickness (Å) through
+    each pixel, averaged over `SPHERE_SUPERSAMPLING`² sub-pixels, in the box of
+    `reference_projection` (`TEMPLATE_BOX` diameters at `pixel_size` Å/px). (1, box, box)
+    float32, centred at pixel (box // 2, box // 2): a generic round particle when the user
+    gives no reference."""
+    box = 2 * math.ceil(TEMPLATE_BOX * diameter_angstrom / pixel_size / 2)
+    fine = (np.arange(box * SPHERE_SUPERSAMPLING) + 0.5) / SPHERE_SUPERSAMPLING - box // 2 - 0.5
+    radius_squared = (fine[:, None] ** 2 + fine[None, :] ** 2) * pixel_size**2
+    thickness = 2 * np.sqrt(np.maximum((diameter_angstrom / 2) ** 2 - radius_squared, 0.0))
+    pixels = thickness.reshape(box, SPHERE_SUPERSAMPLING, box, SPHERE_SUPERSAMPLING).mean((1, 3))
+    return pixels[None].astype(np.float32)
+
+
 def radial_average(images: np.ndarray) -> np.ndarray:
     """Each image (..., box, box) averaged over rotations about pixel (box // 2, box // 2),
     float64, same shape."""

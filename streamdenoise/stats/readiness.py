@@ -127,13 +127,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 import torch
 
+from streamdenoise.physics.ctf import RINGS_SEEN, particle_template
+from streamdenoise.physics.projection import sphere_projection
 from streamdenoise.stats.filters import (
     FFT_DTYPE,
     as_array,
@@ -348,6 +350,7 @@ class MicrographStatistics:
     (`background_structure`; NaN if raw is not in counts); ice_texture: the field's
     high-resolution phase contrast per e⁻/Å² of dose, Å², which grows with the ice
     thickness (`ice_texture`; NaN if raw is not in counts or is binned beyond 9 Å/px).
+    candidate_detector: what found the candidates (`Detection.detector`).
     coordinates (N, 2) (x, y) pixels and scores (N,) robust z, best first: the candidates
     (not in `to_dict`).
     """
@@ -374,6 +377,7 @@ class MicrographStatistics:
     carbon_fraction: float
     background_structure: float
     ice_texture: float
+    candidate_detector: str
     verdict: Verdict
     reasons: tuple[str, ...]
     coordinates: np.ndarray = field(repr=False, compare=False)
@@ -949,6 +953,136 @@ def judge(
     return verdict, tuple(failed + marginal)
 
 
+def neighbour_share(coordinates: np.ndarray, distance: float) -> float:
+    """Share of the candidates (N, 2) pixels whose nearest neighbour is closer than
+    `distance` pixels (NaN for fewer than two)."""
+    neighbours = nearest_neighbour_distances(coordinates)
+    return float(np.mean(neighbours < distance)) if len(neighbours) else float("nan")
+
+
+def block_sum_template(template: np.ndarray, factor: int) -> np.ndarray:
+    """A template (K, b, b) at the working pixels as f×f block sums, like the images the
+    statistics measure particles of ≥ 2·`STATISTICS_DIAMETER` pixels on."""
+    if factor == 1:
+        return np.asarray(template)
+    return as_array(block_sum(torch.as_tensor(np.asarray(template)), factor))
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detector's candidates in a micrograph and what the measures read of it.
+
+    coordinates (N, 2) (x, y) pixels and scores (N,) robust z, best first; false: the
+    false candidates estimated at the cut (`find_candidates`); raw_response, response:
+    the detector's output on raw and on denoised (H, W), robust units; denoised_blurred:
+    denoised's flatness blur (H, W); detector: what found them (the sidecar's
+    `candidate_detector`)."""
+
+    coordinates: np.ndarray
+    scores: np.ndarray
+    false: float
+    raw_response: torch.Tensor
+    response: torch.Tensor
+    denoised_blurred: torch.Tensor
+    detector: str
+
+
+def blob_detection(
+    raw_band: torch.Tensor,
+    denoised: torch.Tensor,
+    null: torch.Tensor | None,
+    diameter: float,
+    excluded: np.ndarray,
+) -> Detection:
+    """The difference of Gaussians at `diameter` pixels on `denoised` (H, W), cut against
+    its decoys and, given `null` (tiles (k, h, w) or one (h, w)), the noise through the
+    denoiser (`find_candidates`); raw_band: the same filter on raw (H, W)."""
+    denoised_band, denoised_blurred = gaussian_filters(
+        denoised, (blob_filter(diameter), flatness_filter(diameter))
+    )
+    centre, spread = robust_centre_and_spread(denoised_band)
+    response = in_robust_units(denoised_band, (centre, spread))
+    null_response = None
+    if null is not None:  # in the micrograph's units, about its own centre
+        null_band = gaussian_filters(null, (blob_filter(diameter),))[0]
+        null_centre, _ = robust_centre_and_spread(null_band)
+        null_response = as_array(in_robust_units(null_band, (null_centre, spread)))
+    coordinates, scores, false = find_candidates(
+        response, diameter, excluded, null_response=null_response
+    )
+    return Detection(
+        coordinates,
+        scores,
+        false,
+        in_robust_units(raw_band),
+        response,
+        denoised_blurred,
+        "difference of Gaussians",
+    )
+
+
+def template_detection(
+    raw: torch.Tensor,
+    denoised: torch.Tensor,
+    template: np.ndarray,
+    diameter: float,
+    excluded: np.ndarray,
+    detector: str = "the given template",
+) -> Detection:
+    """The matched filters of `template` (K, b, b; or (b, b)) on `raw` (H, W), the
+    strongest view at each pixel, cut against their own decoys (`estimated_true`: no null
+    needed, module docstring); on `denoised` only for the CNR."""
+    (denoised_blurred,) = gaussian_filters(denoised, (flatness_filter(diameter),))
+    raw_matched, matched = template_band(torch.stack([raw, denoised]), template)
+    raw_response, raw_decoys = strongest_view(raw_matched)
+    response, _ = strongest_view(matched)
+    coordinates, scores, false = find_candidates(
+        as_array(raw_response),
+        diameter,
+        excluded,
+        TEMPLATE_SEPARATION,
+        symmetric=True,
+        estimated_true=True,
+        decoy_response=as_array(raw_decoys),
+    )
+    return Detection(coordinates, scores, false, raw_response, response, denoised_blurred, detector)
+
+
+def packed_field_detection(
+    working_raw: np.ndarray,
+    working_pixel_size: float,
+    diameter_angstrom: float,
+    raw: torch.Tensor,
+    denoised: torch.Tensor,
+    factor: int,
+    excluded: np.ndarray,
+) -> Detection | None:
+    """The second opinion on a field whose difference-of-Gaussians picks overlap: a solid
+    sphere of `diameter_angstrom` (`sphere_projection`) through the CTF fitted to
+    `working_raw` (H₀, W₀) at `working_pixel_size` Å/px, matched on `raw` and `denoised`
+    (H, W), the working images as f×f block sums (`factor`). None where the fit sees no
+    Thon rings (`RINGS_SEEN`): the template would be a guess."""
+    try:
+        sphere, defocus, rings = particle_template(
+            sphere_projection(diameter_angstrom, working_pixel_size),
+            working_raw,
+            working_pixel_size,
+        )
+    except ValueError:  # too few Thon-ring frequencies at this pixel size
+        return None
+    if rings < RINGS_SEEN:
+        return None
+    return template_detection(
+        raw,
+        denoised,
+        block_sum_template(sphere, factor),
+        diameter_angstrom / working_pixel_size / factor,
+        excluded,
+        f"solid sphere of {diameter_angstrom:.0f} Å through the CTF at "
+        f"{defocus / 1e4:.2f} µm defocus (fitted)",
+    )
+
+
 def micrograph_statistics(
     raw: np.ndarray | torch.Tensor,
     denoised: np.ndarray | torch.Tensor,
@@ -1016,7 +1150,7 @@ def _statistics(
         )
     if pixel_size <= 0 or diameter_angstrom <= 0:
         raise ValueError("pixel size and diameter must be positive")
-    working_pixel_size = pixel_size
+    working_pixel_size, working_raw = pixel_size, raw
     noise_sigmas = robust_noise_sigma(raw_t), robust_noise_sigma(denoised_t)
     raw_noise = raw_noise or estimate_noise_spectrum(raw)
     texture = ice_texture(raw_t, pixel_size, raw_noise)  # at the working pixels' resolution
@@ -1024,8 +1158,6 @@ def _statistics(
     if factor > 1:  # large particles: measured on block sums (counts stay counts)
         raw_t, denoised_t = block_sum(raw_t, factor), block_sum(denoised_t, factor)
         null_t = None if null_t is None else block_sum(null_t, factor)
-        if template is not None:
-            template = as_array(block_sum(torch.as_tensor(np.asarray(template)), factor))
         raw, denoised = as_array(raw_t), as_array(denoised_t)
         pixel_size = pixel_size * factor
         # A sum of f² pixels has f² times their white variance (the interpolation that
@@ -1039,41 +1171,40 @@ def _statistics(
     # Each image's picker band and flatness blur share one forward FFT.
     bank = (blob_filter(diameter), flatness_filter(diameter))
     raw_band, raw_blurred = gaussian_filters(raw_t, bank)
-    if template is None:
-        denoised_band, denoised_blurred = gaussian_filters(denoised_t, bank)
-        centre, spread = robust_centre_and_spread(denoised_band)
-        response = in_robust_units(denoised_band, (centre, spread))
-        raw_response = in_robust_units(raw_band)
-        null_response = None
-        if null_t is not None:  # in the micrograph's units, about its own centre
-            null_band = gaussian_filters(null_t, (bank[0],))[0]
-            null_centre, _ = robust_centre_and_spread(null_band)
-            null_response = as_array(in_robust_units(null_band, (null_centre, spread)))
-        coordinates, scores, false = find_candidates(
-            response, diameter, excluded, null_response=null_response
+    if template is not None:
+        detection = template_detection(
+            raw_t, denoised_t, block_sum_template(template, factor), diameter, excluded
         )
     else:
-        # The matched filter on the raw image (the denoised one only for its CNR), cut
-        # against its own decoys: no null needed (`estimated_true`, module docstring).
-        (denoised_blurred,) = gaussian_filters(denoised_t, bank[1:])
-        raw_matched, matched = template_band(torch.stack([raw_t, denoised_t]), template)
-        raw_response, raw_decoys = strongest_view(raw_matched)
-        response, _ = strongest_view(matched)
-        coordinates, scores, false = find_candidates(
-            as_array(raw_response),
-            diameter,
-            excluded,
-            TEMPLATE_SEPARATION,
-            symmetric=True,
-            estimated_true=True,
-            decoy_response=as_array(raw_decoys),
-        )
+        detection = blob_detection(raw_band, denoised_t, null_t, diameter, excluded)
+        overlapping = neighbour_share(detection.coordinates, AGGREGATED_DISTANCE * diameter)
+        if overlapping > thresholds.max_aggregated_fraction:  # packed, or aggregated?
+            second = packed_field_detection(
+                working_raw,
+                working_pixel_size,
+                diameter_angstrom,
+                raw_t,
+                denoised_t,
+                factor,
+                excluded,
+            )
+            if (
+                second is not None
+                and len(second.coordinates) > len(detection.coordinates)
+                and neighbour_share(second.coordinates, AGGREGATED_DISTANCE * diameter)
+                < overlapping
+            ):
+                detection = replace(
+                    second,
+                    detector=f"{second.detector}: the difference of Gaussians' picks "
+                    f"overlapped ({overlapping:.0%})",
+                )
+    coordinates, scores, false = detection.coordinates, detection.scores, detection.false
+    raw_response, response = detection.raw_response, detection.response
+    denoised_blurred = detection.denoised_blurred
     area_um2 = (~excluded).sum() * pixel_size**2 / 1e8
     neighbours = nearest_neighbour_distances(coordinates)
     nan = float("nan")
-
-    def share_closer(distance: float) -> float:
-        return float(np.mean(neighbours < distance * diameter)) if len(neighbours) else nan
 
     contrast = {"cnr_raw": nan, "cnr": nan, "d_prime": nan, "denoising_gain": nan}
     flatness = {"flatness_raw": nan, "flatness_denoised": nan}
@@ -1115,14 +1246,15 @@ def _statistics(
         "candidates_sigma": math.sqrt(len(coordinates) + false),
         "density_per_um2": len(coordinates) / area_um2 if area_um2 > 0 else nan,
         "median_nn_angstrom": float(np.median(neighbours)) * pixel_size if len(neighbours) else nan,
-        "crowded_fraction": share_closer(CROWDED_DISTANCE),
-        "aggregated_fraction": share_closer(AGGREGATED_DISTANCE),
+        "crowded_fraction": neighbour_share(coordinates, CROWDED_DISTANCE * diameter),
+        "aggregated_fraction": neighbour_share(coordinates, AGGREGATED_DISTANCE * diameter),
         "empty_fraction": empty_fraction(coordinates, raw.shape, diameter, excluded, raw_t.device),
         "carbon_fraction": float(carbon.mean()),
         "background_structure": background_structure(
             raw, coordinates, diameter, excluded, raw_band, raw_noise
         ),
         "ice_texture": texture,
+        "candidate_detector": detection.detector,
     }
     verdict, reasons = judge(values, thresholds)
     return MicrographStatistics(
