@@ -96,10 +96,25 @@ readiness"; before → after, the null drawn once for all micrographs): median c
 92 % → 96 %, the crowded fields 404–514 of 509–569 (90–451 before). With each
 micrograph's own draw of two tiles, over three draws: median error 0.14, r 0.96,
 agreement 96 % in each; one 6MSM field at 22 e⁻/Å² counted just under 25 % in one draw
-(6MSM below ~30 e⁻/Å² is too faint for the fixed picker). Still open: the real
-apoferritin fields (median error 1.00 noisy, 0.34 averaged: the DoG at D finds ≈ 100–120
-peaks in 144–177 packed rings; on the single-frame-like noisy set most fields count 0 in
-every draw, a few 0 in one draw and 21–105 in another).
+(6MSM below ~30 e⁻/Å² is too faint for the fixed picker).
+
+Packed fields (issue 15): in the real apoferritin fields after averaging (144–177 rings
+at nearly the jamming density) the DoG at D found ≈ 100–120 peaks, 12–22 % of them
+overlapping (closer than 0.85·D), so they were "aggregated; low contrast" and counted
+0.34 short. Where the DoG's picks overlap beyond `max_aggregated_fraction`, a second
+detector is asked before the field is called aggregated (`packed_field_detection`): a
+solid sphere of the diameter (`physics.projection.sphere_projection`) through the CTF
+fitted to the micrograph, matched on the raw image as a user's reference is; its
+candidates replace the DoG's only when its fit sees Thon rings and it finds more
+particles, fewer of them overlapping (a true clump stays a clump). Measured on the same
+cached images (scratch, this stop): averaged apoferritin median error 0.34 → 0.096,
+ready 0 → 18 of 19 (one marginal, aggregated 9 %); on the readiness benchmark's simulated
+fields (50 + 6 and the 50 class fields) no field's DoG picks overlap beyond the limit
+with a sphere that resolves more, so every simulated count and verdict is the DoG's as
+before. The sphere alone is no default: it counts elongated 6MSM fields 0 in most
+(simulated median error 0.22, r 0.46). Still open: the noisy, single-frame-like
+apoferritin set (median error 1.00: most fields count 0 in every draw, a few 0 in one
+draw and 21–105 in another; the sphere finds 0–54 there with precision ≈ 0.9).
 
 With the user's reference (`template`): the candidates are the peaks of its matched
 filters on the raw image: the reference's views (its projections averaged about their
