@@ -71,6 +71,7 @@ from streamdenoise.physics.density import Scatterers, load_reference, scatterers
 from streamdenoise.physics.projection import reference_projection
 from streamdenoise.physics.shapes import random_shape
 from streamdenoise.physics.simulator import MicrographParams, simulate_micrograph
+from streamdenoise.processing import packed_field_template
 from streamdenoise.stats.ground_truth import (
     match_picks,
 )
@@ -197,7 +198,12 @@ def measure(
     start = time.perf_counter()
     if projection is None:
         statistics = micrograph_statistics(
-            raw, denoised.image, pixel_size, diameter, null=denoised.null
+            raw,
+            denoised.image,
+            pixel_size,
+            diameter,
+            null=denoised.null,
+            packed_template=lambda: packed_field_template(raw, pixel_size, diameter),
         )
     else:
         template, _, _ = particle_template(projection, raw, pixel_size)

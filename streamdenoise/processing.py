@@ -32,7 +32,7 @@ from streamdenoise.outputs import (
 from streamdenoise.physics.binning import binned_to_input
 from streamdenoise.physics.ctf import RINGS_SEEN, particle_template
 from streamdenoise.physics.density import load_reference
-from streamdenoise.physics.projection import reference_projection
+from streamdenoise.physics.projection import reference_projection, sphere_projection
 from streamdenoise.stats.guard import GuardReport
 from streamdenoise.stats.readiness import (
     MicrographStatistics,
@@ -195,6 +195,9 @@ def write_results(
                 prepared.image_noise.scaled(summed),
                 result.null,
                 template,
+                lambda: packed_field_template(
+                    prepared.image, prepared.pixel_size, options.diameter_angstrom
+                ),
             )
         record["readiness"] = {
             **statistics.to_dict(),
@@ -226,6 +229,27 @@ def write_results(
 def _reference_projection(path: Path, diameter_angstrom: float, pixel_size: float) -> np.ndarray:
     """`reference_projection` of the reference at `path`, cached for the session."""
     return reference_projection(load_reference(path), diameter_angstrom, pixel_size)
+
+
+def packed_field_template(
+    image: np.ndarray, pixel_size: float, diameter_angstrom: float
+) -> tuple[np.ndarray, str] | None:
+    """A generic round particle as `image` (H, W) at `pixel_size` Å/px shows it: a solid
+    sphere of `diameter_angstrom` (`sphere_projection`) through the CTF fitted to the
+    image, and what it is, for `micrograph_statistics`' second opinion on packed fields.
+    None where the fit sees no Thon rings (`RINGS_SEEN`: the template would be a guess)."""
+    try:
+        sphere, defocus, rings = particle_template(
+            sphere_projection(diameter_angstrom, pixel_size), image, pixel_size
+        )
+    except ValueError:  # too few Thon-ring frequencies at this pixel size
+        return None
+    if rings < RINGS_SEEN:
+        return None
+    return sphere, (
+        f"solid sphere of {diameter_angstrom:.0f} Å through the CTF at "
+        f"{defocus / 1e4:.2f} µm defocus (fitted)"
+    )
 
 
 def reference_template(

@@ -798,15 +798,18 @@ def test_sphere_projection_holds_the_sphere() -> None:
 
 def test_no_second_opinion_without_thon_rings() -> None:
     """Overlapping pairs on a field without Thon rings stay aggregated: the solid sphere's
-    second opinion needs the CTF fit to see rings (`packed_field_detection` → None)."""
+    second opinion needs the CTF fit to see rings (`packed_field_template` → None)."""
+    from streamdenoise.processing import packed_field_template
+
     pairs = [(x + dx, y) for x, y in grid(20, 230, 20, 240, 40) for dx in (0, 0.8 * DIAMETER)]
     raw, denoised = field(pairs, disk=DIAMETER / 2)
-    result = statistics(raw, denoised)
+    assert packed_field_template(raw, PIXEL, DIAMETER * PIXEL) is None
+    result = micrograph_statistics(
+        raw,
+        denoised,
+        PIXEL,
+        DIAMETER * PIXEL,
+        packed_template=lambda: packed_field_template(raw, PIXEL, DIAMETER * PIXEL),
+    )
     assert result.candidate_detector == "difference of Gaussians"
     assert result.aggregated_fraction == 1.0
-    empty = np.zeros(raw.shape, dtype=bool)
-    raw_t = torch.as_tensor(raw)
-    second = readiness.packed_field_detection(
-        raw, PIXEL, DIAMETER * PIXEL, raw_t, torch.as_tensor(denoised), 1, empty
-    )
-    assert second is None

@@ -102,7 +102,8 @@ Packed fields (issue 15): in the real apoferritin fields after averaging (144–
 at nearly the jamming density) the DoG at D found ≈ 100–120 peaks, 12–22 % of them
 overlapping (closer than 0.85·D), so they were "aggregated; low contrast" and counted
 0.34 short. Where the DoG's picks overlap beyond `max_aggregated_fraction`, a second
-detector is asked before the field is called aggregated (`packed_field_detection`): a
+detector is asked before the field is called aggregated (`packed_template`, from
+`processing.packed_field_template`): a
 solid sphere of the diameter (`physics.projection.sphere_projection`) through the CTF
 fitted to the micrograph, matched on the raw image as a user's reference is; its
 candidates replace the DoG's only when its fit sees Thon rings and it finds more
@@ -141,7 +142,7 @@ and no cut can count them).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from typing import Literal
@@ -149,8 +150,6 @@ from typing import Literal
 import numpy as np
 import torch
 
-from streamdenoise.physics.ctf import RINGS_SEEN, particle_template
-from streamdenoise.physics.projection import sphere_projection
 from streamdenoise.stats.filters import (
     FFT_DTYPE,
     as_array,
@@ -1063,41 +1062,6 @@ def template_detection(
     return Detection(coordinates, scores, false, raw_response, response, denoised_blurred, detector)
 
 
-def packed_field_detection(
-    working_raw: np.ndarray,
-    working_pixel_size: float,
-    diameter_angstrom: float,
-    raw: torch.Tensor,
-    denoised: torch.Tensor,
-    factor: int,
-    excluded: np.ndarray,
-) -> Detection | None:
-    """The second opinion on a field whose difference-of-Gaussians picks overlap: a solid
-    sphere of `diameter_angstrom` (`sphere_projection`) through the CTF fitted to
-    `working_raw` (H₀, W₀) at `working_pixel_size` Å/px, matched on `raw` and `denoised`
-    (H, W), the working images as f×f block sums (`factor`). None where the fit sees no
-    Thon rings (`RINGS_SEEN`): the template would be a guess."""
-    try:
-        sphere, defocus, rings = particle_template(
-            sphere_projection(diameter_angstrom, working_pixel_size),
-            working_raw,
-            working_pixel_size,
-        )
-    except ValueError:  # too few Thon-ring frequencies at this pixel size
-        return None
-    if rings < RINGS_SEEN:
-        return None
-    return template_detection(
-        raw,
-        denoised,
-        block_sum_template(sphere, factor),
-        diameter_angstrom / working_pixel_size / factor,
-        excluded,
-        f"solid sphere of {diameter_angstrom:.0f} Å through the CTF at "
-        f"{defocus / 1e4:.2f} µm defocus (fitted)",
-    )
-
-
 def micrograph_statistics(
     raw: np.ndarray | torch.Tensor,
     denoised: np.ndarray | torch.Tensor,
@@ -1108,6 +1072,7 @@ def micrograph_statistics(
     raw_noise: NoiseSpectrum | None = None,
     null: np.ndarray | torch.Tensor | None = None,
     template: np.ndarray | None = None,
+    packed_template: Callable[[], tuple[np.ndarray, str] | None] | None = None,
 ) -> MicrographStatistics:
     """Picking-readiness statistics of one micrograph (see `MicrographStatistics`).
 
@@ -1128,7 +1093,12 @@ def micrograph_statistics(
     micrograph's CTF, `processing.reference_template`); with it the candidates are the
     peaks of its matched filters on the raw image (`template_band`, the strongest view at
     each pixel: `strongest_view`), cut against their own decoys, instead of the difference
-    of Gaussians on the denoised one (and `null` is not used).
+    of Gaussians on the denoised one (and `null` is not used). packed_template: without
+    `template`, the second opinion on a field whose difference-of-Gaussians picks overlap
+    beyond `max_aggregated_fraction`: called only then, it gives (a generic particle as
+    this micrograph shows it (K, h, w) at the working pixels, what it is) or None
+    (`processing.packed_field_template`); its candidates are kept when they are more and
+    overlap less (a real clump stays a clump).
     """
     with cpu_threads(STATISTICS_THREADS):
         return _statistics(
@@ -1141,6 +1111,7 @@ def micrograph_statistics(
             raw_noise,
             null,
             template,
+            packed_template,
         )
 
 
@@ -1154,6 +1125,7 @@ def _statistics(
     raw_noise: NoiseSpectrum | None,
     null: np.ndarray | torch.Tensor | None,
     template: np.ndarray | None,
+    packed_template: Callable[[], tuple[np.ndarray, str] | None] | None,
 ) -> MicrographStatistics:
     """`micrograph_statistics` in the calling thread's torch settings."""
     raw_t, denoised_t = as_tensor(raw, device), as_tensor(denoised, device)
@@ -1165,7 +1137,7 @@ def _statistics(
         )
     if pixel_size <= 0 or diameter_angstrom <= 0:
         raise ValueError("pixel size and diameter must be positive")
-    working_pixel_size, working_raw = pixel_size, raw
+    working_pixel_size = pixel_size
     noise_sigmas = robust_noise_sigma(raw_t), robust_noise_sigma(denoised_t)
     raw_noise = raw_noise or estimate_noise_spectrum(raw)
     texture = ice_texture(raw_t, pixel_size, raw_noise)  # at the working pixels' resolution
@@ -1194,15 +1166,18 @@ def _statistics(
         detection = blob_detection(raw_band, denoised_t, null_t, diameter, excluded)
         overlapping = neighbour_share(detection.coordinates, AGGREGATED_DISTANCE * diameter)
         if overlapping > thresholds.max_aggregated_fraction:  # packed, or aggregated?
-            second = packed_field_detection(
-                working_raw,
-                working_pixel_size,
-                diameter_angstrom,
-                raw_t,
-                denoised_t,
-                factor,
-                excluded,
-            )
+            got = None if packed_template is None else packed_template()
+            second = None
+            if got is not None:
+                sphere, description = got
+                second = template_detection(
+                    raw_t,
+                    denoised_t,
+                    block_sum_template(sphere, factor),
+                    diameter,
+                    excluded,
+                    description,
+                )
             if (
                 second is not None
                 and len(second.coordinates) > len(detection.coordinates)
