@@ -143,7 +143,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Literal
 
@@ -1167,7 +1167,6 @@ def _statistics(
         overlapping = neighbour_share(detection.coordinates, AGGREGATED_DISTANCE * diameter)
         if overlapping > thresholds.max_aggregated_fraction:  # packed, or aggregated?
             got = None if packed_template is None else packed_template()
-            second = None
             if got is not None:
                 sphere, description = got
                 second = template_detection(
@@ -1176,19 +1175,12 @@ def _statistics(
                     block_sum_template(sphere, factor),
                     diameter,
                     excluded,
-                    description,
+                    f"{description}: the difference of Gaussians' picks overlapped "
+                    f"({overlapping:.0%})",
                 )
-            if (
-                second is not None
-                and len(second.coordinates) > len(detection.coordinates)
-                and neighbour_share(second.coordinates, AGGREGATED_DISTANCE * diameter)
-                < overlapping
-            ):
-                detection = replace(
-                    second,
-                    detector=f"{second.detector}: the difference of Gaussians' picks "
-                    f"overlapped ({overlapping:.0%})",
-                )
+                resolved = neighbour_share(second.coordinates, AGGREGATED_DISTANCE * diameter)
+                if len(second.coordinates) > len(detection.coordinates) and resolved < overlapping:
+                    detection = second
     coordinates, scores, false = detection.coordinates, detection.scores, detection.false
     raw_response, response = detection.raw_response, detection.response
     denoised_blurred = detection.denoised_blurred
