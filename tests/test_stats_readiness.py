@@ -177,6 +177,26 @@ def test_overlapping_pairs_are_aggregated() -> None:
     assert results[1.0].verdict == "ready"
 
 
+
+def test_packed_fields_may_overlap_by_chance() -> None:
+    """The aggregation limit rises with the density: 12 % of picks overlapping is
+    aggregated among 1,000 particles per µm² of 129 Å (random placement would give 31 %,
+    the limit stays 8 %), not among 4,000 (78 %: limit 0.2 × 78 % = 16 %), where packed
+    particles overlap in projection by chance."""
+    from dataclasses import fields
+
+    result = statistics(*field(SPREAD))
+    values = {f.name: getattr(result, f.name) for f in fields(result)}
+    values |= {"diameter_angstrom": 129.0, "aggregated_fraction": 0.12, "cnr": 10.0}
+    assert readiness.chance_overlap(1000.0, 129.0) == pytest.approx(0.31, abs=0.01)
+    assert readiness.chance_overlap(4000.0, 129.0) == pytest.approx(0.78, abs=0.01)
+    sparse = readiness.judge(values | {"density_per_um2": 1000.0}, ReadinessThresholds())
+    packed = readiness.judge(values | {"density_per_um2": 4000.0}, ReadinessThresholds())
+    assert sparse == ("marginal", ("aggregated: 12% of picks overlapping > 8% (marginal)",))
+    assert packed == ("ready", ())
+    strict = ReadinessThresholds(max_overlap_vs_chance=0.0)
+    assert readiness.judge(values | {"density_per_um2": 4000.0}, strict)[0] == "marginal"
+
 def test_ramp_background_has_high_low_frequency_power() -> None:
     xx = np.mgrid[0:SIZE, 0:SIZE][1]
     flat = statistics(*field(SPREAD))
