@@ -107,12 +107,18 @@ detector is asked before the field is called aggregated (`packed_template`, from
 solid sphere of the diameter (`physics.projection.sphere_projection`) through the CTF
 fitted to the micrograph, matched on the raw image as a user's reference is; its
 candidates replace the DoG's only when its fit sees Thon rings and it finds more
-particles, fewer of them overlapping (a true clump stays a clump). Measured on the same
-cached images (scratch, this stop): averaged apoferritin median error 0.34 → 0.096,
-ready 0 → 18 of 19 (one marginal, aggregated 9 %); on the readiness benchmark's simulated
-fields (50 + 6 and the 50 class fields) no field's DoG picks overlap beyond the limit
-with a sphere that resolves more, so every simulated count and verdict is the DoG's as
-before. The sphere alone is no default: it counts elongated 6MSM fields 0 in most
+particles, fewer of them overlapping (a true clump stays a clump). Measured
+(benchmarks/RESULTS.md, "Picking readiness", 2026-12-04): averaged apoferritin median
+error 0.34 → 0.10, ready 0 → 19 of 19 (with the chance limit below; 18 without); the
+simulated counts unchanged field by field (no simulated field switches); ≈ 0.09 s more
+on each field whose DoG picks overlap (the CTF fit and one matched filter). Packed
+particles overlap in projection by chance too (side by side with their
+positions scattered, or in two layers of ice: 15 % of the labelled centres of one
+averaged apoferritin field lie closer than 0.85·D), so in a dense field the aggregation
+limit is at least `max_overlap_vs_chance` (0.2) of the share that random placement at
+the candidates' density gives (`chance_overlap`); below ≈ 400 per µm² of 129 Å the 8 %
+stands (verdict agreement 98 → 96 %: one clumped field of 284 picks, 0.19 of chance, now
+reads ready). The sphere alone is no default: it counts elongated 6MSM fields 0 in most
 (simulated median error 0.22, r 0.46). Still open: the noisy, single-frame-like
 apoferritin set (median error 1.00: most fields count 0 in every draw, a few 0 in one
 draw and 21–105 in another; the sphere finds 0–54 there with precision ≈ 0.9).
