@@ -153,14 +153,13 @@ def estimate_defocus(
     ripple -= ripple.mean()
     wavelength = electron_wavelength(voltage_kv)
     aberration = 0.5 * math.pi * cs_mm * 1e7 * wavelength**3 * k**4
-    best = (math.nan, -math.inf)
-    for defocus in np.arange(*DEFOCUS_SEARCH):
-        model = -np.cos(2 * (math.pi * wavelength * defocus * k**2 - aberration))  # 2 sin²χ − 1
-        model -= model.mean()
-        score = float(ripple @ model) / float(np.linalg.norm(ripple) * np.linalg.norm(model))
-        if score > best[1]:
-            best = (float(defocus), score)
-    return best
+    defoci = np.arange(*DEFOCUS_SEARCH)
+    # One row per defocus: 2 sin²χ(k) − 1, zero mean.
+    models = -np.cos(2 * (math.pi * wavelength * defoci[:, None] * k[None, :] ** 2 - aberration))
+    models -= models.mean(axis=1, keepdims=True)
+    scores = (models @ ripple) / (np.linalg.norm(models, axis=1) * np.linalg.norm(ripple))
+    best = int(np.argmax(scores))
+    return float(defoci[best]), float(scores[best])
 
 
 def image_through_ctf(
