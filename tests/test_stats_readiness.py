@@ -177,7 +177,6 @@ def test_overlapping_pairs_are_aggregated() -> None:
     assert results[1.0].verdict == "ready"
 
 
-
 def test_packed_fields_may_overlap_by_chance() -> None:
     """The aggregation limit rises with the density: 12 % of picks overlapping is
     aggregated among 1,000 particles per µm² of 129 Å (random placement would give 31 %,
@@ -196,6 +195,7 @@ def test_packed_fields_may_overlap_by_chance() -> None:
     assert packed == ("ready", ())
     strict = ReadinessThresholds(max_overlap_vs_chance=0.0)
     assert readiness.judge(values | {"density_per_um2": 4000.0}, strict)[0] == "marginal"
+
 
 def test_ramp_background_has_high_low_frequency_power() -> None:
     xx = np.mgrid[0:SIZE, 0:SIZE][1]
