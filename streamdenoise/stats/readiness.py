@@ -110,9 +110,9 @@ candidates replace the DoG's only when its fit sees Thon rings and it finds more
 particles, fewer of them overlapping (a true clump stays a clump). Measured
 (benchmarks/RESULTS.md, "Picking readiness", 2026-12-04): averaged apoferritin median
 error 0.34 → 0.10, ready 0 → 19 of 19 (with the chance limit below; 18 without); the
-simulated counts unchanged field by field (no simulated field switches); ≈ 0.09 s more
-on each field whose DoG picks overlap (the CTF fit and one matched filter). Packed
-particles overlap in projection by chance too (side by side with their
+simulated counts unchanged field by field; ≈ 0.05 s more on each field whose DoG picks
+overlap (the CTF fit and one matched filter: a crowded 1024² field 0.11 → 0.16 s).
+Packed particles overlap in projection by chance too (side by side with their
 positions scattered, or in two layers of ice: 15 % of the labelled centres of one
 averaged apoferritin field lie closer than 0.85·D), so in a dense field the aggregation
 limit is at least `max_overlap_vs_chance` (0.2) of the share that random placement at
