@@ -20,6 +20,7 @@ from streamdenoise.stats.ground_truth import (
 )
 from streamdenoise.stats.measures import (
     background_flatness,
+    disk_masks,
     low_frequency_fraction,
     roc_auc,
     separability,
@@ -150,3 +151,16 @@ def test_inverted_image_picks_are_the_negated_response_picks():
     shared = pick_peaks(-blob_response(image, DIAMETER), DIAMETER)
     assert len(direct[0]) > 0
     assert np.array_equal(direct[0], shared[0]) and np.array_equal(direct[1], shared[1])
+
+
+def test_disk_masks_are_the_points_within_the_radius_and_shared_read_only() -> None:
+    rng = np.random.default_rng(3)
+    points = np.vstack([rng.uniform(-5, 75, (40, 2)), [[0, 0], [69, 49]]])  # edges, outside
+    mask = disk_masks((50, 70), points, 6.5)
+    yy, xx = np.mgrid[:50, :70]
+    centres = np.round(points)
+    nearest = ((xx[..., None] - centres[:, 0]) ** 2 + (yy[..., None] - centres[:, 1]) ** 2).min(-1)
+    assert np.array_equal(mask, nearest <= 6.5**2)
+    assert disk_masks((50, 70), points.copy(), 6.5) is mask  # remembered, not recomputed
+    with pytest.raises(ValueError):
+        mask[0, 0] = True

@@ -10,6 +10,7 @@ images dark at low frequency, as in a real underfocused micrograph.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -135,31 +136,49 @@ def estimate_defocus(
     data = np.asarray(image, dtype=np.float64)
     if data.ndim != 2 or min(data.shape) < 64:
         raise ValueError(f"need a 2-D micrograph of at least 64×64 pixels, got {data.shape}")
-    kx, ky = frequency_grid(data.shape, pixel_size)
-    radius = np.hypot(kx, ky)
-    nyquist = 0.5 / pixel_size
-    bins = min(data.shape) // 2
-    ring = np.minimum((radius / nyquist * bins).astype(int), bins - 1)
+    ring, members, k, models = _thon_geometry(data.shape, pixel_size, voltage_kv, cs_mm)
     power = np.abs(np.fft.rfft2(data - data.mean())) ** 2
-    profile = np.bincount(ring.ravel(), power.ravel(), bins) / np.maximum(
-        np.bincount(ring.ravel(), None, bins), 1
-    )
-    k = (np.arange(bins) + 0.5) / bins * nyquist
-    band = (k > THON_BAND[0]) & (k < min(THON_BAND[1], 0.9 * nyquist)) & (profile > 0)
-    if band.sum() < 16:
+    profile = np.bincount(ring, power.ravel(), len(members)) / np.maximum(members, 1)
+    band = (k > THON_BAND[0]) & (k < min(THON_BAND[1], 0.9 * 0.5 / pixel_size))
+    usable = profile[band] > 0
+    if usable.sum() < 16:
         raise ValueError(f"pixel size {pixel_size} Å leaves too few Thon-ring frequencies")
-    log_power, k = np.log(profile[band]), k[band]
+    log_power, k = np.log(profile[band][usable]), k[band][usable]
     ripple = log_power - np.polyval(np.polyfit(k, log_power, 4), k)
     ripple -= ripple.mean()
-    wavelength = electron_wavelength(voltage_kv)
-    aberration = 0.5 * math.pi * cs_mm * 1e7 * wavelength**3 * k**4
-    defoci = np.arange(*DEFOCUS_SEARCH)
-    # One row per defocus: 2 sin²χ(k) − 1, zero mean.
-    models = -np.cos(2 * (math.pi * wavelength * defoci[:, None] * k[None, :] ** 2 - aberration))
-    models -= models.mean(axis=1, keepdims=True)
+    models = models[:, usable]
+    models = models - models.mean(axis=1, keepdims=True)
     scores = (models @ ripple) / (np.linalg.norm(models, axis=1) * np.linalg.norm(ripple))
     best = int(np.argmax(scores))
-    return float(defoci[best]), float(scores[best])
+    return float(DEFOCUS_VALUES[best]), float(scores[best])
+
+
+DEFOCUS_VALUES = np.arange(*DEFOCUS_SEARCH)
+"""The defocus values of `DEFOCUS_SEARCH`, Å."""
+
+
+@lru_cache(maxsize=4)
+def _thon_geometry(
+    shape: tuple[int, int], pixel_size: float, voltage_kv: float, cs_mm: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What `estimate_defocus` needs of an image's size alone (the same for a session's
+    micrographs): each rfft2 coefficient's ring (flat), the rings' sizes and centre
+    frequencies k (1/Å, `min(shape) // 2` rings to Nyquist), and one sin²-model row
+    2 sin²χ(k) − 1 per defocus of `DEFOCUS_VALUES` over the rings of `THON_BAND`."""
+    kx, ky = frequency_grid(shape, pixel_size)
+    nyquist = 0.5 / pixel_size
+    bins = min(shape) // 2
+    ring = np.minimum((np.hypot(kx, ky) / nyquist * bins).astype(int), bins - 1).ravel()
+    members = np.bincount(ring, None, bins)
+    k = (np.arange(bins) + 0.5) / bins * nyquist
+    band = (k > THON_BAND[0]) & (k < min(THON_BAND[1], 0.9 * nyquist))
+    wavelength = electron_wavelength(voltage_kv)
+    aberration = 0.5 * math.pi * cs_mm * 1e7 * wavelength**3 * k[band] ** 4
+    chi = math.pi * wavelength * DEFOCUS_VALUES[:, None] * k[band][None, :] ** 2 - aberration
+    geometry = ring, members, k, -np.cos(2 * chi)
+    for array in geometry:  # shared between calls
+        array.setflags(write=False)
+    return geometry
 
 
 def image_through_ctf(

@@ -31,15 +31,28 @@ from streamdenoise.stats.picker import blob_response
 
 
 def disk_masks(shape: tuple[int, int], coordinates: np.ndarray, radius: float) -> np.ndarray:
-    """Boolean (H, W): within `radius` px of any coordinate."""
+    """Boolean (H, W), read-only: within `radius` px of any coordinate (N, 2) (x, y).
+
+    Remembered for the last few calls: the readiness statistics ask for the same particles'
+    discs in several measures (a Python loop over hundreds of candidates each time)."""
+    points = np.round(np.asarray(coordinates, dtype=np.float64)).astype(np.int64).reshape(-1, 2)
+    return _disks((int(shape[0]), int(shape[1])), points.tobytes(), float(radius))
+
+
+@lru_cache(maxsize=8)
+def _disks(shape: tuple[int, int], points: bytes, radius: float) -> np.ndarray:
+    """`disk_masks` of the (x, y) int64 pairs packed in `points`."""
     mask = np.zeros(shape, dtype=bool)
     r = math.ceil(radius)
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     disk = xx**2 + yy**2 <= radius**2
-    for x, y in np.round(coordinates).astype(int):
+    for x, y in np.frombuffer(points, dtype=np.int64).reshape(-1, 2):
         y0, y1, x0, x1 = y - r, y + r + 1, x - r, x + r + 1
         sy, sx = slice(max(y0, 0), min(y1, shape[0])), slice(max(x0, 0), min(x1, shape[1]))
+        if sy.start >= sy.stop or sx.start >= sx.stop:  # the disc misses the image
+            continue
         mask[sy, sx] |= disk[sy.start - y0 : sy.stop - y0, sx.start - x0 : sx.stop - x0]
+    mask.setflags(write=False)
     return mask
 
 

@@ -491,13 +491,15 @@ def nearest_neighbour_distances(coordinates: np.ndarray) -> np.ndarray:
     points = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
     if len(points) < 2:
         return np.empty(0)
-    distances = np.empty(len(points))
-    for start in range(0, len(points), 256):  # blocks keep the pairwise table small
-        block = points[start : start + 256]
-        squared = ((block[:, None, :] - points[None, :, :]) ** 2).sum(axis=2)
-        squared[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
-        distances[start : start + len(block)] = np.sqrt(squared.min(axis=1))
-    return distances
+    points = points - points.mean(axis=0)  # |a − b|² = |a|² + |b|² − 2a·b, well conditioned
+    norms = (points**2).sum(axis=1)
+    squared = np.empty(len(points))
+    for start in range(0, len(points), 1024):  # blocks keep the pairwise table small
+        block = slice(start, start + 1024)
+        table = norms[block, None] + norms[None, :] - 2.0 * points[block] @ points.T
+        table[np.arange(table.shape[0]), np.arange(start, start + table.shape[0])] = np.inf
+        squared[block] = table.min(axis=1)
+    return np.sqrt(np.maximum(squared, 0.0))
 
 
 def _dilate(
@@ -1062,21 +1064,14 @@ def blob_detection(
     )
 
 
-def template_detection(
-    raw: torch.Tensor,
-    denoised: torch.Tensor,
-    template: np.ndarray,
-    diameter: float,
-    excluded: np.ndarray,
-    detector: str = "the given template",
-) -> Detection:
-    """The matched filters of `template` (K, b, b; or (b, b)) on `raw` (H, W), the
-    strongest view at each pixel, cut against their own decoys (`estimated_true`: no null
-    needed, module docstring); on `denoised` only for the CNR."""
-    (denoised_blurred,) = gaussian_filters(denoised, (flatness_filter(diameter),))
-    raw_matched, matched = template_band(torch.stack([raw, denoised]), template)
+def template_candidates(
+    raw_matched: torch.Tensor, diameter: float, excluded: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float, torch.Tensor]:
+    """Candidates of a template's matched filters on raw (`template_band`, (K, H, W) or
+    (H, W)): the strongest view at each pixel, cut against their own decoys
+    (`estimated_true`: no null needed, module docstring). Returns (coordinates (N, 2),
+    scores (N,), false, raw's response (H, W)) as in `Detection`."""
     raw_response, raw_decoys = strongest_view(raw_matched)
-    response, _ = strongest_view(matched)
     coordinates, scores, false = find_candidates(
         as_array(raw_response),
         diameter,
@@ -1086,7 +1081,36 @@ def template_detection(
         estimated_true=True,
         decoy_response=as_array(raw_decoys),
     )
-    return Detection(coordinates, scores, false, raw_response, response, denoised_blurred, detector)
+    return coordinates, scores, false, raw_response
+
+
+def template_detected(
+    found: tuple[np.ndarray, np.ndarray, float, torch.Tensor],
+    matched: torch.Tensor,
+    denoised: torch.Tensor,
+    diameter: float,
+    detector: str,
+) -> Detection:
+    """The `Detection` of `template_candidates`' `found`, given the same filters on
+    `denoised` (H, W) (`matched`, for the CNR only)."""
+    (denoised_blurred,) = gaussian_filters(denoised, (flatness_filter(diameter),))
+    response, _ = strongest_view(matched)
+    return Detection(*found, response, denoised_blurred, detector)
+
+
+def template_detection(
+    raw: torch.Tensor,
+    denoised: torch.Tensor,
+    template: np.ndarray,
+    diameter: float,
+    excluded: np.ndarray,
+    detector: str = "the given template",
+) -> Detection:
+    """The matched filters of `template` (K, b, b; or (b, b)) on `raw` (H, W) and
+    `denoised` (one pass for both), the candidates found on raw (`template_candidates`)."""
+    raw_matched, matched = template_band(torch.stack([raw, denoised]), template)
+    found = template_candidates(raw_matched, diameter, excluded)
+    return template_detected(found, matched, denoised, diameter, detector)
 
 
 def micrograph_statistics(
@@ -1195,19 +1219,18 @@ def _statistics(
         if overlapping > thresholds.max_aggregated_fraction:  # packed, or aggregated?
             got = None if packed_template is None else packed_template()
             if got is not None:
-                sphere, description = got
-                second = template_detection(
-                    raw_t,
-                    denoised_t,
-                    block_sum_template(sphere, factor),
-                    diameter,
-                    excluded,
-                    f"{description}: the difference of Gaussians' picks overlapped "
-                    f"({overlapping:.0%})",
-                )
-                resolved = neighbour_share(second.coordinates, AGGREGATED_DISTANCE * diameter)
-                if len(second.coordinates) > len(detection.coordinates) and resolved < overlapping:
-                    detection = second
+                sphere = block_sum_template(got[0], factor)
+                second = template_candidates(template_band(raw_t, sphere), diameter, excluded)
+                resolved = neighbour_share(second[0], AGGREGATED_DISTANCE * diameter)
+                if len(second[0]) > len(detection.coordinates) and resolved < overlapping:
+                    detection = template_detected(  # denoised filtered only for the winner
+                        second,
+                        template_band(denoised_t, sphere),
+                        denoised_t,
+                        diameter,
+                        f"{got[1]}: the difference of Gaussians' picks overlapped "
+                        f"({overlapping:.0%})",
+                    )
     coordinates, scores, false = detection.coordinates, detection.scores, detection.false
     raw_response, response = detection.raw_response, detection.response
     denoised_blurred = detection.denoised_blurred
