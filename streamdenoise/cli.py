@@ -168,6 +168,10 @@ def denoise(
             except EXPECTED as error:
                 failures += 1
                 _say("failed", _about(path, error))
+            except Exception as error:  # a bug: said with its traceback; the rest still run
+                failures += 1
+                console.print_exception()
+                _say("failed", f"{path}: internal error ({error!r}), please report it")
             progress.advance(task)
     with _reported():
         plan.finish()

@@ -91,6 +91,39 @@ def test_denoise_with_the_default_model(session: Path, tmp_path: Path) -> None:
     assert np.corrcoef(denoised.ravel(), raw.ravel())[0, 1] > 0.3
 
 
+def test_denoise_goes_on_after_an_internal_error_in_one_micrograph(
+    session: Path, tmp_path: Path
+) -> None:
+    """A bug met on one file (here a stand-in IndexError, as the Thon-ring fit once raised
+    on a 4.0044 Å/px binned EPU micrograph) fails that file alone, with its traceback for
+    the report; the other micrographs are denoised and the exit code is 1."""
+    first, second = sorted((session / "micrographs").glob("*.mrc"))[:2]
+    script = (
+        "import sys, streamdenoise.processing as processing\n"
+        "real = processing.process_micrograph\n"
+        "def buggy(path, *args, **kwargs):\n"
+        f"    if path.name == {first.name!r}:\n"
+        "        raise IndexError('boolean index did not match')\n"
+        "    return real(path, *args, **kwargs)\n"
+        "processing.process_micrograph = buggy\n"
+        "from streamdenoise.cli import app\n"
+        "app(sys.argv[1:], prog_name='streamdenoise')\n"
+    )
+    out = tmp_path / "den"
+    result = subprocess.run(
+        [sys.executable, "-c", script, "denoise", str(first), str(second), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"{first}: internal error (IndexError" in result.stderr
+    assert "Traceback" in result.stderr and "Denoised 1 of 2" in result.stderr
+    assert not (out / first.name).exists()
+    assert_valid_mrc(out / second.name)
+
+
 def test_denoise_refuses_an_unusable_gpu(session: Path, tmp_path: Path) -> None:
     import torch
 

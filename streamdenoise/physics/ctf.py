@@ -136,10 +136,9 @@ def estimate_defocus(
     data = np.asarray(image, dtype=np.float64)
     if data.ndim != 2 or min(data.shape) < 64:
         raise ValueError(f"need a 2-D micrograph of at least 64×64 pixels, got {data.shape}")
-    ring, members, k, models = _thon_geometry(data.shape, pixel_size, voltage_kv, cs_mm)
+    ring, members, k, band, models = _thon_geometry(data.shape, pixel_size, voltage_kv, cs_mm)
     power = np.abs(np.fft.rfft2(data - data.mean())) ** 2
     profile = np.bincount(ring, power.ravel(), len(members)) / np.maximum(members, 1)
-    band = (k > THON_BAND[0]) & (k < min(THON_BAND[1], 0.9 * 0.5 / pixel_size))
     usable = profile[band] > 0
     if usable.sum() < 16:
         raise ValueError(f"pixel size {pixel_size} Å leaves too few Thon-ring frequencies")
@@ -160,11 +159,12 @@ DEFOCUS_VALUES = np.arange(*DEFOCUS_SEARCH)
 @lru_cache(maxsize=4)
 def _thon_geometry(
     shape: tuple[int, int], pixel_size: float, voltage_kv: float, cs_mm: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """What `estimate_defocus` needs of an image's size alone (the same for a session's
     micrographs): each rfft2 coefficient's ring (flat), the rings' sizes and centre
-    frequencies k (1/Å, `min(shape) // 2` rings to Nyquist), and one sin²-model row
-    2 sin²χ(k) − 1 per defocus of `DEFOCUS_VALUES` over the rings of `THON_BAND`."""
+    frequencies k (1/Å, `min(shape) // 2` rings to Nyquist), which rings lie in
+    `THON_BAND`, and one sin²-model row 2 sin²χ(k) − 1 per defocus of `DEFOCUS_VALUES`
+    over those rings."""
     kx, ky = frequency_grid(shape, pixel_size)
     nyquist = 0.5 / pixel_size
     bins = min(shape) // 2
@@ -175,7 +175,7 @@ def _thon_geometry(
     wavelength = electron_wavelength(voltage_kv)
     aberration = 0.5 * math.pi * cs_mm * 1e7 * wavelength**3 * k[band] ** 4
     chi = math.pi * wavelength * DEFOCUS_VALUES[:, None] * k[band][None, :] ** 2 - aberration
-    geometry = ring, members, k, -np.cos(2 * chi)
+    geometry = ring, members, k, band, -np.cos(2 * chi)
     for array in geometry:  # shared between calls
         array.setflags(write=False)
     return geometry
