@@ -33,13 +33,14 @@ from streamdenoise.stats.picker import blob_response
 def disk_masks(shape: tuple[int, int], coordinates: np.ndarray, radius: float) -> np.ndarray:
     """Boolean (H, W), read-only: within `radius` px of any coordinate (N, 2) (x, y).
 
-    Remembered for the last few calls: the readiness statistics ask for the same particles'
-    discs in several measures (a Python loop over hundreds of candidates each time)."""
+    Remembered for the last four calls: the readiness statistics ask for the same
+    particles' discs in several measures (radii 0.4·D, D, 2·D and the empty-area radius; a
+    Python loop over hundreds of candidates each time)."""
     points = np.round(np.asarray(coordinates, dtype=np.float64)).astype(np.int64).reshape(-1, 2)
     return _disks((int(shape[0]), int(shape[1])), points.tobytes(), float(radius))
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)
 def _disks(shape: tuple[int, int], points: bytes, radius: float) -> np.ndarray:
     """`disk_masks` of the (x, y) int64 pairs packed in `points`."""
     mask = np.zeros(shape, dtype=bool)
