@@ -151,7 +151,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -1064,13 +1064,19 @@ def blob_detection(
     )
 
 
-def template_candidates(
-    raw_matched: torch.Tensor, diameter: float, excluded: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, float, torch.Tensor]:
+class Found(NamedTuple):
+    """A detector's candidates on raw, the first fields of a `Detection` (same meanings)."""
+
+    coordinates: np.ndarray
+    scores: np.ndarray
+    false: float
+    raw_response: torch.Tensor
+
+
+def template_candidates(raw_matched: torch.Tensor, diameter: float, excluded: np.ndarray) -> Found:
     """Candidates of a template's matched filters on raw (`template_band`, (K, H, W) or
     (H, W)): the strongest view at each pixel, cut against their own decoys
-    (`estimated_true`: no null needed, module docstring). Returns (coordinates (N, 2),
-    scores (N,), false, raw's response (H, W)) as in `Detection`."""
+    (`estimated_true`: no null needed, module docstring)."""
     raw_response, raw_decoys = strongest_view(raw_matched)
     coordinates, scores, false = find_candidates(
         as_array(raw_response),
@@ -1081,11 +1087,11 @@ def template_candidates(
         estimated_true=True,
         decoy_response=as_array(raw_decoys),
     )
-    return coordinates, scores, false, raw_response
+    return Found(coordinates, scores, false, raw_response)
 
 
 def template_detected(
-    found: tuple[np.ndarray, np.ndarray, float, torch.Tensor],
+    found: Found,
     matched: torch.Tensor,
     denoised: torch.Tensor,
     diameter: float,
@@ -1219,16 +1225,17 @@ def _statistics(
         if overlapping > thresholds.max_aggregated_fraction:  # packed, or aggregated?
             got = None if packed_template is None else packed_template()
             if got is not None:
-                sphere = block_sum_template(got[0], factor)
+                sphere, description = block_sum_template(got[0], factor), got[1]
                 second = template_candidates(template_band(raw_t, sphere), diameter, excluded)
-                resolved = neighbour_share(second[0], AGGREGATED_DISTANCE * diameter)
-                if len(second[0]) > len(detection.coordinates) and resolved < overlapping:
+                more = len(second.coordinates) > len(detection.coordinates)
+                resolved = neighbour_share(second.coordinates, AGGREGATED_DISTANCE * diameter)
+                if more and resolved < overlapping:
                     detection = template_detected(  # denoised filtered only for the winner
                         second,
                         template_band(denoised_t, sphere),
                         denoised_t,
                         diameter,
-                        f"{got[1]}: the difference of Gaussians' picks overlapped "
+                        f"{description}: the difference of Gaussians' picks overlapped "
                         f"({overlapping:.0%})",
                     )
     coordinates, scores, false = detection.coordinates, detection.scores, detection.false
