@@ -151,7 +151,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
 import torch
@@ -1012,19 +1012,23 @@ def block_sum_template(template: np.ndarray, factor: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Detection:
-    """One detector's candidates in a micrograph and what the measures read of it.
-
-    coordinates (N, 2) (x, y) pixels and scores (N,) robust z, best first; false: the
-    false candidates estimated at the cut (`find_candidates`); raw_response, response:
-    the detector's output on raw and on denoised (H, W), robust units; denoised_blurred:
-    denoised's flatness blur (H, W); detector: what found them (the sidecar's
-    `candidate_detector`)."""
+class Found:
+    """A detector's candidates: coordinates (N, 2) (x, y) pixels and scores (N,) robust z,
+    best first; false: the false candidates estimated at the cut (`find_candidates`);
+    raw_response: the detector's output on raw (H, W), robust units."""
 
     coordinates: np.ndarray
     scores: np.ndarray
     false: float
     raw_response: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Detection(Found):
+    """`Found` and what the measures read of it: response, the detector's output on
+    denoised (H, W), robust units; denoised_blurred: denoised's flatness blur (H, W);
+    detector: what found them (the sidecar's `candidate_detector`)."""
+
     response: torch.Tensor
     denoised_blurred: torch.Tensor
     detector: str
@@ -1064,15 +1068,6 @@ def blob_detection(
     )
 
 
-class Found(NamedTuple):
-    """A detector's candidates on raw, the first fields of a `Detection` (same meanings)."""
-
-    coordinates: np.ndarray
-    scores: np.ndarray
-    false: float
-    raw_response: torch.Tensor
-
-
 def template_candidates(raw_matched: torch.Tensor, diameter: float, excluded: np.ndarray) -> Found:
     """Candidates of a template's matched filters on raw (`template_band`, (K, H, W) or
     (H, W)): the strongest view at each pixel, cut against their own decoys
@@ -1101,7 +1096,15 @@ def template_detected(
     `denoised` (H, W) (`matched`, for the CNR only)."""
     (denoised_blurred,) = gaussian_filters(denoised, (flatness_filter(diameter),))
     response, _ = strongest_view(matched)
-    return Detection(*found, response, denoised_blurred, detector)
+    return Detection(
+        found.coordinates,
+        found.scores,
+        found.false,
+        found.raw_response,
+        response,
+        denoised_blurred,
+        detector,
+    )
 
 
 def template_detection(
