@@ -12,7 +12,9 @@ image's (both high-passed at D/2: 1 keeps all of it, 0 none) and HP-PSNR. Method
 default model in live mode (guard off, as the EPU rows' model passed the guard), Gaussian
 blurs of 1.5, 2.5 and 4 px, and the per-micrograph Wiener filter from the fitted noise
 spectrum (`real_data_probes.wiener`) at full and half strength (half the noise power
-removed per ring). With --epu, r of the same methods on the two EPU micrographs (no truth).
+removed per ring). With --epu, r of the same methods on the two EPU micrographs (no
+truth), and the share of each output's 64 Å blocks left flatter than half the median
+block (`flat_share`).
 Writes the "Residual–structure r against the truth" section of benchmarks/RESULTS.md.
 """
 
@@ -40,6 +42,8 @@ from streamdenoise.stats.noise import NoiseSpectrum, estimate_noise_spectrum
 
 WORKING = 4.0
 """Å/px of every image judged here (the default model's)."""
+FLAT_BLOCK = 16
+"""Side (px at `WORKING`, 64 Å) of the blocks of `flat_share`."""
 
 
 def half_wiener(image: np.ndarray, noise: NoiseSpectrum) -> np.ndarray:
@@ -115,13 +119,24 @@ def simulated_rows(model, count: int) -> tuple[list[list[str]], list[str]]:
     return rows, agreement
 
 
+def flat_share(image: np.ndarray, block: int = FLAT_BLOCK, below: float = 0.5) -> float:
+    """Share of the (H, W) image's `block`² px blocks whose std is under `below` × the
+    median block's: the patches a denoiser made flatter than the rest of the field."""
+    rows, columns = (side // block * block for side in image.shape)
+    tiles = np.asarray(image[:rows, :columns], dtype=np.float64)
+    spread = tiles.reshape(rows // block, block, columns // block, block).std(axis=(1, 3))
+    return float(np.mean(spread < below * np.median(spread)))
+
+
 def epu_rows(model, folder: Path) -> list[list[str]]:
     rows = []
     for micrograph in load_epu(folder):
         image = binned(micrograph, WORKING)
+        rows.append([micrograph.name, "raw", "–", f"{flat_share(image):.3f}"])
         for label, denoise in methods(model).items():
-            r = residual_structure_correlation(image, denoise(image), EPU_DIAMETER / WORKING)
-            rows.append([micrograph.name, label, f"{r:.3f}"])
+            output = denoise(image)
+            r = residual_structure_correlation(image, output, EPU_DIAMETER / WORKING)
+            rows.append([micrograph.name, label, f"{r:.3f}", f"{flat_share(output):.3f}"])
     return rows
 
 
@@ -146,7 +161,9 @@ def main() -> None:
     if args.epu:
         body += (
             f"\n### EPU micrographs (no truth; {WORKING:g} Å/px, D = {EPU_DIAMETER:g} Å)\n\n"
-            + markdown_table(["micrograph", "method", "r"], epu_rows(model, args.epu))
+            + "flat: the share of 64 Å blocks whose std is under half the median block's "
+            "(ice smoothed flatter than the rest of the field).\n\n"
+            + markdown_table(["micrograph", "method", "r", "flat"], epu_rows(model, args.epu))
             + "\n"
         )
     print(body)
