@@ -110,8 +110,10 @@ candidates replace the DoG's only when its fit sees Thon rings and it finds more
 particles, fewer of them overlapping (a true clump stays a clump). Measured
 (benchmarks/RESULTS.md, "Picking readiness", 2026-12-04): averaged apoferritin median
 error 0.34 → 0.10, ready 0 → 19 of 19 (with the chance limit below; 18 without); the
-simulated counts unchanged field by field; ≈ 0.05 s more on each field whose DoG picks
-overlap (the CTF fit and one matched filter: a crowded 1024² field 0.11 → 0.16 s).
+simulated counts unchanged field by field; ≈ 0.03 s more on each field whose DoG picks
+overlap (the CTF fit and one matched filter on raw; denoised is filtered only where the
+sphere wins: seed 3002's crowded 1024² field 0.052 → 0.085 s, the raw noise spectrum
+given as the daemon gives it).
 Packed particles overlap in projection by chance too (side by side with their
 positions scattered, or in two layers of ice: 15 % of the labelled centres of one
 averaged apoferritin field lie closer than 0.85·D), so in a dense field the aggregation
@@ -1085,7 +1087,7 @@ def template_candidates(raw_matched: torch.Tensor, diameter: float, excluded: np
     return Found(coordinates, scores, false, raw_response)
 
 
-def template_detected(
+def detection_of(
     found: Found,
     matched: torch.Tensor,
     denoised: torch.Tensor,
@@ -1119,7 +1121,7 @@ def template_detection(
     `denoised` (one pass for both), the candidates found on raw (`template_candidates`)."""
     raw_matched, matched = template_band(torch.stack([raw, denoised]), template)
     found = template_candidates(raw_matched, diameter, excluded)
-    return template_detected(found, matched, denoised, diameter, detector)
+    return detection_of(found, matched, denoised, diameter, detector)
 
 
 def micrograph_statistics(
@@ -1228,12 +1230,13 @@ def _statistics(
         if overlapping > thresholds.max_aggregated_fraction:  # packed, or aggregated?
             got = None if packed_template is None else packed_template()
             if got is not None:
-                sphere, description = block_sum_template(got[0], factor), got[1]
+                sphere, description = got
+                sphere = block_sum_template(sphere, factor)
                 second = template_candidates(template_band(raw_t, sphere), diameter, excluded)
                 more = len(second.coordinates) > len(detection.coordinates)
                 resolved = neighbour_share(second.coordinates, AGGREGATED_DISTANCE * diameter)
                 if more and resolved < overlapping:
-                    detection = template_detected(  # denoised filtered only for the winner
+                    detection = detection_of(  # denoised filtered only for the winner
                         second,
                         template_band(denoised_t, sphere),
                         denoised_t,
