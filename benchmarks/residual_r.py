@@ -35,7 +35,7 @@ from structures import structure_paths
 from streamdenoise.model.modelfile import default_model_path, load_model
 from streamdenoise.model.pipeline import DenoiseSettings, denoise_image
 from streamdenoise.physics.density import load_reference
-from streamdenoise.stats.filters import gaussian_blur
+from streamdenoise.stats.filters import gaussian_blur, particle_scale
 from streamdenoise.stats.ground_truth import highpass_psnr
 from streamdenoise.stats.guard import residual_structure_correlation
 from streamdenoise.stats.noise import NoiseSpectrum, estimate_noise_spectrum
@@ -66,15 +66,9 @@ def methods(model) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     return chosen
 
 
-def highpassed(image: np.ndarray, diameter: float) -> np.ndarray:
-    """(H, W) less its Gaussian low-pass of σ = D/2 (`diameter` D in pixels)."""
-    data = np.asarray(image, dtype=np.float64)
-    return data - gaussian_blur(data, diameter / 2)
-
-
 def structure_kept(output: np.ndarray, clean: np.ndarray, diameter: float) -> float:
     """Correlation of the output's particle-scale structure with the clean image's."""
-    a, b = highpassed(output, diameter).ravel(), highpassed(clean, diameter).ravel()
+    a, b = particle_scale(output, diameter).ravel(), particle_scale(clean, diameter).ravel()
     return float(np.corrcoef(a, b)[0, 1])
 
 

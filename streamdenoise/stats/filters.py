@@ -177,6 +177,13 @@ def gaussian_blur(image: Image, sigma: float) -> Image:
     return gaussian_filters(image, (((sigma, 1.0),),))[0]
 
 
+def particle_scale(image: np.ndarray, diameter: float) -> np.ndarray:
+    """(H, W) less its Gaussian low-pass of σ = D/2 (`diameter` D in pixels), float64: the
+    structure at the particle scale and finer, without ice gradients."""
+    data = np.asarray(image, dtype=np.float64)
+    return data - as_array(gaussian_blur(data, diameter / 2))
+
+
 def difference_of_gaussians(image: Image, sigma_small: float, sigma_large: float) -> Image:
     """Band-pass (..., H, W): blur(σ_small) − blur(σ_large), float64, both σ > 0 (pixels),
     of the kind of `image`."""

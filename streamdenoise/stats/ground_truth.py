@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamdenoise.stats.filters import gaussian_blur
+from streamdenoise.stats.filters import gaussian_blur, particle_scale
 from streamdenoise.stats.measures import background_mask, disk_masks
 from streamdenoise.stats.picker import pick_particles
 
@@ -54,10 +54,7 @@ def ssim(image: np.ndarray, clean: np.ndarray, sigma: float = 1.5) -> float:
 def highpass_psnr(image: np.ndarray, clean: np.ndarray, diameter: float) -> float:
     """Particle-scale fidelity: PSNR after removing a Gaussian low-pass (σ = D/2) from both,
     so that keeping or removing an ice gradient is neither rewarded nor punished."""
-    sigma = diameter / 2
-    image_high = np.asarray(image, dtype=np.float64) - gaussian_blur(image, sigma)
-    clean_high = np.asarray(clean, dtype=np.float64) - gaussian_blur(clean, sigma)
-    return psnr(image_high, clean_high)
+    return psnr(particle_scale(image, diameter), particle_scale(clean, diameter))
 
 
 def particle_snr_db(

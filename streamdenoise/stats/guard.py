@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamdenoise.stats.filters import gaussian_blur
+from streamdenoise.stats.filters import particle_scale
 from streamdenoise.stats.noise import radial_band_index
 
 GUARD_TOLERANCE = 0.05
@@ -178,11 +178,9 @@ def residual_structure_correlation(raw: np.ndarray, denoised: np.ndarray, diamet
     """Correlation of the residual (raw − denoised) with the output's structure, both
     high-passed by removing a Gaussian low-pass of σ = D/2 (`diameter` D in pixels):
     removes signal when well above a plain low-pass filter's value. (H, W) arrays → float."""
-    raw = np.asarray(raw, dtype=np.float64)
     out = np.asarray(denoised, dtype=np.float64)
-    residual = raw - out
-    a = residual - gaussian_blur(residual, diameter / 2)
-    b = out - gaussian_blur(out, diameter / 2)
+    a = particle_scale(np.asarray(raw, dtype=np.float64) - out, diameter)
+    b = particle_scale(out, diameter)
     a, b = a - a.mean(), b - b.mean()
     norm = math.sqrt(float(np.sum(a * a)) * float(np.sum(b * b)))
     return float(np.sum(a * b) / norm) if norm > 0 else 0.0
