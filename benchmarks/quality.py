@@ -34,7 +34,7 @@ from streamdenoise.model.training import adapt, prepare_image
 from streamdenoise.physics.density import load_reference
 from streamdenoise.physics.session import SessionSpec, micrograph_params
 from streamdenoise.physics.simulator import simulate_micrograph
-from streamdenoise.stats.filters import gaussian_blur
+from streamdenoise.stats.filters import gaussian_blur, particle_scale
 from streamdenoise.stats.ground_truth import (
     highpass_psnr,
     particle_snr_db,
@@ -78,7 +78,7 @@ def metrics(image: np.ndarray, truth) -> dict[str, float]:
     coordinates, clean, carbon = truth.coordinates, truth.clean, truth.carbon_mask
     picking = pick_and_score(image, coordinates, diameter)[1]
     separation = separability(image, coordinates, diameter, np.random.default_rng(0), carbon)
-    noise = float(np.std(image - gaussian_blur(image, diameter / 2)))
+    noise = float(np.std(particle_scale(image, diameter)))
     return {
         "PSNR dB": psnr(image, clean),
         "SSIM": ssim(image, clean),

@@ -123,6 +123,7 @@ def flat_share(image: np.ndarray, block: int = FLAT_BLOCK, below: float = 0.5) -
 
 
 def epu_rows(model, folder: Path) -> list[list[str]]:
+    """Per EPU micrograph in `folder` and method: r and the flat share (no truth)."""
     rows = []
     for micrograph in load_epu(folder):
         image = binned(micrograph, WORKING)
