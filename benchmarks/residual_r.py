@@ -12,9 +12,10 @@ image's (both high-passed at D/2: 1 keeps all of it, 0 none) and HP-PSNR. Method
 default model in live mode (guard off, as the EPU rows' model passed the guard), Gaussian
 blurs of 1.5, 2.5 and 4 px, and the per-micrograph Wiener filter from the fitted noise
 spectrum (`real_data_probes.wiener`) at full and half strength (half the noise power
-removed per ring). With --epu, r of the same methods on the two EPU micrographs (no
-truth), and the share of each output's 64 Å blocks left flatter than half the median
-block (`flat_share`).
+removed per ring), and ideal (brick-wall) low-passes at 20 and 60 Å, which share no
+frequency between residual and output and so read r ≈ 0 however much they remove. With
+--epu, r of the same methods on the two EPU micrographs (no truth), and the share of each
+output's 64 Å blocks left flatter than half the median block (`flat_share`).
 Writes the "Residual–structure r against the truth" section of benchmarks/RESULTS.md.
 """
 
@@ -42,6 +43,9 @@ from streamdenoise.stats.noise import NoiseSpectrum, estimate_noise_spectrum
 
 WORKING = 4.0
 """Å/px of every image judged here (the default model's)."""
+IDEAL_CUTOFFS = (20.0, 60.0)
+"""Cut-offs (Å) of the brick-wall low-passes: one that keeps the particles' shape, one
+that leaves blobs (a 150 Å particle is 2.5 cut-offs across)."""
 FLAT_BLOCK = 16
 """Side (px at `WORKING`, 64 Å) of the blocks of `flat_share`."""
 
@@ -49,6 +53,17 @@ FLAT_BLOCK = 16
 def half_wiener(image: np.ndarray, noise: NoiseSpectrum) -> np.ndarray:
     """`wiener` with half the fitted noise power: a weaker shrinkage of every ring."""
     return wiener(image, noise.scaled(math.sqrt(0.5)))
+
+
+def ideal_low_pass(image: np.ndarray, cutoff: float) -> np.ndarray:
+    """(H, W) image with every spatial frequency above 1/`cutoff` (cutoff in pixels)
+    removed and every one below kept whole: a brick-wall filter, whose residual and
+    output share no frequency."""
+    spectrum = np.fft.rfft2(np.asarray(image, dtype=np.float64))
+    radius = np.hypot(
+        np.fft.fftfreq(image.shape[0])[:, None], np.fft.rfftfreq(image.shape[1])[None, :]
+    )
+    return np.fft.irfft2(spectrum * (radius <= 1 / cutoff), s=image.shape).astype(np.float32)
 
 
 def methods(model) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
@@ -63,6 +78,8 @@ def methods(model) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         chosen[f"Gaussian σ = {sigma:g} px"] = lambda y, s=sigma: gaussian_blur(y, s)
     chosen["Wiener, fitted noise"] = lambda y: wiener(y, estimate_noise_spectrum(y))
     chosen["Wiener, half the noise"] = lambda y: half_wiener(y, estimate_noise_spectrum(y))
+    for cutoff in IDEAL_CUTOFFS:
+        chosen[f"ideal low-pass {cutoff:g} Å"] = lambda y, c=cutoff: ideal_low_pass(y, c / WORKING)
     return chosen
 
 
