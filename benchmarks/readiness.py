@@ -331,6 +331,54 @@ def count_section(outcomes: list[Outcome]) -> str:
     )
 
 
+def counted_text(outcome: Outcome) -> str:
+    """An outcome's count with its one-σ uncertainty, "N ± σ"."""
+    return f"{outcome.statistics.candidates} ± {outcome.statistics.candidates_sigma:.0f}"
+
+
+def within(count: float, other: float, sigma: float) -> bool:
+    """Whether `other` lies within two σ of `count` (and within 1 of it when σ is 0)."""
+    return abs(other - count) <= max(2 * sigma, 1.0)
+
+
+def uncertainty_row(name: str, fields: list[list[Outcome]]) -> list[str]:
+    """For fields measured with several draws of the null (per field, the outcomes of each
+    draw, the product's own first): how often the other draws' counts and the true count
+    lie within ±2σ of the first draw's count, and the median σ / count."""
+    first = [draws[0].statistics for draws in fields]
+    others = [
+        within(draws[0].statistics.candidates, o.statistics.candidates, s.candidates_sigma)
+        for draws, s in zip(fields, first, strict=True)
+        for o in draws[1:]
+    ]
+    truth = [
+        within(s.candidates, draws[0].true_count, s.candidates_sigma)
+        for draws, s in zip(fields, first, strict=True)
+    ]
+    relative = [s.candidates_sigma / s.candidates for s in first if s.candidates]
+    return [
+        name,
+        str(len(fields)),
+        f"{np.mean(others):.0%}" if others else "–",
+        f"{np.mean(truth):.0%}",
+        f"{median(relative):.2f}" if relative else "–",
+    ]
+
+
+def uncertainty_section(groups: dict[str, list[list[Outcome]]]) -> str:
+    """The count's reported uncertainty against the spread of the null's draws and the
+    truth, per group of fields (`uncertainty_row`)."""
+    headers = ["fields", "n", "other draws within ±2σ", "true count within ±2σ", "median σ/N"]
+    return (
+        "Each count's one-σ uncertainty (`candidates_sigma`: Poisson on the candidates and "
+        "the estimated false ones, and the null's sampling spread) against what it should "
+        "cover: the counts of the same field with the other draws of the null, and the "
+        "true count (which σ does not claim to cover: it leaves out the systematic errors, "
+        "particles merged in a crowd or too faint for the picker).\n\n"
+        + markdown_table(headers, [uncertainty_row(n, f) for n, f in groups.items() if f])
+    )
+
+
 CLASS_COLUMNS = {
     "candidates": ("candidates", ".0f"),
     "cnr_raw": ("CNR raw", ".2f"),
@@ -390,7 +438,7 @@ def real_outcomes(
         )
         print(
             f"real ({which}) {micrograph.name}: {outcomes[-1][0].true_count} labelled, "
-            f"candidates {[o.statistics.candidates for o in outcomes[-1]]} (per draw), "
+            f"candidates {[counted_text(o) for o in outcomes[-1]]} (per draw), "
             f"{outcomes[-1][0].statistics.verdict}",
             flush=True,
         )
@@ -409,7 +457,7 @@ def real_section(outcomes: list[Outcome]) -> str:
         [
             o.structure.removeprefix("apoferritin "),
             o.true_count,
-            o.statistics.candidates,
+            counted_text(o),
             f"{o.precision:.2f}",
             f"{o.recall:.2f}",
             f"{o.statistics.cnr:.2f}",
@@ -600,7 +648,7 @@ def main() -> None:
         print(
             f"density {i + 1}/{len(counts)}: {name}, {dose:.0f} e⁻/Å², "
             f"{density_draws[-1][0].true_count} true, candidates "
-            f"{[o.statistics.candidates for o in density_draws[-1]]} (per draw)",
+            f"{[counted_text(o) for o in density_draws[-1]]} (per draw)",
             flush=True,
         )
     crowded_draws = []
@@ -611,7 +659,7 @@ def main() -> None:
         )
         print(
             f"crowded {i + 1}/{args.crowded}: {crowded_draws[-1][0].true_count} true, "
-            f"candidates {[o.statistics.candidates for o in crowded_draws[-1]]} (per draw)",
+            f"candidates {[counted_text(o) for o in crowded_draws[-1]]} (per draw)",
             flush=True,
         )
     class_draws: dict[str, list[list[Outcome]]] = {}
@@ -679,6 +727,13 @@ def main() -> None:
         f"({CROWDED_PARTICLES[0]}–{CROWDED_PARTICLES[1]} of {reference_name} requested, "
         "40 e⁻/Å²). The true count is what fits in the field.\n\n"
         + count_section(counted)
+        + f"\n\n### The count's uncertainty, {args.null_draws} draws of the null\n\n"
+        + uncertainty_section(
+            {
+                "simulated (density and crowded)": density_draws + crowded_draws,
+                **{f"real apoferritin, {which}": got for which, got in real_draws.items()},
+            }
+        )
         + f"\n\n### Verdict by class, {args.per_class} micrographs each\n\n"
         f"{reference_name} at 40 e⁻/Å². Classes: good (150–350 particles); empty (3–12 "
         "particles); thick ice (1000–1500 Å); aggregated (70 % of particles in touching "

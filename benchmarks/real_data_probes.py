@@ -192,7 +192,7 @@ def counted(
     excluded = np.zeros(response.shape, dtype=bool)
     border = max(int(diameter / 2), 1)
     excluded[:border], excluded[-border:], excluded[:, :border], excluded[:, -border:] = (True,) * 4
-    coordinates, _, _ = find_candidates(response, diameter, excluded, separation, symmetric)
+    coordinates, *_ = find_candidates(response, diameter, excluded, separation, symmetric)
     hits = match_picks(coordinates, truth, 0.5 * diameter)
     precision = float(hits.mean()) if len(hits) else math.nan
     return len(coordinates), precision, float(hits.sum() / len(truth))

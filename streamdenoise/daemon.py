@@ -100,6 +100,7 @@ class _Written:
             candidates=None if statistics is None else statistics.candidates,
             cnr=None if statistics is None else statistics.cnr,
             guard=None if guard is None else ("passed" if guard.passed else "fallback"),
+            candidates_sigma=None if statistics is None else statistics.candidates_sigma,
         )
 
 

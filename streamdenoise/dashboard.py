@@ -69,7 +69,7 @@ def render(snapshot: Snapshot) -> Panel:
             item.name,
             Text(item.state, style=STATE_STYLES.get(item.state, "")),
             Text(item.verdict or "-", style=VERDICT_STYLES.get(item.verdict or "", "")),
-            "-" if item.candidates is None else str(item.candidates),
+            _count(item.candidates, item.candidates_sigma),
             "-" if item.cnr is None or item.cnr != item.cnr else f"{item.cnr:.1f}",
             _seconds(item.latency),
             "-" if item.noise_sigma is None else f"{item.noise_sigma:.3f}",
@@ -93,6 +93,13 @@ def render(snapshot: Snapshot) -> Panel:
         parts.append(Text(f"session adaptation: {snapshot.adaptation}", style="cyan"))
     parts += [Text(f"⚠ {warning}", style="yellow") for warning in snapshot.warnings]
     return Panel(Group(*parts), title=f"streamdenoise {snapshot.version}", border_style="blue")
+
+
+def _count(candidates: int | None, sigma: float | None) -> str:
+    """A micrograph's picks with their one-σ uncertainty, "-" when not counted."""
+    if candidates is None:
+        return "-"
+    return str(candidates) if sigma is None or sigma != sigma else f"{candidates} ± {sigma:.0f}"
 
 
 def diameter_line(diameter: dict) -> Text:

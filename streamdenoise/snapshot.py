@@ -25,6 +25,8 @@ class MicrographSummary:
     cnr: float | None = None
     guard: str | None = None
     """The do-no-harm guard: "passed", "fallback" (the binned input was kept) or None."""
+    candidates_sigma: float | None = None
+    """The count's one-σ statistical uncertainty (`MicrographStatistics.candidates_sigma`)."""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,19 @@ def snapshot() -> Snapshot:
         latency_median=4.2,
         latency_p95=6.0,
         recent=(
-            MicrographSummary("mic_0001.mrc", "done", 4.0, 0.15, 4.0, 2.0, None, "ready", 120, 4.5),
+            MicrographSummary(
+                "mic_0001.mrc",
+                "done",
+                4.0,
+                0.15,
+                4.0,
+                2.0,
+                None,
+                "ready",
+                120,
+                4.5,
+                candidates_sigma=11.4,
+            ),
             MicrographSummary("bad.mrc", "quarantined", error="truncated: 8 of 1,024 bytes"),
         ),
         warnings=("falling contrast: median CNR 5.0 → 3.0 over the last 20 micrographs",),
@@ -63,6 +75,7 @@ def test_render_shows_the_figures_verdicts_and_warnings() -> None:
         "10 done",
         "600 / h",
         "mic_0001.mrc",
+        "120 ± 11",  # the count with its uncertainty
         "ready",
         "truncated",
         "ready 80%",

@@ -549,8 +549,8 @@ def test_candidates_closer_than_the_separation_count_once() -> None:
     def around_pair(coordinates: np.ndarray) -> int:
         return int(sum(np.hypot(*(coordinates - p).T).min() <= 3 for p in pair))
 
-    default, _, _ = readiness.find_candidates(response, DIAMETER, excluded)
-    wide, _, _ = readiness.find_candidates(response, DIAMETER, excluded, separation=1.0)
+    default, *_ = readiness.find_candidates(response, DIAMETER, excluded)
+    wide, *_ = readiness.find_candidates(response, DIAMETER, excluded, separation=1.0)
     assert around_pair(default) == 2 and around_pair(wide) == 1
 
 
@@ -576,8 +576,8 @@ def test_a_symmetric_cut_keeps_side_lobes_from_hiding_the_decoys() -> None:
     response = np.fft.irfft2(spectrum, s=counts.shape)
     response = (response - np.median(response)) / mad_std(response)
     excluded = np.zeros(response.shape, dtype=bool)
-    one_sided, _, _ = readiness.find_candidates(response, 30.0, excluded, 0.8)
-    both, _, _ = readiness.find_candidates(response, 30.0, excluded, 0.8, symmetric=True)
+    one_sided, *_ = readiness.find_candidates(response, 30.0, excluded, 0.8)
+    both, *_ = readiness.find_candidates(response, 30.0, excluded, 0.8, symmetric=True)
     assert len(one_sided) > 100 and len(both) <= 3
 
 
@@ -606,7 +606,7 @@ def test_a_template_counts_its_candidates_less_the_false_ones_estimated() -> Non
         counts = rng.poisson(100.0 * (1 + contrast * clean)).astype(np.float64)
         response = np.asarray(in_robust_units(template_band(counts, template)))
         for trimmed in errors:
-            found, _, _ = readiness.find_candidates(
+            found, *_ = readiness.find_candidates(
                 response, 30.0, excluded, 0.8, symmetric=True, estimated_true=trimmed
             )
             errors[trimmed] += abs(len(found) - len(centres))
@@ -630,10 +630,10 @@ def test_several_views_are_judged_against_their_own_decoys() -> None:
     response, decoys = readiness.strongest_view(torch.as_tensor(template_band(counts, views)))
     excluded = np.zeros(counts.shape, dtype=bool)
     options = {"symmetric": True, "estimated_true": True}
-    own, _, _ = readiness.find_candidates(
+    own, *_ = readiness.find_candidates(
         response.numpy(), 32.0, excluded, 0.8, decoy_response=decoys.numpy(), **options
     )
-    mirrored, _, _ = readiness.find_candidates(response.numpy(), 32.0, excluded, 0.8, **options)
+    mirrored, *_ = readiness.find_candidates(response.numpy(), 32.0, excluded, 0.8, **options)
     assert len(own) <= 3 and len(mirrored) >= 30
 
 
@@ -883,3 +883,62 @@ def test_the_second_opinion_counts_packed_shells_that_the_blob_picker_merges() -
     assert asked.aggregated_fraction < default.aggregated_fraction
     assert match_picks(asked.coordinates, simulated.coordinates, 15.0).all()
     assert "aggregated" not in " ".join(asked.reasons)
+
+
+def test_poisson_limits_are_the_one_sigma_limits() -> None:
+    """Gehrels' (1986) table, 84.13 % confidence: 0 → (0, 1.841), 1 → (0.173, 3.300),
+    10 → (6.891, 14.270), 100 → (90.02, 111.0)."""
+    low, high = readiness.poisson_limits(np.array([0, 1, 10, 100]))
+    assert low == pytest.approx([0.0, 0.173, 6.891, 90.02], rel=0.01, abs=1e-9)
+    assert high == pytest.approx([1.841, 3.300, 14.270, 111.0], rel=0.01)
+
+
+def _blob_response(rng: np.random.Generator, count: int, size: int) -> np.ndarray:
+    """(size, size) robust-z response of `count` dark blobs of DIAMETER/4 σ and depths
+    0.5–2 on white noise: particles that hardly stand out from each other or the noise."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    image = rng.normal(0, 0.3, (size, size))
+    for x, y in rng.uniform(DIAMETER, size - DIAMETER, size=(count, 2)):
+        depth = rng.uniform(0.5, 2.0)
+        image += depth * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * (DIAMETER / 4) ** 2))
+    blurred = filters.gaussian_blur(image, DIAMETER / 8)
+    return (blurred - np.median(blurred)) / blurred.std()
+
+
+def test_the_count_uncertainty_holds_the_nulls_sampling_error() -> None:
+    """Where the particles hardly stand out, the count depends on which noise the null
+    happened to draw: over ten draws of a small null the counts of one field spread
+    widely, and the null's spread (`find_candidates`) says as much; without a null there
+    is none to report."""
+    size = 512
+    field = _blob_response(np.random.default_rng(0), 250, size)
+    excluded = np.zeros((size, size), dtype=bool)
+    counts, spreads = [], []
+    for seed in range(10):
+        null = _blob_response(np.random.default_rng(100 + seed), 100, size)[:200, :200]
+        coordinates, _, _, spread = readiness.find_candidates(
+            field, DIAMETER, excluded, null_response=null
+        )
+        counts.append(len(coordinates))
+        spreads.append(spread)
+    assert np.std(counts) > 20  # the draws disagree
+    assert np.std(counts) / 3 < np.mean(spreads) < 3 * np.std(counts)
+    assert readiness.find_candidates(field, DIAMETER, excluded)[3] == 0.0
+
+
+def test_the_count_uncertainty_stays_small_where_particles_stand_clear() -> None:
+    """A clean field's candidates stand far above any noise the null draws: the count does
+    not depend on the draw, and its uncertainty stays Poisson's √N."""
+    plain = 100.0 + np.random.default_rng(4).normal(0, 1, (SIZE, SIZE))
+    result = micrograph_statistics(*field(SPREAD), PIXEL, DIAMETER * PIXEL, null=plain)
+    assert result.candidates == len(SPREAD)
+    assert result.candidates_sigma == pytest.approx(math.sqrt(len(SPREAD)), abs=0.5)
+
+
+def test_free_area_takes_targets_at_the_far_edge() -> None:
+    """A target within a grid step of the image's far edge rounds to the last grid point."""
+    usable = np.ones((100, 100), dtype=bool)
+    targets = np.array([[99.0, 99.0], [50.0, 50.0]])
+    free = readiness.free_area(targets, np.array([2.0, 1.0]), usable, 16.0)
+    assert free.shape == (2,)
+    assert 0 < free[1] < free[0] < 1

@@ -369,9 +369,10 @@ class MicrographStatistics:
     candidates stand out after denoising (same positions in both images).
     low_frequency_raw/denoised: fraction of power below 1/(2·D); flatness_raw/denoised:
     std of the D/2-blurred background over the candidates' contrast (lower is flatter).
-    candidates: count; candidates_sigma: its statistical one-σ uncertainty √(N + F), Poisson
-    on the N candidates and on F, the background decoys at or above the cut (the estimated
-    false candidates among them), not the systematic errors (particles merged in a crowd, a
+    candidates: count; candidates_sigma: its statistical one-σ uncertainty √(N + F + s²),
+    Poisson on the N candidates and on F, the background decoys at or above the cut (the
+    estimated false candidates among them), and s, the null's sampling spread
+    (`find_candidates`), not the systematic errors (particles merged in a crowd, a
     wrong diameter: see the module docstring); density_per_um2: per µm² of usable area
     (neither carbon nor within 2·D of it, nor within D/2 of the edge); median_nn_angstrom:
     median nearest-neighbour distance, Å; crowded_fraction / aggregated_fraction: candidates
@@ -762,7 +763,11 @@ def free_area(
     disc = np.hypot(offsets[:, None], offsets[None, :]) <= radius
     best = np.full((grid.shape[0] + 2 * reach, grid.shape[1] + 2 * reach), len(scores))
     for rank in range(len(scores) - 1, -1, -1):
-        column, row = np.rint(np.asarray(targets[rank]) / step).astype(int)
+        # The nearest grid point (a target within step/2 of the far edge rounds past it).
+        column, row = np.minimum(
+            np.rint(np.asarray(targets[rank]) / step).astype(int),
+            (grid.shape[1] - 1, grid.shape[0] - 1),
+        )
         window = best[row : row + 2 * reach + 1, column : column + 2 * reach + 1]
         window[disc] = rank
     ranks = best[reach : reach + grid.shape[0], reach : reach + grid.shape[1]][grid]
@@ -800,6 +805,17 @@ def strongest_view(bands: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return responses.amax(dim=0), (-responses).amax(dim=0)
 
 
+def poisson_limits(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One-σ lower and upper limits (each like `counts`) of the Poisson means that give the
+    observed `counts` (Gehrels 1986, Astrophys. J. 303, 336, eqs. 9 and 14: within a few
+    per cent of the exact limits, and defined at 0, whose upper limit is 1.84)."""
+    k = np.asarray(counts, dtype=np.float64)
+    safe = np.maximum(k, 1.0)
+    low = np.where(k > 0, k * (1 - 1 / (9 * safe) - 1 / (3 * np.sqrt(safe))) ** 3, 0.0)
+    high = (k + 1) * (1 - 1 / (9 * (k + 1)) + 1 / (3 * np.sqrt(k + 1))) ** 3
+    return low, high
+
+
 def find_candidates(
     response: np.ndarray,
     diameter: float,
@@ -809,10 +825,11 @@ def find_candidates(
     null_response: np.ndarray | None = None,
     estimated_true: bool = False,
     decoy_response: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, float]:
+) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Candidate particles: (coordinates (N, 2) (x, y) pixels, scores (N,) robust z, best
-    first; the number of false candidates estimated at or above the cut), outside
-    `excluded` (H, W bool), peaks at least `separation` diameters apart.
+    first; the number of false candidates estimated at or above the cut; the null's
+    spread, below), outside `excluded` (H, W bool), peaks at least `separation` diameters
+    apart.
 
     Targets are the picker's dark-blob peaks; they are cut at the `CANDIDATE_FDR` rate of
     the false targets estimated at each threshold t, the larger of two estimates:
@@ -824,6 +841,14 @@ def find_candidates(
       peaks ≥ t per area of its tiles, times the area still free of targets ≥ t
       (`free_area`): the blobs the denoiser makes of noise, which are dark far more often
       than bright and which the decoys cannot see.
+    The null's spread: half the change of the count when the null's peak counts above each
+    threshold move to their one-σ Poisson limits (`poisson_limits`): the count's
+    uncertainty from the null being a sample (0 without a null). A few noise tiles give
+    the expected false targets of the whole field to a few null peaks (a 1024² field
+    against two 344² tiles: each null peak stands for ≈ 5 false targets), and where the
+    false-discovery rate stays near its cut over a wide range of thresholds, as in images
+    whose particles hardly stand out, that moves the count a long way (a real single-frame
+    apoferritin field: 0, 103 or 70 of 160 for three draws of the null).
     `symmetric`: targets that a stronger decoy shadows are left out too, for a detector
     with side lobes around every peak, noise or particle, that would otherwise hide the
     decoys near noise targets (a template's matched filter, benchmarks/real_data_probes.py).
@@ -861,6 +886,7 @@ def find_candidates(
     order = np.argsort(-scores, kind="stable")
     coordinates, scores = coordinates[order], scores[order]
     near = strongest_within(decoy_coordinates, coordinates, scores, DECOY_SHADOW * diameter)
+    spread = 0.0
     if not calibrated:
         # The decoys alone must stand for all the noise: one is left out only next to a
         # stronger target, else the noise targets near it would hide it.
@@ -883,14 +909,25 @@ def find_candidates(
         )
         height, width = null_response.shape[-2:]
         null_area = len(null_response) * (height - 2 * border) * (width - 2 * border)
-        expected = above(null, scores) * float((~excluded).sum()) / null_area
+        share = float((~excluded).sum()) / null_area
         free = free_area(coordinates, scores, ~excluded, diameter)
-        false = np.maximum(false, noise_targets(expected, free))
+        decoy_false = false
+
+        def false_given(null_counts: np.ndarray) -> np.ndarray:
+            return np.maximum(decoy_false, noise_targets(null_counts * share, free))
+
+        null_counts = above(null, scores)
+        false = false_given(null_counts)
+        low, high = poisson_limits(null_counts)
+        spread = 0.5 * (
+            fdr_cut(scores, false_given(low), CANDIDATE_FDR)
+            - fdr_cut(scores, false_given(high), CANDIDATE_FDR)
+        )
     kept = fdr_cut(scores, false, CANDIDATE_FDR)
     estimate = float(false[kept - 1]) if kept else 0.0
     if estimated_true:
         kept -= round(estimate)
-    return coordinates[:kept], scores[:kept], estimate
+    return coordinates[:kept], scores[:kept], estimate, spread
 
 
 def _grade(value: float, limit: float, minimum: bool, band: float) -> int:
@@ -1016,12 +1053,14 @@ def block_sum_template(template: np.ndarray, factor: int) -> np.ndarray:
 @dataclass(frozen=True)
 class Found:
     """A detector's candidates: coordinates (N, 2) (x, y) pixels and scores (N,) robust z,
-    best first; false: the false candidates estimated at the cut (`find_candidates`);
-    raw_response: the detector's output on raw (H, W), robust units."""
+    best first; false: the false candidates estimated at the cut and null_spread, the
+    count's one-σ uncertainty from the null's sampling (`find_candidates`); raw_response:
+    the detector's output on raw (H, W), robust units."""
 
     coordinates: np.ndarray
     scores: np.ndarray
     false: float
+    null_spread: float
     raw_response: torch.Tensor
 
 
@@ -1056,13 +1095,14 @@ def blob_detection(
         null_band = gaussian_filters(null, (blob_filter(diameter),))[0]
         null_centre, _ = robust_centre_and_spread(null_band)
         null_response = as_array(in_robust_units(null_band, (null_centre, spread)))
-    coordinates, scores, false = find_candidates(
+    coordinates, scores, false, spread = find_candidates(
         response, diameter, excluded, null_response=null_response
     )
     return Detection(
         coordinates,
         scores,
         false,
+        spread,
         in_robust_units(raw_band),
         response,
         denoised_blurred,
@@ -1075,7 +1115,7 @@ def template_candidates(raw_matched: torch.Tensor, diameter: float, excluded: np
     (H, W)): the strongest view at each pixel, cut against their own decoys
     (`estimated_true`: no null needed, module docstring)."""
     raw_response, raw_decoys = strongest_view(raw_matched)
-    coordinates, scores, false = find_candidates(
+    coordinates, scores, false, spread = find_candidates(
         as_array(raw_response),
         diameter,
         excluded,
@@ -1084,7 +1124,7 @@ def template_candidates(raw_matched: torch.Tensor, diameter: float, excluded: np
         estimated_true=True,
         decoy_response=as_array(raw_decoys),
     )
-    return Found(coordinates, scores, false, raw_response)
+    return Found(coordinates, scores, false, spread, raw_response)
 
 
 def detection_of(
@@ -1102,6 +1142,7 @@ def detection_of(
         found.coordinates,
         found.scores,
         found.false,
+        found.null_spread,
         found.raw_response,
         response,
         denoised_blurred,
@@ -1288,7 +1329,7 @@ def _statistics(
         "low_frequency_denoised": low_frequency_fraction(denoised_t, diameter),
         **flatness,
         "candidates": len(coordinates),
-        "candidates_sigma": math.sqrt(len(coordinates) + false),
+        "candidates_sigma": math.sqrt(len(coordinates) + false + detection.null_spread**2),
         "density_per_um2": len(coordinates) / area_um2 if area_um2 > 0 else nan,
         "median_nn_angstrom": float(np.median(neighbours)) * pixel_size if len(neighbours) else nan,
         "crowded_fraction": neighbour_share(coordinates, CROWDED_DISTANCE * diameter),
