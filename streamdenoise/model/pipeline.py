@@ -30,11 +30,13 @@ MIN_SIDE = 32
 """Smallest side (pixels, at the working pixel size) of a micrograph worth denoising."""
 COUNTS_CONSISTENCY = (0.5, 2.0)
 """Poisson noise is trusted when the spectral estimate lies within this factor of it."""
-NULL_TILES = 2
+NULL_TILES = 3
 """Tiles of noise per micrograph in `Denoised.null`. The null's sampling error falls as
-1/√k: in the readiness benchmark a low-dose 6MSM field was counted under a quarter of its
-particles in 2 of 3 draws with one tile, in 1 of 3 with two (RESULTS.md, "Picking
-readiness"); the second costs one more network tile per micrograph ("Daemon")."""
+1/√k: in the readiness benchmark a low-dose 6MSM field (94 particles at 22 e⁻/Å²) was
+counted under a quarter of its particles in 2 of 3 draws with one tile, in 1 of 3 with two
+and in none of 8 with three (at least 28; RESULTS.md, "Picking readiness"). Each costs one
+more network tile per micrograph (a binned Falcon 4i micrograph is 9 tiles; "Daemon
+profile")."""
 
 
 def fit_tile(height: int, width: int, max_tile: int, overlap: int, multiple: int) -> int:

@@ -14,7 +14,8 @@ def fourier_crop(image: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
 
     The FFTs run in torch (multi-threaded) at the input's precision: float32 micrographs in
     single precision (4096² in ~0.2 s on 2 cores instead of ~0.9 s in numpy's double
-    precision; the rounding error, ~1e-6 of the signal, is far below the shot noise).
+    precision; the rounding error, ~1e-6 of the signal, is far below the shot noise), and
+    the transform along y only on the columns kept (4096² → 952²: 51 → 40 ms on 2 cores).
     """
     ny, nx = image.shape
     my, mx = out_shape
@@ -24,11 +25,13 @@ def fourier_crop(image: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
         return np.asarray(image, dtype=np.float32).copy()
     data = np.asarray(image)
     dtype = torch.float64 if data.dtype == np.float64 else torch.float32
-    spectrum = torch.fft.rfft2(torch.from_numpy(np.ascontiguousarray(data)).to(dtype))
+    # Along x first, keeping only the columns that survive, so that the transform along y
+    # runs on those alone (a quarter of them when binning by 4).
+    columns = torch.fft.rfft(torch.from_numpy(np.ascontiguousarray(data)).to(dtype), dim=1)
+    spectrum = torch.fft.fft(columns[:, : mx // 2 + 1], dim=0)
     keep_low = (my + 1) // 2
     keep_high = my // 2
-    rows = torch.cat([spectrum[:keep_low], spectrum[ny - keep_high :]])
-    cropped = rows[:, : mx // 2 + 1].clone()
+    cropped = torch.cat([spectrum[:keep_low], spectrum[ny - keep_high :]])
     # The new Nyquist row and column hold both ±Nyquist of the old grid: keep them real
     # (cloned: a tensor's real part is a view of it, and torch refuses overlapping writes).
     if my % 2 == 0:

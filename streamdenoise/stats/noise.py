@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -99,22 +100,48 @@ class NoiseSpectrum:
         return np.where(count > 0, relative, 1.0)
 
 
+@dataclass(frozen=True)
+class _FitGeometry:
+    """What the fit needs of an image size: the Hann window (H, W) and its Σw², the flat
+    indices of the rfft2 coefficients it uses (beyond `NOISE_ANNULUS`, evenly subsampled
+    to `MAX_COEFFICIENTS`) and their 1 − cos 2πk along y and x."""
+
+    window: torch.Tensor
+    window_power: float
+    used: torch.Tensor
+    cy: np.ndarray
+    cx: np.ndarray
+
+
+@lru_cache(maxsize=8)
+def _fit_geometry(shape: tuple[int, int]) -> _FitGeometry:
+    """`_FitGeometry` of an (H, W) image, computed once per size."""
+    h, w = shape
+    window = np.outer(np.hanning(h), np.hanning(w))
+    fy = np.broadcast_to(np.fft.fftfreq(h)[:, None], (h, w // 2 + 1))
+    fx = np.broadcast_to(np.fft.rfftfreq(w)[None, :], (h, w // 2 + 1))
+    outer = np.flatnonzero(fy**2 + fx**2 > NOISE_ANNULUS**2)
+    used = outer[:: max(1, len(outer) // MAX_COEFFICIENTS)]
+    return _FitGeometry(
+        torch.from_numpy(window.astype(np.float32)),
+        float(np.sum(window**2)),
+        torch.from_numpy(used),
+        1 - np.cos(2 * math.pi * fy.ravel()[used]),
+        1 - np.cos(2 * math.pi * fx.ravel()[used]),
+    )
+
+
 def estimate_noise_spectrum(image: np.ndarray) -> NoiseSpectrum:
-    """Fit the noise model to one image (H, W), H, W >= 8 (module docstring)."""
-    data = np.asarray(image, dtype=np.float64)
+    """Fit the noise model to one image (H, W), H, W >= 8 (module docstring). The
+    periodogram in single precision (its rounding, ~1e-7, is far below its own scatter)."""
+    data = np.asarray(image)
     if data.ndim != 2 or min(data.shape) < 8:
         raise ValueError(f"need a 2-D image of at least 8×8 pixels, got shape {data.shape}")
-    h, w = data.shape
-    window = np.outer(np.hanning(h), np.hanning(w))
-    periodogram = np.abs(np.fft.rfft2((data - data.mean()) * window)) ** 2 / np.sum(window**2)
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.rfftfreq(w)[None, :]
-    outer = np.broadcast_to(fy**2 + fx**2 > NOISE_ANNULUS**2, periodogram.shape)
-    stride = max(1, int(np.count_nonzero(outer)) // MAX_COEFFICIENTS)
-    power = periodogram[outer][::stride]
-    # 1 − cos 2πk per axis: f_m = 1 − 2m·c.
-    cy = (1 - np.cos(2 * math.pi * np.broadcast_to(fy, periodogram.shape)[outer]))[::stride]
-    cx = (1 - np.cos(2 * math.pi * np.broadcast_to(fx, periodogram.shape)[outer]))[::stride]
+    geometry = _fit_geometry(data.shape)
+    centred = torch.from_numpy(np.asarray(data - data.mean(dtype=np.float64), np.float32))
+    coefficients = torch.fft.rfft2(centred * geometry.window).reshape(-1)[geometry.used]
+    power = coefficients.abs().square().double().numpy() / geometry.window_power
+    cy, cx = geometry.cy, geometry.cx
 
     def fit(m: float) -> tuple[float, float]:
         """(log-likelihood, σ_w²) of the model with interpolation m."""

@@ -76,7 +76,7 @@ per µm², which means something else for every particle size.
 The null (issue 15): the denoiser makes dark blobs out of noise far more readily than
 bright ones, which the decoys cannot see; small particles (76 Å, 19 px at 4 Å/px) were
 counted 2–5× (588 for 114). The model stage therefore also denoises tiles of noise
-alone (two, `model.pipeline.NULL_TILES`), drawn from the micrograph's fitted noise
+alone (three, `model.pipeline.NULL_TILES`), drawn from the micrograph's fitted noise
 spectrum at its σ̂ and normalised with the micrograph's own mean and std (`Denoised.null`:
 what this denoiser makes of this noise level; seeded by the micrograph's own pixels,
 `model.pipeline.null_noise`). Given it, `find_candidates` estimates the false targets
@@ -96,7 +96,8 @@ readiness"; before → after, the null drawn once for all micrographs): median c
 92 % → 96 %, the crowded fields 404–514 of 509–569 (90–451 before). With each
 micrograph's own draw of two tiles, over three draws: median error 0.14, r 0.96,
 agreement 96 % in each; one 6MSM field at 22 e⁻/Å² counted just under 25 % in one draw
-(6MSM below ~30 e⁻/Å² is too faint for the fixed picker).
+(6MSM below ~30 e⁻/Å² is too faint for the fixed picker); with three tiles none in any
+draw (that field 40 / 30 / 30 of 94), the other figures the same.
 
 Packed fields (issue 15): in the real apoferritin fields after averaging (144–177 rings
 at nearly the jamming density) the DoG at D found ≈ 100–120 peaks, 12–22 % of them
@@ -845,7 +846,7 @@ def find_candidates(
     threshold move to their one-σ Poisson limits (`poisson_limits`): the count's
     uncertainty from the null being a sample (0 without a null). A few noise tiles give
     the expected false targets of the whole field to a few null peaks (a 1024² field
-    against two 344² tiles: each null peak stands for ≈ 5 false targets), and where the
+    against three tiles of ≈ 370²: each null peak stands for ≈ 3 false targets), and where the
     false-discovery rate stays near its cut over a wide range of thresholds, as in images
     whose particles hardly stand out, that moves the count a long way (a real single-frame
     apoferritin field: 0, 103 or 70 of 160 for three draws of the null).
